@@ -1,0 +1,29 @@
+import { app, type InvocationContext, type Timer } from "@azure/functions";
+import { DEFAULTS, loadConfig } from "../shared/config";
+import { ConcurrentRunError, describeError } from "../shared/errors";
+import { formatSummary, runExportCycle } from "../shared/exportCycle";
+
+/** Hourly: new rows of system.access.audit to Blob Storage and Log Analytics, exactly once. */
+export async function exportAuditLogs(timer: Timer, context: InvocationContext): Promise<void> {
+  const config = loadConfig(process.env);
+  if (timer.isPastDue) context.warn("exportAuditLogs is running late (past due); it continues from its saved cursor.");
+  try {
+    const summary = await runExportCycle(config, process.env, { info: (m) => context.log(m), warn: (m) => context.warn(m) });
+    context.log(formatSummary(summary, config.logsIngestion !== undefined));
+  } catch (error) {
+    if (error instanceof ConcurrentRunError) {
+      context.warn(error.message);
+      return;
+    }
+    context.error(`exportAuditLogs failed: ${describeError(error)}`);
+    throw error;
+  }
+}
+
+app.timer("exportAuditLogs", {
+  // Read, not validated, at load: a bad value is reported by the handler, not by a crash at start-up.
+  schedule: process.env.EXPORT_SCHEDULE?.trim() || DEFAULTS.schedule,
+  runOnStartup: false,
+  useMonitor: true,
+  handler: exportAuditLogs,
+});

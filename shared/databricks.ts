@@ -1,0 +1,130 @@
+import type { TokenCredential } from "@azure/identity";
+import { DBSQLClient } from "@databricks/sql";
+import type IDBSQLSession from "@databricks/sql/dist/contracts/IDBSQLSession";
+import type IOperation from "@databricks/sql/dist/contracts/IOperation";
+import { eventFromRow, type KeyedEvent } from "./auditEvent";
+import { hourlyCountQuery, scanQuery, type BoundQuery, type EventKey } from "./auditQueries";
+import type { AuditFilter, DatabricksSettings } from "./config";
+import type { AuditSource } from "./exporter";
+
+/**
+ * The Databricks SQL warehouse, through the official driver. Authenticates with a PAT when
+ * one is configured, otherwise with an Entra ID token from the given credential (managed
+ * identity), which the driver caches and refreshes before it expires.
+ */
+export interface WarehouseOptions {
+  /** Rows per FetchResults call. */
+  fetchRows?: number;
+  /** Driver retry attempts for retryable HTTP answers (429/503 on polls). */
+  retryMaxAttempts?: number;
+  /** Socket timeout in ms (a cold warehouse can take minutes to answer). */
+  socketTimeoutMs?: number;
+}
+
+export const DEFAULT_FETCH_ROWS = 10_000;
+
+export class Warehouse implements AuditSource {
+  private constructor(
+    private readonly client: DBSQLClient,
+    private readonly session: IDBSQLSession,
+    private readonly fetchRows: number,
+  ) {}
+
+  static async connect(settings: DatabricksSettings, credential: TokenCredential | undefined, options: WarehouseOptions = {}): Promise<Warehouse> {
+    const client = new DBSQLClient();
+    // The driver logs to the console by default; errors reach us as exceptions instead.
+    client.on("error", () => undefined);
+    const common = {
+      host: settings.host,
+      port: settings.port,
+      path: settings.httpPath,
+      telemetryEnabled: false,
+      userAgentEntry: "dbx-audit-export",
+      ...(options.retryMaxAttempts !== undefined ? { retryMaxAttempts: options.retryMaxAttempts } : {}),
+      ...(options.socketTimeoutMs !== undefined ? { socketTimeout: options.socketTimeoutMs } : {}),
+    };
+    if (settings.accessToken) {
+      await client.connect({ ...common, authType: "access-token", token: settings.accessToken });
+    } else {
+      if (!credential) throw new Error("No DATABRICKS_ACCESS_TOKEN and no Azure credential: cannot authenticate to the SQL warehouse.");
+      const scope = settings.scope;
+      await client.connect({
+        ...common,
+        authType: "external-token",
+        getToken: async () => {
+          const token = await credential.getToken(scope);
+          if (!token) throw new Error(`The Azure credential returned no token for scope ${scope}.`);
+          return token.token;
+        },
+      });
+    }
+    try {
+      const session = await client.openSession();
+      return new Warehouse(client, session, options.fetchRows ?? DEFAULT_FETCH_ROWS);
+    } catch (error) {
+      await client.close().catch(() => undefined);
+      throw error;
+    }
+  }
+
+  /** Runs a query and yields its rows in chunks; the operation is closed when iteration ends, early or not. */
+  async *rows(query: BoundQuery, fetchRows = this.fetchRows): AsyncGenerator<Record<string, unknown>[]> {
+    const operation: IOperation = await this.session.executeStatement(query.sql, { namedParameters: query.params });
+    try {
+      while (await operation.hasMoreRows()) {
+        const chunk = (await operation.fetchChunk({ maxRows: fetchRows, disableBuffering: true })) as Record<string, unknown>[];
+        if (chunk.length > 0) yield chunk;
+      }
+    } finally {
+      await operation.close().catch(() => undefined);
+    }
+  }
+
+  async all(query: BoundQuery): Promise<Record<string, unknown>[]> {
+    const out: Record<string, unknown>[] = [];
+    for await (const chunk of this.rows(query)) out.push(...chunk);
+    return out;
+  }
+
+  /** Column names and type names of a statement's result, without fetching rows. */
+  async columns(sql: string): Promise<{ name: string; type: string }[]> {
+    const operation = await this.session.executeStatement(sql);
+    try {
+      const schema = await operation.getSchema();
+      return (schema?.columns ?? []).map((column) => {
+        const entry = column.typeDesc.types[0]?.primitiveEntry;
+        return { name: column.columnName, type: entry ? String(entry.type) : "UNKNOWN" };
+      });
+    } finally {
+      await operation.close().catch(() => undefined);
+    }
+  }
+
+  async *scan(filter: AuditFilter, after: EventKey, toUs: number): AsyncGenerator<KeyedEvent[]> {
+    for await (const rows of this.rows(scanQuery(filter, after, toUs))) yield rows.map(eventFromRow);
+  }
+
+  async countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
+    const counts = new Map<number, number>();
+    for (const row of await this.all(hourlyCountQuery(filter, fromUs, toUs))) {
+      counts.set(Number(row.hour_index), Number(row.event_count));
+    }
+    return counts;
+  }
+
+  async close(): Promise<void> {
+    await this.session.close().catch(() => undefined);
+    await this.client.close().catch(() => undefined);
+  }
+}
+
+/** Classifies driver errors by what they carry (the driver's error classes are not exported). */
+export function warehouseErrorKind(error: unknown): "auth" | "permission" | "unreachable" | "sql" | "other" {
+  const e = error as { statusCode?: number; code?: string; name?: string; message?: string; response?: { sqlState?: string; errorMessage?: string } };
+  const text = `${e.message ?? ""} ${e.response?.errorMessage ?? ""}`;
+  if (e.response?.sqlState === "42501" || /INSUFFICIENT_PERMISSIONS|PERMISSION_DENIED/.test(text)) return "permission";
+  if (e.statusCode === 401 || e.statusCode === 403) return "auth";
+  if (typeof e.code === "string" && /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH|CERT_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO)/.test(e.code)) return "unreachable";
+  if (e.name === "OperationStateError" || e.response?.sqlState) return "sql";
+  return "other";
+}

@@ -1,0 +1,69 @@
+import type { TokenCredential } from "@azure/identity";
+import { LogsIngestionClient, isAggregateLogsUploadError } from "@azure/monitor-ingestion";
+import type { LogsIngestionSettings } from "./config";
+import type { IngestionSink } from "./exporter";
+import type { SentinelAuditRecord } from "./sentinelRecord";
+
+export interface IngestionClientOptions {
+  /** Retries of 429/5xx per call, on top of the first try (the client honours Retry-After). */
+  maxRetries?: number;
+  retryDelayInMs?: number;
+  maxRetryDelayInMs?: number;
+}
+
+/**
+ * Log Analytics through the Logs Ingestion API and a DCR stream. The caller hands over one
+ * call's worth of records (< 1 MB of JSON), so a failure is a whole, known set of records.
+ */
+export class LogsIngestionSink implements IngestionSink {
+  private readonly client: LogsIngestionClient;
+
+  constructor(
+    private readonly settings: LogsIngestionSettings,
+    credential: TokenCredential,
+    options: IngestionClientOptions = {},
+  ) {
+    this.client = new LogsIngestionClient(settings.endpoint, credential, {
+      retryOptions: {
+        maxRetries: options.maxRetries ?? 5,
+        ...(options.retryDelayInMs !== undefined ? { retryDelayInMs: options.retryDelayInMs } : {}),
+        ...(options.maxRetryDelayInMs !== undefined ? { maxRetryDelayInMs: options.maxRetryDelayInMs } : {}),
+      },
+    });
+  }
+
+  async send(records: SentinelAuditRecord[]): Promise<void> {
+    try {
+      await this.client.upload(this.settings.ruleId, this.settings.streamName, records as unknown as Record<string, unknown>[], { maxConcurrency: 1 });
+    } catch (error) {
+      throw isAggregateLogsUploadError(error) ? (error.errors[0]?.cause ?? error) : error;
+    }
+  }
+
+  /**
+   * Proves the token, the rule and the stream by posting an empty array: the service checks
+   * authentication and permission and ingests nothing. (The client skips empty uploads, so
+   * this one call is made directly.) Returns the HTTP status and the service's error text.
+   */
+  async probe(credential: TokenCredential, scope = LOGS_INGESTION_SCOPE): Promise<{ status: number; message: string }> {
+    const token = await credential.getToken(scope);
+    if (!token) throw new Error(`The Azure credential returned no token for ${scope}.`);
+    const url = `${this.settings.endpoint}/dataCollectionRules/${encodeURIComponent(this.settings.ruleId)}/streams/${encodeURIComponent(this.settings.streamName)}?api-version=2023-01-01`;
+    const response = await fetch(url, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token.token}`, "content-type": "application/json" },
+      body: "[]",
+      signal: AbortSignal.timeout(20_000),
+    });
+    const text = response.status === 204 ? "" : await response.text();
+    let message = text;
+    try {
+      message = (JSON.parse(text) as { error?: { message?: string } }).error?.message ?? text;
+    } catch {
+      // not JSON: keep the text
+    }
+    return { status: response.status, message: message.slice(0, 500) };
+  }
+}
+
+export const LOGS_INGESTION_SCOPE = "https://monitor.azure.com/.default";

@@ -1,0 +1,43 @@
+/**
+ * `event_time` carries microseconds; a JS Date keeps milliseconds. Inside the project an
+ * instant is an integer count of microseconds since the epoch (exact up to year 2255 as a
+ * double), and text is ISO-8601 UTC with six fractional digits.
+ */
+export const MICROS_PER_HOUR = 3_600_000_000;
+
+export function microsToIso(us: number): string {
+  const ms = Math.floor(us / 1000);
+  const micros = us - ms * 1000;
+  const base = new Date(ms).toISOString(); // yyyy-mm-ddThh:mm:ss.sssZ
+  return `${base.slice(0, 23)}${String(micros).padStart(3, "0")}Z`;
+}
+
+export function msToMicros(ms: number): number {
+  return Math.round(ms) * 1000;
+}
+
+/**
+ * Parses an ISO-8601 timestamp keeping microseconds. A date alone means midnight UTC; a
+ * timestamp without a zone is taken as UTC (as `event_time` is).
+ */
+export function parseTimestampMicros(text: string): number | undefined {
+  const match =
+    /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i.exec(text.trim());
+  if (!match) return undefined;
+  const [, date, hh = "00", mm = "00", ss = "00", fraction = "", zone = "Z"] = match;
+  const zoneText = zone.toUpperCase() === "Z" ? "Z" : zone.includes(":") ? zone : `${zone.slice(0, 3)}:${zone.slice(3)}`;
+  const ms = Date.parse(`${date}T${hh}:${mm}:${ss}${zoneText}`);
+  if (Number.isNaN(ms)) return undefined;
+  // Reject dates Date.parse silently rolls over (2024-02-30).
+  if (zoneText === "Z" && new Date(ms).toISOString().slice(0, 10) !== date) return undefined;
+  const micros = Number(fraction.padEnd(6, "0").slice(0, 6));
+  return ms * 1000 + micros;
+}
+
+export function hourIndexOf(us: number): number {
+  return Math.floor(us / MICROS_PER_HOUR);
+}
+
+export function utcDateOf(us: number): string {
+  return microsToIso(us).slice(0, 10);
+}
