@@ -65,3 +65,14 @@ function isUsable(certPath: string, keyPath: string): boolean {
     return false;
   }
 }
+
+// `node dist/sandbox/tls.js` makes sure the sandbox CA exists (the CLI launcher uses it).
+if (require.main === module) {
+  ensureLocalTls().then(
+    (tls) => process.stdout.write(`${tls.caCertPath}\n`),
+    (error: unknown) => {
+      process.stderr.write(`Could not create the sandbox's TLS certificate: ${String(error)}\n`);
+      process.exit(1);
+    },
+  );
+}

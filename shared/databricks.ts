@@ -63,16 +63,24 @@ export class Warehouse implements AuditSource {
       return new Warehouse(client, session, options.fetchRows ?? DEFAULT_FETCH_ROWS);
     } catch (error) {
       await client.close().catch(() => undefined);
-      throw error;
+      throw markWarehouseError(error);
     }
   }
 
   /** Runs a query and yields its rows in chunks; the operation is closed when iteration ends, early or not. */
   async *rows(query: BoundQuery, fetchRows = this.fetchRows): AsyncGenerator<Record<string, unknown>[]> {
-    const operation: IOperation = await this.session.executeStatement(query.sql, { namedParameters: query.params });
+    const operation: IOperation = await this.session.executeStatement(query.sql, { namedParameters: query.params }).catch((e: unknown) => {
+      throw markWarehouseError(e);
+    });
     try {
-      while (await operation.hasMoreRows()) {
-        const chunk = (await operation.fetchChunk({ maxRows: fetchRows, disableBuffering: true })) as Record<string, unknown>[];
+      for (;;) {
+        let chunk: Record<string, unknown>[];
+        try {
+          if (!(await operation.hasMoreRows())) break;
+          chunk = (await operation.fetchChunk({ maxRows: fetchRows, disableBuffering: true })) as Record<string, unknown>[];
+        } catch (error) {
+          throw markWarehouseError(error);
+        }
         if (chunk.length > 0) yield chunk;
       }
     } finally {
@@ -88,9 +96,13 @@ export class Warehouse implements AuditSource {
 
   /** Column names and type names of a statement's result, without fetching rows. */
   async columns(sql: string): Promise<{ name: string; type: string }[]> {
-    const operation = await this.session.executeStatement(sql);
+    const operation = await this.session.executeStatement(sql).catch((e: unknown) => {
+      throw markWarehouseError(e);
+    });
     try {
-      const schema = await operation.getSchema();
+      const schema = await operation.getSchema().catch((e: unknown) => {
+        throw markWarehouseError(e);
+      });
       return (schema?.columns ?? []).map((column) => {
         const entry = column.typeDesc.types[0]?.primitiveEntry;
         return { name: column.columnName, type: entry ? String(entry.type) : "UNKNOWN" };
@@ -116,6 +128,16 @@ export class Warehouse implements AuditSource {
     await this.session.close().catch(() => undefined);
     await this.client.close().catch(() => undefined);
   }
+}
+
+/** Tags an error as the warehouse's, so messages blame the right system. */
+function markWarehouseError(error: unknown): unknown {
+  if (error && typeof error === "object") Object.defineProperty(error, "fromWarehouse", { value: true, enumerable: false });
+  return error;
+}
+
+export function isWarehouseError(error: unknown): boolean {
+  return !!error && typeof error === "object" && (error as { fromWarehouse?: boolean }).fromWarehouse === true;
 }
 
 /** Classifies driver errors by what they carry (the driver's error classes are not exported). */

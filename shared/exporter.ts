@@ -351,9 +351,10 @@ class ExportRun {
    */
   private async deliverPending(batch: PreparedBatch, records: (SentinelAuditRecord | undefined)[], byPosition?: (KeyedEvent | undefined)[]): Promise<void> {
     const { pending, events } = batch;
-    const [archive, ingestion] = await Promise.allSettled([this.writeArchive(pending, events), this.sendCalls(pending, records)]);
-    if (archive.status === "rejected") throw archive.reason;
-    if (ingestion.status === "rejected") throw ingestion.reason;
+    // Archive first, then Log Analytics: while the archive is written no call is in flight, so
+    // a crash there can never leave an accepted-but-unrecorded call behind.
+    await this.writeArchive(pending, events);
+    await this.sendCalls(pending, records);
 
     const byHour = new Map<number, string[]>();
     for (const event of byPosition ?? events) {

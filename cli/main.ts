@@ -1,0 +1,21 @@
+import { Command } from "commander";
+import { registerExportCommand } from "./exportCommand";
+import { registerRunCommand } from "./runCommand";
+import { registerSandboxCommand } from "./sandboxCommand";
+import { registerDemoCommand } from "./demoCommand";
+
+const program = new Command()
+  .name("dbx-audit")
+  .description("Databricks audit log (system.access.audit) to Azure Blob Storage and Log Analytics / Microsoft Sentinel.")
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(text) });
+
+registerExportCommand(program);
+registerRunCommand(program);
+registerSandboxCommand(program);
+registerDemoCommand(program);
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.exitCode = 1;
+});

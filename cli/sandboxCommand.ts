@@ -1,0 +1,28 @@
+import type { Command } from "commander";
+import { fail } from "./exit";
+
+export function registerSandboxCommand(program: Command): void {
+  program
+    .command("sandbox")
+    .description("Start the local stack (SQL warehouse stand-in, Azurite, Logs Ingestion and managed identity stand-ins) on loopback; print one JSON line describing it; run until SIGINT/SIGTERM.")
+    .option("--events <file>", "load these audit rows (JSONL, the table's column names)")
+    .option("--synthetic <n>", "load N synthetic audit rows", (v) => Number(v))
+    .action(async (flags: { events?: string; synthetic?: number }) => {
+      try {
+        if (flags.synthetic !== undefined && (!Number.isInteger(flags.synthetic) || flags.synthetic < 0)) {
+          throw new Error(`--synthetic must be a whole number of rows (0 or more); got '${String(flags.synthetic)}'.`);
+        }
+        // Test-support code: loaded only when asked for, never by the Functions host.
+        const { startSandboxStack, stopOnSignals } = await import("../sandbox/stack.js");
+        const stack = await startSandboxStack({
+          ...(flags.events ? { eventsFile: flags.events } : {}),
+          ...(flags.synthetic !== undefined ? { synthetic: flags.synthetic } : {}),
+        });
+        stopOnSignals(stack);
+        process.stdout.write(`${JSON.stringify(stack.contract)}\n`);
+      } catch (error) {
+        fail(error);
+        process.exit();
+      }
+    });
+}

@@ -1,0 +1,171 @@
+import { ManagedIdentityCredential } from "@azure/identity";
+import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
+import { expect } from "vitest";
+import type { AuditEvent } from "../../shared/auditEvent";
+import { BlobExportStore } from "../../shared/blobStore";
+import type { AuditFilter } from "../../shared/config";
+import { Warehouse, type WarehouseOptions } from "../../shared/databricks";
+import type { AuditSource, ExportDeps, ExportOptions, ExportStore, IngestionSink } from "../../shared/exporter";
+import { runExport } from "../../shared/exporter";
+import { LogsIngestionSink, type IngestionClientOptions } from "../../shared/logsIngestion";
+import type { SentinelAuditRecord } from "../../shared/sentinelRecord";
+import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
+
+/** Starts the local stack for one test file and points this process's managed identity at it. */
+export async function startStack(): Promise<SandboxStack> {
+  const stack = await startSandboxStack({ synthetic: 0 });
+  process.env.IDENTITY_ENDPOINT = stack.contract.env.IDENTITY_ENDPOINT;
+  process.env.IDENTITY_HEADER = stack.contract.env.IDENTITY_HEADER;
+  return stack;
+}
+
+export class SimulatedCrash extends Error {
+  override readonly name = "SimulatedCrash";
+}
+
+/**
+ * Stands in for the process dying: at step `crashAt` it throws, and from then on every call
+ * to storage, Log Analytics or the warehouse throws too, so nothing more leaves "the process".
+ */
+export class CrashSwitch {
+  steps: string[] = [];
+  dead = false;
+  constructor(private readonly crashAt?: number) {}
+
+  step(name: string): void {
+    if (this.dead) throw new SimulatedCrash(`already dead (${name})`);
+    this.steps.push(name);
+    if (this.steps.length === this.crashAt) {
+      this.dead = true;
+      throw new SimulatedCrash(`crash at step ${this.crashAt}: ${name}`);
+    }
+  }
+
+  async around<T>(name: string, work: () => Promise<T>): Promise<T> {
+    this.step(`before ${name}`);
+    const result = await work();
+    this.step(`after ${name}`);
+    return result;
+  }
+}
+
+export function crashingStore(store: ExportStore, sw: CrashSwitch): ExportStore {
+  return {
+    readState: () => sw.around("readState", () => store.readState()),
+    writeState: (state, etag) => sw.around("writeState", () => store.writeState(structuredClone(state), etag)),
+    writeArchive: (name, lines) => sw.around("writeArchive", () => store.writeArchive(name, lines)),
+    writeIds: (name, ids) => sw.around("writeIds", () => store.writeIds(name, ids)),
+    readIds: (name) => sw.around("readIds", () => store.readIds(name)),
+    readLedger: (hour) => sw.around("readLedger", () => store.readLedger(hour)),
+    deletePaths: (names) => sw.around("deletePaths", () => store.deletePaths(names)),
+    pruneLedger: (hour) => sw.around("pruneLedger", () => store.pruneLedger(hour)),
+  };
+}
+
+export function crashingSink(sink: IngestionSink, sw: CrashSwitch): IngestionSink {
+  // Only "before": the instant between Log Analytics' 204 and the state write that records it
+  // is the one window no client can close (the API has no idempotency key); see the README.
+  return {
+    send: async (records) => {
+      sw.step("before logsIngestionCall");
+      await sink.send(records);
+    },
+  };
+}
+
+export function crashingSource(source: AuditSource, sw: CrashSwitch): AuditSource {
+  return {
+    async *scan(filter, after, toUs) {
+      sw.step("before query");
+      for await (const chunk of source.scan(filter, after, toUs)) {
+        sw.step("after fetch");
+        yield chunk;
+      }
+    },
+    countByHour: (filter, from, to) => sw.around("countByHour", () => source.countByHour(filter, from, to)),
+  };
+}
+
+export const ALL_ROWS: AuditFilter = { services: "all", workspaceIds: [], includeAccountLevel: true };
+
+export interface RunSetup {
+  stack: SandboxStack;
+  container: ContainerClient;
+  options: ExportOptions;
+  now: () => number;
+  crash?: CrashSwitch;
+  ingestion?: boolean;
+  warehouseOptions?: WarehouseOptions;
+  ingestionOptions?: IngestionClientOptions;
+}
+
+let credential: ManagedIdentityCredential | undefined;
+/** Built after startStack(): the credential reads the identity endpoint from the environment. */
+export function identityCredential(): ManagedIdentityCredential {
+  credential ??= new ManagedIdentityCredential();
+  return credential;
+}
+
+export function containerFor(stack: SandboxStack, name: string): ContainerClient {
+  return BlobServiceClient.fromConnectionString(stack.contract.storage.connectionString).getContainerClient(name);
+}
+
+/** One export run through the real driver, Azurite and the Logs Ingestion client. */
+export async function exportOnce(setup: RunSetup): ReturnType<typeof runExport> {
+  const store = new BlobExportStore(setup.container);
+  await store.ensureContainer();
+  const warehouse = await Warehouse.connect(
+    { ...hostOf(setup.stack), httpPath: setup.stack.contract.databricks.httpPath, accessToken: setup.stack.contract.databricks.token, scope: "" },
+    undefined,
+    setup.warehouseOptions,
+  );
+  const sink =
+    setup.ingestion === false
+      ? undefined
+      : new LogsIngestionSink(
+          { endpoint: setup.stack.contract.logsIngestion.endpoint, ruleId: setup.stack.contract.logsIngestion.ruleId, streamName: setup.stack.contract.logsIngestion.streamName },
+          identityCredential(),
+          { maxRetries: 2, retryDelayInMs: 50, maxRetryDelayInMs: 200, ...setup.ingestionOptions },
+        );
+  const sw = setup.crash;
+  const deps: ExportDeps = {
+    source: sw ? crashingSource(warehouse, sw) : warehouse,
+    store: sw ? crashingStore(store, sw) : store,
+    ...(sink ? { ingestion: sw ? crashingSink(sink, sw) : sink } : {}),
+    now: setup.now,
+    log: { info: () => undefined, warn: () => undefined },
+  };
+  try {
+    return await runExport(setup.options, deps);
+  } finally {
+    await warehouse.close();
+  }
+}
+
+export function hostOf(stack: SandboxStack): { serverHostname: string; host: string; port: number } {
+  const [host, port] = stack.contract.databricks.serverHostname.split(":");
+  return { serverHostname: stack.contract.databricks.serverHostname, host: host!, port: Number(port) };
+}
+
+export async function archivedEvents(container: ContainerClient): Promise<AuditEvent[]> {
+  const store = new BlobExportStore(container);
+  const events: AuditEvent[] = [];
+  for (const name of await store.listNames("audit/")) {
+    for (const line of await store.readArchive(name)) events.push(JSON.parse(line) as AuditEvent);
+  }
+  return events;
+}
+
+export function ingestedRecords(stack: SandboxStack): SentinelAuditRecord[] {
+  return stack.logsIngestion.received() as unknown as SentinelAuditRecord[];
+}
+
+/** Each expected id exactly once, and nothing else. */
+export function expectExactlyOnce(actualIds: readonly string[], expectedIds: readonly string[], where: string): void {
+  const counts = new Map<string, number>();
+  for (const id of actualIds) counts.set(id, (counts.get(id) ?? 0) + 1);
+  const duplicated = [...counts].filter(([, n]) => n > 1).map(([id]) => id);
+  const missing = expectedIds.filter((id) => !counts.has(id));
+  const unexpected = [...counts.keys()].filter((id) => !expectedIds.includes(id));
+  expect({ where, duplicated, missing: missing.length, unexpected: unexpected.length }).toEqual({ where, duplicated: [], missing: 0, unexpected: 0 });
+}

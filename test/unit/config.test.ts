@@ -1,0 +1,92 @@
+import { describe, expect, it } from "vitest";
+import { DATABRICKS_DEFAULT_SCOPE, DEFAULT_AUDIT_SERVICES, loadConfig, parseServerHostname, resolveStart } from "../../shared/config";
+import { ConfigError } from "../../shared/errors";
+
+const minimal = {
+  DATABRICKS_SERVER_HOSTNAME: "adb-1234567890123456.7.azuredatabricks.net",
+  DATABRICKS_HTTP_PATH: "/sql/1.0/warehouses/abcdef1234567890",
+  EXPORT_STORAGE_ACCOUNT_URL: "https://mystorage.blob.core.windows.net",
+};
+
+function problemsOf(settings: Record<string, string>): string[] {
+  try {
+    loadConfig(settings);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return [...(error as ConfigError).problems];
+  }
+  return [];
+}
+
+describe("loadConfig", () => {
+  it("applies the documented defaults", () => {
+    const config = loadConfig(minimal);
+    expect(config.databricks).toMatchObject({ host: "adb-1234567890123456.7.azuredatabricks.net", port: 443, scope: DATABRICKS_DEFAULT_SCOPE });
+    expect(config.filter).toEqual({ workspaceIds: [], services: DEFAULT_AUDIT_SERVICES, includeAccountLevel: true });
+    expect(config.storage).toEqual({ kind: "accountUrl", accountUrl: "https://mystorage.blob.core.windows.net", container: "databricks-audit" });
+    expect(config.logsIngestion).toBeUndefined();
+    expect(config.settleDelayMs).toBeLessThanOrEqual(15 * 60_000);
+    expect(config.lateHorizonMs).toBeGreaterThanOrEqual(24 * 3600_000);
+    expect(config.start).toEqual({ kind: "ago", ms: 24 * 3600_000 });
+  });
+
+  it("reports every problem at once, naming each setting", () => {
+    const problems = problemsOf({
+      DATABRICKS_SERVER_HOSTNAME: "https://bad host/",
+      DATABRICKS_WORKSPACE_IDS: "123,abc,0",
+      AUDIT_SERVICES: "clusters,jobs' OR '1'='1",
+      LOGS_INGESTION_ENDPOINT: "https://dce.example.com",
+      EXPORT_START: "yesterday",
+      EXPORT_SETTLE_DELAY: "10 minutes",
+      AUDIT_INCLUDE_ACCOUNT_LEVEL: "maybe",
+      EXPORT_CONTAINER: "Bad_Name",
+    });
+    const named = ["DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH", "DATABRICKS_WORKSPACE_IDS", "AUDIT_SERVICES", "LOGS_INGESTION_RULE_ID", "EXPORT_START", "EXPORT_SETTLE_DELAY", "AUDIT_INCLUDE_ACCOUNT_LEVEL", "EXPORT_CONTAINER", "EXPORT_STORAGE_ACCOUNT_URL"];
+    for (const name of named) expect(problems.some((p) => p.includes(name)), name).toBe(true);
+    expect(problems.find((p) => p.startsWith("AUDIT_SERVICES"))).toContain("jobs' OR '1'='1");
+  });
+
+  it("accepts host:port, a PAT, a user-assigned identity and all three Logs Ingestion settings", () => {
+    const config = loadConfig({
+      ...minimal,
+      DATABRICKS_SERVER_HOSTNAME: "127.0.0.1:8443",
+      DATABRICKS_ACCESS_TOKEN: "dapi0123",
+      AZURE_CLIENT_ID: "11111111-2222-3333-4444-555555555555",
+      LOGS_INGESTION_ENDPOINT: "https://dce-abcd.westeurope-1.ingest.monitor.azure.com/",
+      LOGS_INGESTION_RULE_ID: "dcr-0123456789abcdef0123456789abcdef",
+      LOGS_INGESTION_STREAM: "Custom-DatabricksAudit",
+      DATABRICKS_WORKSPACE_IDS: " 111, 222 ,111",
+      AUDIT_SERVICES: "*",
+      AUDIT_REDACT_PARAMS: "password=drop,commandText",
+      EXPORT_START: "2024-09-01T00:00:00.000001Z",
+    });
+    expect(config.databricks).toMatchObject({ host: "127.0.0.1", port: 8443, accessToken: "dapi0123" });
+    expect(config.logsIngestion?.endpoint).toBe("https://dce-abcd.westeurope-1.ingest.monitor.azure.com");
+    expect(config.filter).toEqual({ workspaceIds: ["111", "222"], services: "all", includeAccountLevel: true });
+    expect(config.redaction).toEqual([{ key: "password", action: "drop" }, { key: "commandText", action: "mask" }]);
+    expect(resolveStart(config.start, 0)).toBe(Date.parse("2024-09-01T00:00:00Z") * 1000 + 1);
+  });
+
+  it("refuses both storage settings at once and a partial Logs Ingestion configuration", () => {
+    const problems = problemsOf({ ...minimal, EXPORT_STORAGE_CONNECTION_STRING: "AccountName=x;AccountKey=y", LOGS_INGESTION_STREAM: "Custom-X" });
+    expect(problems.some((p) => p.includes("only one of EXPORT_STORAGE_ACCOUNT_URL"))).toBe(true);
+    expect(problems.some((p) => p.includes("missing: LOGS_INGESTION_ENDPOINT, LOGS_INGESTION_RULE_ID"))).toBe(true);
+  });
+
+  it("does not need storage for the checks and the ad-hoc export", () => {
+    expect(loadConfig({ DATABRICKS_SERVER_HOSTNAME: minimal.DATABRICKS_SERVER_HOSTNAME, DATABRICKS_HTTP_PATH: minimal.DATABRICKS_HTTP_PATH }, { storage: false }).storage).toBeUndefined();
+  });
+});
+
+describe("parseServerHostname", () => {
+  it.each([
+    ["adb-1.2.azuredatabricks.net", { host: "adb-1.2.azuredatabricks.net", port: 443 }],
+    ["https://adb-1.2.azuredatabricks.net/", { host: "adb-1.2.azuredatabricks.net", port: 443 }],
+    ["127.0.0.1:4443", { host: "127.0.0.1", port: 4443 }],
+    ["host:0", undefined],
+    ["a b", undefined],
+    ["host/path", undefined],
+  ])("%s", (input, expected) => {
+    expect(parseServerHostname(input)).toEqual(expected);
+  });
+});

@@ -1,0 +1,83 @@
+import { describe, expect, it } from "vitest";
+import type { AuditEvent } from "../../shared/auditEvent";
+import { MAX_CALL_BYTES, MAX_FIELD_BYTES, TRUNCATED_KEYS_PARAM, TRUNCATION_MARKER, planChunks, toSentinelRecord, truncateUtf8 } from "../../shared/sentinelRecord";
+
+const event: AuditEvent = {
+  account_id: "acc",
+  workspace_id: "123",
+  version: "2.0",
+  event_time: "2024-09-01T00:00:00.000001Z",
+  event_date: "2024-09-01",
+  source_ip_address: "10.0.0.1:443",
+  user_agent: "ua",
+  session_id: "s",
+  user_identity: { email: "a@example.com", subject_name: "a" },
+  service_name: "accounts",
+  action_name: "login",
+  request_id: "r",
+  request_params: { user: "a" },
+  response: { status_code: 401, error_message: "bad", result: null },
+  audit_level: "WORKSPACE_LEVEL",
+  event_id: "e1",
+  identity_metadata: { run_by: "x", run_as: "y" },
+};
+
+describe("toSentinelRecord", () => {
+  it("uses the DatabricksAudit_CL column names and keeps the event's time", () => {
+    expect(toSentinelRecord(event)).toEqual({
+      TimeGenerated: event.event_time,
+      EventTime: event.event_time,
+      SchemaVersion: "2.0",
+      AuditLevel: "WORKSPACE_LEVEL",
+      AccountId: "acc",
+      WorkspaceId: "123",
+      ServiceName: "accounts",
+      ActionName: "login",
+      RequestId: "r",
+      SessionId: "s",
+      SourceIPAddress: "10.0.0.1:443",
+      UserAgent: "ua",
+      UserEmail: "a@example.com",
+      UserSubjectName: "a",
+      UserIdentity: event.user_identity,
+      RequestParams: { user: "a" },
+      ResponseStatusCode: 401,
+      ResponseErrorMessage: "bad",
+      ResponseResult: null,
+      EventId: "e1",
+      IdentityMetadata: event.identity_metadata,
+    });
+  });
+
+  it("caps oversized values with a marker and names the capped keys", () => {
+    const record = toSentinelRecord({ ...event, request_params: { a: "é".repeat(100_000), b: "\n".repeat(40_000), c: "small" }, response: { status_code: 200, error_message: null, result: "r".repeat(70_000) } });
+    expect(Buffer.byteLength(JSON.stringify(record.RequestParams))).toBeLessThanOrEqual(MAX_FIELD_BYTES);
+    expect(record.RequestParams!.c).toBe("small");
+    expect(record.RequestParams!.a!.endsWith(TRUNCATION_MARKER)).toBe(true);
+    expect(record.RequestParams![TRUNCATED_KEYS_PARAM]!.split(",").sort()).toEqual(["a", "b"]);
+    expect(Buffer.byteLength(record.ResponseResult!)).toBeLessThanOrEqual(MAX_FIELD_BYTES);
+    expect(record.ResponseResult!.endsWith(TRUNCATION_MARKER)).toBe(true);
+  });
+
+  it("truncates UTF-8 without splitting a character", () => {
+    expect(truncateUtf8("aé", 2)).toBe("a");
+    expect(truncateUtf8("😀😀", 5)).toBe("😀");
+  });
+});
+
+describe("planChunks", () => {
+  it("cuts exactly where the Logs Ingestion client would (sum of record sizes below 1,000,000 bytes)", () => {
+    const sizes = Array.from({ length: 25 }, () => 100_000);
+    const chunks = planChunks(sizes);
+    expect(chunks.map((c) => c.end - c.start)).toEqual([9, 9, 7]);
+    for (const c of chunks) expect(c.bytes).toBeLessThan(MAX_CALL_BYTES);
+  });
+  it("keeps a single oversized record in a call of its own and handles empty input", () => {
+    expect(planChunks([10, 2_000_000, 10])).toEqual([
+      { start: 0, end: 1, bytes: 10 },
+      { start: 1, end: 2, bytes: 2_000_000 },
+      { start: 2, end: 3, bytes: 10 },
+    ]);
+    expect(planChunks([])).toEqual([]);
+  });
+});
