@@ -29,7 +29,7 @@ if (!needsSandboxCa) {
   require(main);
 } else {
   if (!existsSync(caPath)) {
-    const made = spawnSync(process.execPath, [join(__dirname, "..", "dist", "sandbox", "tls.js")], { stdio: ["ignore", "ignore", "inherit"] });
+    const made = spawnSync(process.execPath, [join(__dirname, "..", "dist", "sandbox", "ensureTls.js")], { stdio: ["ignore", "ignore", "inherit"] });
     if (made.status !== 0 && (command === "sandbox" || command === "demo")) process.exit(made.status || 1);
   }
   if (!existsSync(caPath)) {

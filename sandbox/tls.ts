@@ -1,5 +1,5 @@
-import { mkdirSync, readFileSync, writeFileSync, existsSync, statSync } from "node:fs";
-import { X509Certificate } from "node:crypto";
+import { mkdirSync, readFileSync, renameSync, writeFileSync, existsSync, statSync } from "node:fs";
+import { X509Certificate, createPrivateKey } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import selfsigned from "selfsigned";
@@ -49,30 +49,28 @@ export async function ensureLocalTls(dir = defaultTlsDir()): Promise<LocalTls> {
         },
       ],
     });
-    // Write the key first: a reader that finds the certificate must also find its key.
-    writeFileSync(keyPath, result.private, { mode: 0o600 });
-    writeFileSync(caCertPath, result.cert, { mode: 0o644 });
+    // Write the key first, each file atomically: a reader that finds the certificate also finds
+    // its key. Two processes racing here each write a matching pair; the check below catches a mix.
+    writeAtomically(keyPath, result.private, 0o600);
+    writeAtomically(caCertPath, result.cert, 0o644);
   }
   return { cert: readFileSync(caCertPath, "utf8"), key: readFileSync(keyPath, "utf8"), caCertPath, keyPath };
+}
+
+function writeAtomically(path: string, content: string, mode: number): void {
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, content, { mode });
+  renameSync(temporary, path);
 }
 
 function isUsable(certPath: string, keyPath: string): boolean {
   if (!existsSync(certPath) || !existsSync(keyPath) || statSync(keyPath).size === 0) return false;
   try {
     const cert = new X509Certificate(readFileSync(certPath));
+    if (!cert.checkPrivateKey(createPrivateKey(readFileSync(keyPath)))) return false;
     return new Date(cert.validTo).getTime() > Date.now() + 7 * 24 * 3600_000;
   } catch {
     return false;
   }
 }
 
-// `node dist/sandbox/tls.js` makes sure the sandbox CA exists (the CLI launcher uses it).
-if (require.main === module) {
-  ensureLocalTls().then(
-    (tls) => process.stdout.write(`${tls.caCertPath}\n`),
-    (error: unknown) => {
-      process.stderr.write(`Could not create the sandbox's TLS certificate: ${String(error)}\n`);
-      process.exit(1);
-    },
-  );
-}

@@ -85,7 +85,8 @@ function toText(value: unknown): string | null {
   if (value === null || value === undefined) return null;
   if (typeof value === "string") return value;
   if (value instanceof Date) return value.toISOString();
-  return String(value);
+  if (typeof value === "object") return JSON.stringify(value);
+  return String(value as number | boolean | bigint);
 }
 
 function toNumber(value: unknown): number | null {
@@ -144,7 +145,7 @@ function toStringMap(value: unknown): Record<string, string | null> | null {
           : [];
   for (const [key, val] of entries) {
     if (key === null || key === undefined) continue;
-    out[String(key)] = toText(val);
+    out[toText(key)!] = toText(val);
   }
   return out;
 }

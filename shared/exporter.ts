@@ -325,7 +325,7 @@ class ExportRun {
       throw new Error(`The pending batch ${pending.id} has no ids blob (${idsBlobName(pending.id)}); the state and the container disagree. See TROUBLESHOOTING.md, "stuck or stale state".`);
     }
     const wanted = new Map(ids.map((id, index) => [id, index]));
-    const found: (KeyedEvent | undefined)[] = new Array(ids.length);
+    const found = new Array<KeyedEvent | undefined>(ids.length);
     const filter: AuditFilter = { ...this.options.filter, services: "all", workspaceIds: [], includeAccountLevel: true };
     for await (const chunk of this.deps.source.scan(filter, pending.from, pending.through.timeUs + 1)) {
       for (const event of chunk) {

@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
-import { ensureLocalTls } from "./sandbox/tls";
+import { ensureLocalTls } from "./sandbox/tls.js";
 
 const netGuard = fileURLToPath(new URL("./test/support/netGuard.mjs", import.meta.url));
 

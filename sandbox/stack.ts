@@ -1,0 +1,235 @@
+import { randomBytes } from "node:crypto";
+import { createReadStream } from "node:fs";
+import { createInterface } from "node:readline";
+import { BlobServiceClient } from "@azure/storage-blob";
+import { startAzurite, type AzuriteBlob } from "./azurite";
+import { startIdentityEndpoint, type IdentityEndpoint } from "./identityEndpoint";
+import { startLogsIngestion, type LogsIngestion } from "./logsIngestion";
+import { startSqlWarehouse } from "./sqlWarehouse/server";
+import { ensureLocalTls } from "./tls";
+
+/**
+ * The whole sandbox on loopback with free ports: the SQL warehouse stand-in, Azurite (blob),
+ * the Logs Ingestion stand-in and the managed identity endpoint, plus the contract object
+ * (DESIGN.md, "The sandbox (local stack) contract") that `dbx-audit sandbox` prints as one
+ * JSON line and that tests, the demo and the benchmark all use.
+ */
+export interface SandboxContract {
+  databricks: {
+    /** `127.0.0.1:<port>` */
+    serverHostname: string;
+    httpPath: string;
+    /** A PAT-shaped token with SELECT on system.access.audit. */
+    token: string;
+    /** A token that opens a session but gets INSUFFICIENT_PERMISSIONS on system.access.audit. */
+    noGrantToken: string;
+    /** The local CA every sandbox HTTPS server is signed with. */
+    caCertPath: string;
+    /** `https://127.0.0.1:<port>/admin`; POST {adminUrl}/events (JSONL) appends rows. */
+    adminUrl: string;
+  };
+  storage: { connectionString: string; container: string };
+  logsIngestion: { endpoint: string; ruleId: string; streamName: string; receivedUrl: string };
+  /** Every app setting a timer cycle needs, pointing at the sandbox. */
+  env: Record<string, string>;
+}
+
+export type SqlWarehouse = Awaited<ReturnType<typeof startSqlWarehouse>>;
+
+export interface SandboxStack {
+  contract: SandboxContract;
+  warehouse: SqlWarehouse;
+  blob: AzuriteBlob;
+  logsIngestion: LogsIngestion;
+  identity: IdentityEndpoint;
+  /** Stops everything (idempotent); resolves when every server and child process is gone. */
+  close(): Promise<void>;
+}
+
+export interface SandboxStackOptions {
+  /** JSONL of audit rows in the table's column names (event_time, service_name, ...). */
+  eventsFile?: string;
+  /** Append this many synthetic rows. */
+  synthetic?: number;
+}
+
+export const SANDBOX_CONTAINER = "databricks-audit";
+const EVENTS_BATCH = 5_000;
+
+export async function startSandboxStack(options: SandboxStackOptions = {}): Promise<SandboxStack> {
+  if (options.synthetic !== undefined && (!Number.isInteger(options.synthetic) || options.synthetic < 0)) {
+    throw new RangeError(`synthetic must be a whole number of rows (0 or more), got ${options.synthetic}`);
+  }
+  const tls = await ensureLocalTls();
+  const token = patLike();
+  const noGrantToken = patLike();
+
+  // Start everything at once; if one part fails, stop the parts that did start.
+  const started = await Promise.allSettled([
+    startIdentityEndpoint(),
+    startLogsIngestion({ tls: { cert: tls.cert, key: tls.key } }),
+    startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
+    startSqlWarehouse({ tls: { cert: tls.cert, key: tls.key }, token, noGrantToken, port: 0 }),
+  ] as const);
+  const closers: (() => Promise<void>)[] = [];
+  for (const result of started) if (result.status === "fulfilled") closers.push(() => result.value.close());
+  const closeAll = once(async () => {
+    const results = await Promise.allSettled(closers.map((close) => close()));
+    const errors = results.flatMap((r) => (r.status === "rejected" ? [r.reason as unknown] : []));
+    if (errors.length > 0) throw new AggregateError(errors, "sandbox: some parts did not stop cleanly");
+  });
+  const failed = started.find((r): r is PromiseRejectedResult => r.status === "rejected");
+  if (failed) {
+    await closeAll().catch(() => undefined);
+    throw failed.reason;
+  }
+  const [identity, logsIngestion, blob, warehouse] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+    IdentityEndpoint,
+    LogsIngestion,
+    AzuriteBlob,
+    SqlWarehouse,
+  ];
+
+  try {
+    // The archive container exists in a provisioned deployment (private: no public access).
+    await BlobServiceClient.fromConnectionString(blob.connectionString).getContainerClient(SANDBOX_CONTAINER).createIfNotExists();
+
+    if (options.eventsFile) await loadEventsFile(warehouse, options.eventsFile);
+    if (options.synthetic) await warehouse.appendSynthetic(options.synthetic);
+
+    const range = await warehouse.eventTimeRange();
+    const exportStart = range ? floorToHour(range.min) : new Date(Date.now() - 24 * 3600_000).toISOString();
+
+    const contract: SandboxContract = {
+      databricks: {
+        serverHostname: warehouse.serverHostname,
+        httpPath: warehouse.httpPath,
+        token,
+        noGrantToken,
+        caCertPath: tls.caCertPath,
+        adminUrl: warehouse.adminUrl,
+      },
+      storage: { connectionString: blob.connectionString, container: SANDBOX_CONTAINER },
+      logsIngestion: {
+        endpoint: logsIngestion.endpoint,
+        ruleId: logsIngestion.ruleId,
+        streamName: logsIngestion.streamName,
+        receivedUrl: logsIngestion.receivedUrl,
+      },
+      env: {
+        DATABRICKS_SERVER_HOSTNAME: warehouse.serverHostname,
+        DATABRICKS_HTTP_PATH: warehouse.httpPath,
+        DATABRICKS_WORKSPACE_IDS: "",
+        IDENTITY_ENDPOINT: identity.endpoint,
+        IDENTITY_HEADER: identity.header,
+        EXPORT_STORAGE_CONNECTION_STRING: blob.connectionString,
+        EXPORT_CONTAINER: SANDBOX_CONTAINER,
+        LOGS_INGESTION_ENDPOINT: logsIngestion.endpoint,
+        LOGS_INGESTION_RULE_ID: logsIngestion.ruleId,
+        LOGS_INGESTION_STREAM: logsIngestion.streamName,
+        EXPORT_START: exportStart,
+        NODE_EXTRA_CA_CERTS: tls.caCertPath,
+        DATABRICKS_TELEMETRY_DISABLED: "true",
+      },
+    };
+    return { contract, warehouse, blob, logsIngestion, identity, close: closeAll };
+  } catch (error) {
+    await closeAll().catch(() => undefined);
+    throw error;
+  }
+}
+
+/**
+ * Closes the stack on SIGINT or SIGTERM and exits 0 (1 if something did not stop cleanly).
+ * A second signal while closing exits at once.
+ */
+export function stopOnSignals(stack: Pick<SandboxStack, "close">): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      process.exit(130);
+    }
+    stopping = true;
+    stack.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        process.stderr.write(`sandbox: error while stopping after ${signal}: ${(error as Error)?.message ?? String(error)}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+}
+
+/** Streams a JSONL file of audit rows into the warehouse, in batches; a bad line names the file and line. */
+export async function loadEventsFile(warehouse: Pick<SqlWarehouse, "appendRows">, file: string): Promise<number> {
+  const lines = createInterface({ input: createReadStream(file, { encoding: "utf8" }), crlfDelay: Infinity });
+  let lineNumber = 0;
+  let total = 0;
+  let batch: Record<string, unknown>[] = [];
+  try {
+    for await (const line of lines) {
+      lineNumber += 1;
+      const text = lineNumber === 1 ? line.replace(/^\uFEFF/, "") : line;
+      if (!text.trim()) continue;
+      let row: unknown;
+      try {
+        row = JSON.parse(text);
+      } catch (error) {
+        throw new Error(`${file}:${lineNumber}: not valid JSON (${(error as Error).message})`);
+      }
+      if (row === null || typeof row !== "object" || Array.isArray(row)) {
+        throw new Error(`${file}:${lineNumber}: expected one JSON object per line (an audit row), got ${Array.isArray(row) ? "an array" : JSON.stringify(row)}`);
+      }
+      batch.push(row as Record<string, unknown>);
+      if (batch.length >= EVENTS_BATCH) {
+        await appendBatch(warehouse, batch, file, lineNumber);
+        total += batch.length;
+        batch = [];
+      }
+    }
+    if (batch.length > 0) {
+      await appendBatch(warehouse, batch, file, lineNumber);
+      total += batch.length;
+    }
+  } finally {
+    lines.close();
+  }
+  return total;
+}
+
+async function appendBatch(
+  warehouse: Pick<SqlWarehouse, "appendRows">,
+  rows: Record<string, unknown>[],
+  file: string,
+  lastLine: number,
+): Promise<void> {
+  try {
+    await warehouse.appendRows(rows);
+  } catch (error) {
+    const first = lastLine - rows.length + 1;
+    throw new Error(`${file}: rows ending at line ${lastLine} (from about line ${first}) were refused: ${(error as Error).message}`);
+  }
+}
+
+/** `2025-01-02 03:04:05.123456` or `2025-01-02T03:04:05Z` (UTC) -> `2025-01-02T03:00:00.000Z`. */
+export function floorToHour(value: string | Date): string {
+  if (value instanceof Date) return new Date(Math.floor(value.getTime() / 3600_000) * 3600_000).toISOString();
+  const timestamp = String(value);
+  const match = /^(\d{4}-\d{2}-\d{2})[T ](\d{2})/.exec(timestamp.trim());
+  const hasOffset = /(?:Z|[+-]\d{2}:?\d{2})$/i.test(timestamp.trim());
+  if (match && !hasOffset) return `${match[1]}T${match[2]}:00:00.000Z`;
+  const ms = Date.parse(timestamp);
+  if (Number.isNaN(ms)) throw new Error(`cannot read the earliest event_time '${timestamp}'`);
+  return new Date(Math.floor(ms / 3600_000) * 3600_000).toISOString();
+}
+
+function patLike(): string {
+  return `dapi${randomBytes(16).toString("hex")}`;
+}
+
+function once(fn: () => Promise<void>): () => Promise<void> {
+  let running: Promise<void> | undefined;
+  return () => (running ??= fn());
+}

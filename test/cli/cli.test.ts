@@ -1,0 +1,141 @@
+import { spawn } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { SandboxStack } from "../../sandbox/stack";
+import { AUDIT_COLUMNS } from "../../shared/auditEvent";
+import { auditRow, isoMicros } from "../support/auditRows";
+import { startStack } from "../support/exportHarness";
+
+/** The CLI as a user runs it: the built launcher, real flags, real exit codes. */
+const launcher = join(__dirname, "..", "..", "bin", "dbx-audit.js");
+let stack: SandboxStack;
+let dir: string;
+const T0 = Date.parse("2025-09-01T00:00:00Z");
+const W1 = "1111111111111111";
+const W2 = "2222222222222222";
+let w1InWindow: string[] = [];
+
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [launcher, ...args], { env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, DATABRICKS_TELEMETRY_DISABLED: "true", ...env } });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    child.on("error", reject);
+    child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+function seedFlags(extra: string[] = []): string[] {
+  return [
+    "--server-hostname", stack.contract.databricks.serverHostname,
+    "--http-path", stack.contract.databricks.httpPath,
+    "--access-token", stack.contract.databricks.token,
+    "--start", "2025-09-01T00:00:00Z",
+    "--end", "2025-09-01T02:00:00Z",
+    ...extra,
+  ];
+}
+
+beforeAll(async () => {
+  stack = await startStack();
+  dir = mkdtempSync(join(tmpdir(), "dbx-audit-cli-"));
+  const w1 = Array.from({ length: 30 }, (_, i) => auditRow(isoMicros((T0 + i * 5 * 60_000) * 1000 + 1), { workspace_id: W1 }));
+  const w2 = Array.from({ length: 10 }, (_, i) => auditRow(isoMicros((T0 + i * 60_000) * 1000), { workspace_id: W2 }));
+  const account = [auditRow(isoMicros(T0 * 1000 + 5), { workspace_id: "0", audit_level: "ACCOUNT_LEVEL", service_name: "accounts" })];
+  await stack.warehouse.appendRows([...w1, ...w2, ...account]);
+  w1InWindow = w1.filter((r) => Date.parse(r.event_time as string) < T0 + 2 * 3600_000).map((r) => r.event_id as string);
+});
+
+afterAll(async () => {
+  await stack?.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe("dbx-audit --help", () => {
+  it("lists the commands that exist", async () => {
+    const { code, stdout } = await cli(["--help"]);
+    expect(code).toBe(0);
+    for (const command of ["export", "run", "sandbox", "demo"]) expect(stdout).toContain(command);
+  });
+});
+
+describe("dbx-audit export", () => {
+  it("streams one workspace's events of [start, end) to a JSONL file with the table's column names", async () => {
+    const output = join(dir, "w1.jsonl");
+    const { code, stderr } = await cli(seedFlags(["--workspace-id", W1, "--output", output]));
+    expect(stderr).toContain(`Exported ${w1InWindow.length} events`);
+    expect(code).toBe(0);
+    const events = readFileSync(output, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(events.map((e) => e.event_id)).toEqual(w1InWindow);
+    expect(Object.keys(events[0]!)).toEqual([...AUDIT_COLUMNS]);
+    expect(events.every((e) => e.workspace_id === W1)).toBe(true);
+    expect(events[0]!.event_time).toBe(isoMicros(T0 * 1000 + 1));
+  });
+
+  it("writes to standard output with --output -, every workspace and account-level rows without --workspace-id", async () => {
+    const { code, stdout } = await cli(seedFlags(["--output", "-", "--services", "*"]));
+    expect(code).toBe(0);
+    const events = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(new Set(events.map((e) => e.workspace_id))).toEqual(new Set([W1, W2, "0"]));
+  });
+
+  it("refuses an injection attempt with a clear message, and writes nothing", async () => {
+    const output = join(dir, "never.jsonl");
+    const { code, stderr } = await cli(seedFlags(["--services", "clusters' OR '1'='1", "--workspace-id", "12; DROP TABLE x", "--output", output]));
+    expect(code).toBe(2);
+    expect(stderr).toContain("--services");
+    expect(stderr).toContain("--workspace-id");
+    expect(existsSync(output)).toBe(false);
+  });
+
+  it("reports bad dates and a reversed window, naming the flags", async () => {
+    const { code, stderr } = await cli(["--server-hostname", "h.example.com", "--http-path", "/sql/1.0/warehouses/x", "--start", "2024-02-30", "--end", "2024-01-01", "--output", join(dir, "x.jsonl")]);
+    expect(code).toBe(2);
+    expect(stderr).toContain("--start must be an ISO-8601 timestamp");
+  });
+
+  it("fails with a non-zero exit and an explanation on a wrong token, leaving no partial file", async () => {
+    const output = join(dir, "denied.jsonl");
+    const flags = seedFlags(["--output", output]);
+    flags[flags.indexOf("--access-token") + 1] = "dapi00000000000000000000000000000000";
+    const { code, stderr } = await cli(flags);
+    expect(code).toBe(1);
+    expect(stderr).toContain("refused the credentials");
+    expect(stderr).not.toContain("dapi00000000000000000000000000000000");
+    expect(existsSync(output)).toBe(false);
+    expect(existsSync(`${output}.partial`)).toBe(false);
+  });
+
+  it("explains missing grants for a token without them", async () => {
+    const flags = seedFlags(["--output", join(dir, "nogrant.jsonl")]);
+    flags[flags.indexOf("--access-token") + 1] = stack.contract.databricks.noGrantToken;
+    const { code, stderr } = await cli(flags);
+    expect(code).toBe(1);
+    expect(stderr).toContain("USE CATALOG");
+    expect(stderr).toContain("SELECT ON TABLE system.access.audit");
+  });
+});
+
+describe("dbx-audit run", () => {
+  it("runs one timer cycle from the sandbox's app settings, and a second run finds nothing new", async () => {
+    const env = { ...stack.contract.env, EXPORT_START: "2025-09-01T00:00:00Z", EXPORT_CONTAINER: "cli-run" };
+    const first = await cli(["run", "--json"], env);
+    expect(first.stderr).toBe("");
+    expect(first.code).toBe(0);
+    const summary = JSON.parse(first.stdout.trim()) as { eventsDelivered: number; caughtUp: boolean };
+    expect(summary.eventsDelivered).toBeGreaterThan(0);
+    const second = await cli(["run", "--json"], env);
+    expect(second.code).toBe(0);
+    expect((JSON.parse(second.stdout.trim()) as { eventsDelivered: number }).eventsDelivered).toBe(0);
+  });
+
+  it("names every invalid setting and exits 2 before any I/O", async () => {
+    const { code, stderr } = await cli(["run"], { DATABRICKS_SERVER_HOSTNAME: "bad host", AUDIT_SERVICES: "a'b" });
+    expect(code).toBe(2);
+    for (const name of ["DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH", "AUDIT_SERVICES", "EXPORT_STORAGE_ACCOUNT_URL"]) expect(stderr).toContain(name);
+  });
+});
