@@ -1,11 +1,17 @@
 import { app, type InvocationContext, type Timer } from "@azure/functions";
 import { DEFAULTS, loadConfig } from "../shared/config";
-import { ConcurrentRunError, describeError } from "../shared/errors";
+import { ConcurrentRunError, ConfigError, describeError } from "../shared/errors";
 import { formatSummary, runExportCycle } from "../shared/exportCycle";
 
 /** Hourly: new rows of system.access.audit to Blob Storage and Log Analytics, exactly once. */
 export async function exportAuditLogs(timer: Timer, context: InvocationContext): Promise<void> {
-  const config = loadConfig(process.env);
+  let config;
+  try {
+    config = loadConfig(process.env);
+  } catch (error) {
+    context.error(`exportAuditLogs cannot start: ${error instanceof ConfigError ? error.message : describeError(error)}`);
+    throw error;
+  }
   if (timer.isPastDue) context.warn("exportAuditLogs is running late (past due); it continues from its saved cursor.");
   try {
     const summary = await runExportCycle(config, process.env, { info: (m) => context.log(m), warn: (m) => context.warn(m) });
