@@ -3,6 +3,7 @@ import { registerExportCommand } from "./exportCommand";
 import { registerRunCommand } from "./runCommand";
 import { registerSandboxCommand } from "./sandboxCommand";
 import { registerDemoCommand } from "./demoCommand";
+import { registerCheckCommand } from "./checkCommand";
 
 const program = new Command()
   .name("dbx-audit")
@@ -12,6 +13,7 @@ const program = new Command()
 
 registerExportCommand(program);
 registerRunCommand(program);
+registerCheckCommand(program);
 registerSandboxCommand(program);
 registerDemoCommand(program);
 

@@ -31,7 +31,9 @@ export class Warehouse implements AuditSource {
   ) {}
 
   static async connect(settings: DatabricksSettings, credential: TokenCredential | undefined, options: WarehouseOptions = {}): Promise<Warehouse> {
-    const client = new DBSQLClient();
+    // The driver's default logger prints info lines to stdout (breaking --json output and the
+    // Functions log); its errors reach us as exceptions, so it stays silent.
+    const client = new DBSQLClient({ logger: { log: () => undefined } });
     // The driver logs to the console by default; errors reach us as exceptions instead.
     client.on("error", () => undefined);
     const common = {

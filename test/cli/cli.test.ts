@@ -31,6 +31,7 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
 
 function seedFlags(extra: string[] = []): string[] {
   return [
+    "export",
     "--server-hostname", stack.contract.databricks.serverHostname,
     "--http-path", stack.contract.databricks.httpPath,
     "--access-token", stack.contract.databricks.token,
@@ -93,7 +94,7 @@ describe("dbx-audit export", () => {
   });
 
   it("reports bad dates and a reversed window, naming the flags", async () => {
-    const { code, stderr } = await cli(["--server-hostname", "h.example.com", "--http-path", "/sql/1.0/warehouses/x", "--start", "2024-02-30", "--end", "2024-01-01", "--output", join(dir, "x.jsonl")]);
+    const { code, stderr } = await cli(["export", "--server-hostname", "h.example.com", "--http-path", "/sql/1.0/warehouses/x", "--start", "2024-02-30", "--end", "2024-01-01", "--output", join(dir, "x.jsonl")]);
     expect(code).toBe(2);
     expect(stderr).toContain("--start must be an ISO-8601 timestamp");
   });
