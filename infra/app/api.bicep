@@ -1,0 +1,138 @@
+// The Function App on the Flex Consumption plan (FC1, Linux), running as the user-assigned
+// identity everywhere: deployment package, AzureWebJobsStorage, Application Insights, Key Vault
+// references and the app's own Azure SDK clients.
+
+param name string
+param planName string
+param location string
+param tags object = {}
+
+@description('Resource ID of the user-assigned managed identity.')
+param identityId string
+
+@description('Client ID of the user-assigned managed identity.')
+param identityClientId string
+
+@description('Storage account for AzureWebJobsStorage and the deployment package.')
+param storageAccountName string
+param deploymentContainerName string
+
+param applicationInsightsConnectionString string
+
+@description('The app\'s own settings (everything the Functions host does not need).')
+param appSettings object
+
+@allowed([
+  '20'
+  '22'
+])
+param nodeVersion string = '20'
+
+@description('Memory of each instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound of instances. Timer runs are singletons; only HTTP calls to checkPrerequisites could scale out.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: union(tags, { 'azd-service-name': 'api' })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    // Key Vault references (the optional DATABRICKS_ACCESS_TOKEN) resolve with this identity.
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      // Flex Consumption takes the runtime here, not from FUNCTIONS_WORKER_RUNTIME or
+      // WEBSITE_NODE_DEFAULT_VERSION (which it does not accept as app settings).
+      runtime: {
+        name: 'node'
+        version: nodeVersion
+      }
+    }
+  }
+
+  resource appSettingsConfig 'config' = {
+    name: 'appsettings'
+    properties: union(appSettings, {
+      // Identity-based host storage: no connection string, no key.
+      AzureWebJobsStorage__accountName: storage.name
+      AzureWebJobsStorage__credential: 'managedidentity'
+      AzureWebJobsStorage__clientId: identityClientId
+      APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+      // Application Insights has local authentication disabled: telemetry is sent with this identity.
+      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+    })
+  }
+}
+
+// azd deploys with an Entra ID token; nobody needs publishing user names and passwords.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = functionApp.name
+output uri string = 'https://${functionApp.properties.defaultHostName}'

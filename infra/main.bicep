@@ -1,0 +1,320 @@
+// Databricks audit export: a Flex Consumption Function App that copies system.access.audit to a
+// private Blob container and to Log Analytics / Microsoft Sentinel (DatabricksAudit_CL), with one
+// user-assigned identity and no keys anywhere. See infra/README.md.
+
+targetScope = 'subscription'
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment: names the resource group and seeds the unique token in every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region of every resource. Pick one that offers Flex Consumption (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object ID of whoever runs azd (azd sets AZURE_PRINCIPAL_ID). Used only with grantPrincipalDataAccess.')
+param principalId string = ''
+
+@description('Also let principalId read and write the audit archive and upload to the DCR, so the dbx-audit CLI works from an admin shell with az login. Off by default: the archive is sensitive.')
+param grantPrincipalDataAccess bool = false
+
+// ---------------------------------------------------------------------------------------------
+// Databricks (app settings of the same names)
+
+@minLength(1)
+@description('DATABRICKS_SERVER_HOSTNAME: the SQL warehouse\'s server hostname (Connection details), e.g. adb-1234567890123456.7.azuredatabricks.net.')
+param databricksServerHostname string
+
+@minLength(1)
+@description('DATABRICKS_HTTP_PATH: the SQL warehouse\'s HTTP path (Connection details), e.g. /sql/1.0/warehouses/1234567890abcdef.')
+param databricksHttpPath string
+
+@description('DATABRICKS_WORKSPACE_IDS: comma-separated workspace IDs to export; empty for every workspace the warehouse sees.')
+param databricksWorkspaceIds string = ''
+
+@description('Optional Key Vault secret URI of a Databricks personal access token (https://<vault>.vault.azure.net/secrets/<name>). Empty (recommended): the app signs in to Databricks with its managed identity.')
+param databricksAccessTokenSecretUri string = ''
+
+@description('DATABRICKS_SCOPE: Entra ID scope of the Azure Databricks application; empty for the app\'s default (public cloud).')
+param databricksScope string = ''
+
+// ---------------------------------------------------------------------------------------------
+// Export options: empty means the app's default (shared/config.ts). Same names as the app settings.
+
+@description('AUDIT_SERVICES: comma-separated service_name values, or * for all; empty for the documented workspace-level list.')
+param auditServices string = ''
+
+@description('AUDIT_INCLUDE_ACCOUNT_LEVEL: true or false; empty for the default (true).')
+param auditIncludeAccountLevel string = ''
+
+@description('AUDIT_REDACT_PARAMS: request_params keys to drop or mask before any sink.')
+param auditRedactParams string = ''
+
+@description('EXPORT_SCHEDULE: six-field NCRONTAB (UTC); empty for hourly at minute 5.')
+param exportSchedule string = ''
+
+@description('EXPORT_START: where the first run starts, an ISO timestamp or an ISO-8601 duration back from now; empty for PT24H.')
+param exportStart string = ''
+
+@description('EXPORT_SETTLE_DELAY: ISO-8601 duration; empty for the default.')
+param exportSettleDelay string = ''
+
+@description('EXPORT_LATE_HORIZON: ISO-8601 duration; empty for the default.')
+param exportLateHorizon string = ''
+
+@description('EXPORT_TIME_BUDGET: ISO-8601 duration a run may spend fetching; keep it under functionTimeout in host.json (30 minutes). Empty for the default.')
+param exportTimeBudget string = ''
+
+@description('CHECK_WORKSPACE_LOOKBACK_HOURS: hours the prerequisite check looks back for events per workspace; empty for the default.')
+param checkWorkspaceLookbackHours string = ''
+
+// ---------------------------------------------------------------------------------------------
+// Sinks and hosting
+
+@description('Replication of the export storage account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param exportStorageSkuName string = 'Standard_LRS'
+
+@description('Archive blobs move to the Cool tier after this many days; 0 keeps them Hot.')
+@minValue(0)
+param archiveCoolTierAfterDays int = 30
+
+@description('Interactive retention of DatabricksAudit_CL, in days.')
+@minValue(4)
+@maxValue(730)
+param auditTableRetentionInDays int = 90
+
+@description('Total retention of DatabricksAudit_CL (interactive plus long-term), in days.')
+@minValue(4)
+@maxValue(4383)
+param auditTableTotalRetentionInDays int = 365
+
+@description('Optional: logs ingestion endpoint of a DCR deployed elsewhere (for example next to an existing Sentinel workspace, see infra/README.md). With logsIngestionRuleId it replaces the DCR this template creates in the app settings.')
+param logsIngestionEndpoint string = ''
+
+@description('Optional: immutable ID (dcr-...) of that DCR.')
+param logsIngestionRuleId string = ''
+
+@allowed([
+  '20'
+  '22'
+])
+@description('Node.js major version of the Functions runtime.')
+param nodeVersion string = '20'
+
+@description('Memory of each Flex Consumption instance, in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound of Flex Consumption instances.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+// ---------------------------------------------------------------------------------------------
+// Names
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+
+var resourceGroupName = '${abbrs.resourcesResourceGroups}${environmentName}'
+var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
+var exportContainerName = 'databricks-audit'
+var operatorPrincipalId = grantPrincipalDataAccess ? principalId : ''
+
+resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
+  name: resourceGroupName
+  location: location
+  tags: tags
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resources
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module functionStorage 'app/function-storage.bicep' = {
+  name: 'functionStorage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: deploymentContainerName
+  }
+}
+
+module exportStorage 'app/export-storage.bicep' = {
+  name: 'exportStorage'
+  scope: rg
+  params: {
+    name: '${abbrs.storageStorageAccounts}audit${resourceToken}'
+    location: location
+    tags: tags
+    containerName: exportContainerName
+    skuName: exportStorageSkuName
+    coolTierAfterDays: archiveCoolTierAfterDays
+  }
+}
+
+module logsIngestion 'app/logs-ingestion.bicep' = {
+  name: 'logsIngestion'
+  scope: rg
+  params: {
+    workspaceName: monitoring.outputs.logAnalyticsName
+    location: location
+    tags: tags
+    dataCollectionEndpointName: '${abbrs.insightsDataCollectionEndpoints}${resourceToken}'
+    dataCollectionRuleName: '${abbrs.insightsDataCollectionRules}databricks-audit-${resourceToken}'
+    principalId: identity.outputs.principalId
+    operatorPrincipalId: operatorPrincipalId
+    tableRetentionInDays: auditTableRetentionInDays
+    tableTotalRetentionInDays: auditTableTotalRetentionInDays
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    functionStorageAccountName: functionStorage.outputs.name
+    exportStorageAccountName: exportStorage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    principalId: identity.outputs.principalId
+    operatorPrincipalId: operatorPrincipalId
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// App settings (see local.settings.sample.json and shared/config.ts)
+
+var useExternalLogsIngestion = !empty(logsIngestionEndpoint) && !empty(logsIngestionRuleId)
+
+var requiredAppSettings = {
+  AZURE_CLIENT_ID: identity.outputs.clientId
+  DATABRICKS_SERVER_HOSTNAME: databricksServerHostname
+  DATABRICKS_HTTP_PATH: databricksHttpPath
+  EXPORT_STORAGE_ACCOUNT_URL: exportStorage.outputs.blobEndpoint
+  EXPORT_CONTAINER: exportStorage.outputs.containerName
+  LOGS_INGESTION_ENDPOINT: useExternalLogsIngestion ? logsIngestionEndpoint : logsIngestion.outputs.endpoint
+  LOGS_INGESTION_RULE_ID: useExternalLogsIngestion ? logsIngestionRuleId : logsIngestion.outputs.ruleId
+  LOGS_INGESTION_STREAM: logsIngestion.outputs.streamName
+}
+
+// Set only when given, so the app's own defaults stay the single source of truth.
+var optionalAppSettings = {
+  DATABRICKS_WORKSPACE_IDS: databricksWorkspaceIds
+  DATABRICKS_ACCESS_TOKEN: empty(databricksAccessTokenSecretUri) ? '' : '@Microsoft.KeyVault(SecretUri=${databricksAccessTokenSecretUri})'
+  DATABRICKS_SCOPE: databricksScope
+  AUDIT_SERVICES: auditServices
+  AUDIT_INCLUDE_ACCOUNT_LEVEL: auditIncludeAccountLevel
+  AUDIT_REDACT_PARAMS: auditRedactParams
+  EXPORT_SCHEDULE: exportSchedule
+  EXPORT_START: exportStart
+  EXPORT_SETTLE_DELAY: exportSettleDelay
+  EXPORT_LATE_HORIZON: exportLateHorizon
+  EXPORT_TIME_BUDGET: exportTimeBudget
+  CHECK_WORKSPACE_LOOKBACK_HOURS: checkWorkspaceLookbackHours
+}
+
+var givenOptionalAppSettings = toObject(filter(items(optionalAppSettings), setting => !empty(setting.value)), setting => setting.key, setting => setting.value)
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: functionStorage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    appSettings: union(requiredAppSettings, givenOptionalAppSettings)
+    nodeVersion: nodeVersion
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+  }
+  // Roles first, so the first start of the host can already reach its storage and Application Insights.
+  dependsOn: [
+    rbac
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Outputs (azd stores them in the environment: azd env get-values)
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output SERVICE_API_NAME string = api.outputs.name
+output AZURE_FUNCTION_APP_URL string = api.outputs.uri
+@description('GET with ?code=<function key>: 200 when every prerequisite passes, 503 otherwise.')
+output CHECK_PREREQUISITES_URL string = '${api.outputs.uri}/api/checkPrerequisites'
+
+// For the Databricks side. Deliberately not named AZURE_CLIENT_ID: in a local shell that variable
+// would make the CLI try a managed identity that only exists in Azure.
+@description('Application ID to add to the Databricks workspace as a service principal.')
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_MANAGED_IDENTITY_NAME string = identity.outputs.name
+@description('Object ID of the identity: what role assignments (for example on an external DCR) name.')
+output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
+
+// The sinks, under the app settings' names, so the CLI can target the deployment from an admin shell.
+output EXPORT_STORAGE_ACCOUNT_NAME string = exportStorage.outputs.name
+output EXPORT_STORAGE_ACCOUNT_URL string = exportStorage.outputs.blobEndpoint
+output EXPORT_CONTAINER string = exportStorage.outputs.containerName
+output LOGS_INGESTION_ENDPOINT string = requiredAppSettings.LOGS_INGESTION_ENDPOINT
+output LOGS_INGESTION_RULE_ID string = requiredAppSettings.LOGS_INGESTION_RULE_ID
+output LOGS_INGESTION_STREAM string = logsIngestion.outputs.streamName
+output AUDIT_TABLE_NAME string = logsIngestion.outputs.tableName
+output DATA_COLLECTION_RULE_ID string = logsIngestion.outputs.dataCollectionRuleId
+output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
