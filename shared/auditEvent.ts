@@ -97,7 +97,7 @@ function toNumber(value: unknown): number | null {
 }
 
 function toDateText(value: unknown): string | null {
-  if (value instanceof Date) return value.toISOString().slice(0, 10);
+  if (value instanceof Date) return utcDateOf(value.getTime() * 1000);
   if (typeof value === "string") return value.slice(0, 10);
   return null;
 }

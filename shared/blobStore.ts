@@ -8,7 +8,6 @@ const gzip = promisify(gzipCallback);
 const gunzip = promisify(gunzipCallback);
 
 export const STATE_BLOB = "_state/export.json";
-const LEDGER_PREFIX = "_state/ledger/";
 
 /**
  * The archive and the export's state in one private container. State writes are conditional
@@ -69,27 +68,14 @@ export class BlobExportStore implements ExportStore {
     }
   }
 
-  async readLedger(hourIndex: number): Promise<Set<string>> {
+  async readEventIds(names: readonly string[]): Promise<Set<string>> {
     const ids = new Set<string>();
-    for await (const blob of this.container.listBlobsFlat({ prefix: `${LEDGER_PREFIX}${hourIndex}/` })) {
-      for (const id of (await this.readIds(blob.name)) ?? []) ids.add(id);
-    }
+    for (const name of names) for (const id of (await this.readIds(name)) ?? []) ids.add(id);
     return ids;
   }
 
   async deletePaths(names: readonly string[]): Promise<void> {
     await Promise.all(names.map((name) => this.container.deleteBlob(name, { deleteSnapshots: "include" }).catch(ignoreNotFound)));
-  }
-
-  async pruneLedger(beforeHourIndex: number): Promise<void> {
-    for await (const item of this.container.listBlobsByHierarchy("/", { prefix: LEDGER_PREFIX })) {
-      if (item.kind !== "prefix") continue;
-      const hour = Number(item.name.slice(LEDGER_PREFIX.length).replace(/\/$/, ""));
-      if (!Number.isInteger(hour) || hour >= beforeHourIndex) continue;
-      const names: string[] = [];
-      for await (const blob of this.container.listBlobsFlat({ prefix: item.name })) names.push(blob.name);
-      await this.deletePaths(names);
-    }
   }
 
   /** Lines of an archive blob, for tests and the demo. */

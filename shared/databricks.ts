@@ -21,7 +21,7 @@ export interface WarehouseOptions {
   socketTimeoutMs?: number;
 }
 
-export const DEFAULT_FETCH_ROWS = 10_000;
+export const DEFAULT_FETCH_ROWS = 5_000;
 
 export class Warehouse implements AuditSource {
   private constructor(
@@ -71,7 +71,7 @@ export class Warehouse implements AuditSource {
 
   /** Runs a query and yields its rows in chunks; the operation is closed when iteration ends, early or not. */
   async *rows(query: BoundQuery, fetchRows = this.fetchRows): AsyncGenerator<Record<string, unknown>[]> {
-    const operation: IOperation = await this.session.executeStatement(query.sql, { namedParameters: query.params }).catch((e: unknown) => {
+    const operation: IOperation = await this.session.executeStatement(query.sql, { namedParameters: query.params, maxRows: fetchRows }).catch((e: unknown) => {
       throw markWarehouseError(e);
     });
     try {

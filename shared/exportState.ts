@@ -10,8 +10,11 @@ export interface ExportState {
   startUs: number;
   /** Every event at or before this key (as of its scan) reached every sink. `eventId ""`: all of `timeUs`'s predecessors. */
   cursor: EventKey;
-  /** Events delivered per UTC hour index, for hours inside the late-row horizon. */
-  deliveredByHour: Record<string, number>;
+  /**
+   * Per UTC hour index inside the late-row horizon: how many events were delivered, and the
+   * batches that delivered them (their ids blobs are the ledger of delivered event_ids).
+   */
+  deliveredByHour: Record<string, HourLedger>;
   /** A batch that was started and not yet committed: the next run finishes it first. */
   pending: PendingBatch | null;
   /** Who is running now. A lock past its expiry belongs to a run that died. */
@@ -21,6 +24,11 @@ export interface ExportState {
   lastFailureAt?: string;
   lastError?: string;
   totalDelivered: number;
+}
+
+export interface HourLedger {
+  events: number;
+  batches: string[];
 }
 
 export type BatchKind = "scan" | "late";

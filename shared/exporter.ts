@@ -1,11 +1,12 @@
 import { createHash, randomUUID } from "node:crypto";
-import { applyRedaction, type KeyedEvent } from "./auditEvent";
+import type { KeyedEvent } from "./auditEvent";
 import type { EventKey } from "./auditQueries";
 import type { AuditFilter, ExportStart, RedactionRule } from "./config";
 import { resolveStart } from "./config";
 import { ConcurrentRunError, DeliveryError, describeError } from "./errors";
 import { compareKeys, initialState, type BatchKind, type ExportState, type PendingBatch } from "./exportState";
-import { planChunks, toSentinelRecord, type SentinelAuditRecord } from "./sentinelRecord";
+import { BatchBuilder, prepareEvent, type PreparedBatch, type PreparedEvent } from "./batching";
+import type { SentinelAuditRecord } from "./sentinelRecord";
 import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "./timestamps";
 
 /**
@@ -14,15 +15,18 @@ import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "./timestam
  * kill it at any step and run it again.
  *
  * Protocol, per batch of events (in (event_time, event_id) order):
- *  1. write the batch's event_ids (its identity) to `_state/batches/<id>.ids`;
+ *  1. write the batch's event_ids (its identity) to `_state/batches/<id>.ids` (done while the
+ *     previous batch is being delivered);
  *  2. record the batch as `pending` in the state (conditional write);
- *  3. write the archive blobs (deterministic names: a retry overwrites) and send the Log
+ *  3. write the archive blobs (deterministic names: a retry overwrites), then send the Log
  *     Analytics calls, recording each confirmed call in the state as it is confirmed;
- *  4. write the per-hour ledger of delivered event_ids (for late rows);
- *  5. commit: advance the cursor, clear `pending` (conditional write).
+ *  4. commit: advance the cursor, count the events per hour and list the batch under each
+ *     hour it touched, clear `pending` (conditional write).
  * A run that finds a `pending` batch re-reads exactly those events, rewrites its blobs and
  * sends only the calls not yet confirmed. Late rows (appearing behind the cursor) are found
- * by comparing per-hour counts with what was delivered, then diffing event_ids per hour.
+ * by comparing per-hour counts with what was delivered, then diffing that hour's events with
+ * the ids blobs of the batches listed under it: the ids blobs are the ledger, kept while their
+ * hours are inside the late-row horizon.
  */
 
 export interface AuditSource {
@@ -44,9 +48,9 @@ export interface ExportStore {
   writeArchive(name: string, jsonLines: string): Promise<number>;
   writeIds(name: string, ids: readonly string[]): Promise<void>;
   readIds(name: string): Promise<string[] | null>;
-  readLedger(hourIndex: number): Promise<Set<string>>;
+  /** The union of several ids blobs. */
+  readEventIds(names: readonly string[]): Promise<Set<string>>;
   deletePaths(names: readonly string[]): Promise<void>;
-  pruneLedger(beforeHourIndex: number): Promise<void>;
 }
 
 export class StateConflictError extends Error {
@@ -70,8 +74,10 @@ export interface ExportOptions {
   settleDelayMs: number;
   lateHorizonMs: number;
   timeBudgetMs: number;
-  /** Events per batch (bounded memory; each batch is one commit). */
+  /** At most this many events per batch (bounded memory; each batch is one commit). */
   batchEvents?: number;
+  /** Full Log Analytics calls per batch (with Log Analytics on). */
+  callsPerBatch?: number;
   lockTtlMs?: number;
   /** Log Analytics calls in flight at once. */
   uploadConcurrency?: number;
@@ -115,6 +121,8 @@ export interface ExportSummary {
 }
 
 const DEFAULT_BATCH_EVENTS = 20_000;
+const DEFAULT_CALLS_PER_BATCH = 4;
+const MAX_ARCHIVE_BYTES_PER_BATCH = 8 * 1024 * 1024;
 const DEFAULT_LOCK_TTL_MS = 5 * 60_000;
 
 export async function runExport(options: ExportOptions, deps: ExportDeps): Promise<ExportSummary> {
@@ -122,9 +130,12 @@ export async function runExport(options: ExportOptions, deps: ExportDeps): Promi
   return run.execute();
 }
 
-interface PreparedBatch {
-  pending: PendingBatch;
-  events: KeyedEvent[];
+/** A prepared batch with its identity, its ids blob already written. */
+interface ReadyBatch {
+  id: string;
+  kind: BatchKind;
+  from: EventKey;
+  prepared: PreparedBatch;
 }
 
 class ExportRun {
@@ -263,9 +274,11 @@ class ExportRun {
         const result = await next;
         if (result.done) break;
         if (!this.timeLeft()) return false;
-        next = batches.next(); // fetch the next batch while this one is delivered
+        next = batches.next(); // fetch and prepare the next batch while this one is delivered
         next.catch(() => undefined);
-        await this.deliverNew("scan", result.value, targetUs);
+        await this.deliverNew(result.value);
+        const last = result.value.prepared.events[result.value.prepared.events.length - 1]!;
+        this.deps.onProgress?.({ cursorUs: last.timeUs, targetUs, eventsDelivered: this.summary.eventsDelivered });
       }
     } finally {
       await Promise.race([batches.return?.(undefined), sleep(5000)]).catch(() => undefined);
@@ -279,42 +292,56 @@ class ExportRun {
     return true;
   }
 
-  private async *batchesOf(chunks: AsyncIterable<KeyedEvent[]>): AsyncGenerator<KeyedEvent[]> {
-    let batch: KeyedEvent[] = [];
+  /** Prepares each event once and cuts the stream into batches that fill whole Log Analytics calls. */
+  private async *batchesOf(chunks: AsyncIterable<KeyedEvent[]>): AsyncGenerator<ReadyBatch> {
+    const ingestionOn = this.deps.ingestion !== undefined;
+    const builder = this.batchBuilder();
+    // Scan batches are contiguous: each starts (exclusive) where the previous one ended.
+    let from = this.state.cursor;
+    const ready = async (prepared: PreparedBatch): Promise<ReadyBatch> => {
+      const batch = await this.ready("scan", from, prepared);
+      const last = prepared.events[prepared.events.length - 1]!;
+      from = { timeUs: last.timeUs, eventId: last.eventId };
+      return batch;
+    };
     for await (const chunk of chunks) {
       this.summary.eventsRead += chunk.length;
       for (const event of chunk) {
-        batch.push(event);
-        if (batch.length >= this.batchEvents) {
-          yield batch;
-          batch = [];
-        }
+        const full = builder.add(prepareEvent(event, this.options.redaction, ingestionOn));
+        if (full) yield await ready(full);
       }
     }
-    if (batch.length > 0) yield batch;
+    const last = builder.flush();
+    if (last) yield await ready(last);
   }
 
-  private async deliverNew(kind: BatchKind, events: KeyedEvent[], targetUs: number): Promise<void> {
-    const first = events[0]!;
+  private batchBuilder(): BatchBuilder {
+    const limits = { maxEvents: this.batchEvents, callsPerBatch: this.options.callsPerBatch ?? DEFAULT_CALLS_PER_BATCH, maxArchiveBytes: MAX_ARCHIVE_BYTES_PER_BATCH };
+    return new BatchBuilder(limits, this.deps.ingestion !== undefined);
+  }
+
+  /** Names the batch and writes its ids blob: harmless if the run dies before recording it (a retry overwrites it). */
+  private async ready(kind: BatchKind, from: EventKey, prepared: PreparedBatch): Promise<ReadyBatch> {
+    const id = batchId(kind, from, prepared.events);
+    await this.deps.store.writeIds(idsBlobName(id), prepared.events.map((e) => e.eventId));
+    return { id, kind, from, prepared };
+  }
+
+  private async deliverNew({ id, kind, from, prepared }: ReadyBatch): Promise<void> {
+    const { events } = prepared;
     const last = events[events.length - 1]!;
-    const from = kind === "scan" ? this.state.cursor : { timeUs: first.timeUs, eventId: "" };
-    const id = batchId(kind, from, events);
-    const redacted = events.map((e) => ({ ...e, event: applyRedaction(e.event, this.options.redaction) }));
-    const prepared = prepareRecords(redacted, this.deps.ingestion !== undefined);
     const pending: PendingBatch = {
       id,
       kind,
       from,
       through: { timeUs: last.timeUs, eventId: last.eventId },
       count: events.length,
-      calls: prepared.calls,
+      calls: prepared.calls ? prepared.calls.map(({ start, end }) => ({ start, end, sent: false })) : null,
     };
-    await this.deps.store.writeIds(idsBlobName(id), events.map((e) => e.eventId));
     await this.save((state) => {
       state.pending = pending;
     });
-    await this.deliverPending({ pending, events: redacted }, prepared.records);
-    if (kind === "scan") this.deps.onProgress?.({ cursorUs: last.timeUs, targetUs, eventsDelivered: this.summary.eventsDelivered });
+    await this.deliverPending(pending, events);
   }
 
   // ---- resuming a batch a previous run left pending -------------------------------------
@@ -325,68 +352,72 @@ class ExportRun {
       throw new Error(`The pending batch ${pending.id} has no ids blob (${idsBlobName(pending.id)}); the state and the container disagree. See TROUBLESHOOTING.md, "stuck or stale state".`);
     }
     const wanted = new Map(ids.map((id, index) => [id, index]));
-    const found = new Array<KeyedEvent | undefined>(ids.length);
+    // Positions matter: the recorded Log Analytics calls are index ranges over the ids.
+    const found = new Array<PreparedEvent | undefined>(ids.length);
     const filter: AuditFilter = { ...this.options.filter, services: "all", workspaceIds: [], includeAccountLevel: true };
+    const ingestionOn = this.deps.ingestion !== undefined && pending.calls !== null;
     for await (const chunk of this.deps.source.scan(filter, pending.from, pending.through.timeUs + 1)) {
       for (const event of chunk) {
         const index = wanted.get(event.eventId);
-        if (index !== undefined && compareKeys(event, pending.through) <= 0) found[index] = event;
+        if (index !== undefined && compareKeys(event, pending.through) <= 0) found[index] = prepareEvent(event, this.options.redaction, ingestionOn);
       }
     }
     const missing = found.filter((e) => e === undefined).length;
     if (missing > 0) this.deps.log.warn(`Resuming batch ${pending.id}: ${missing} of its ${ids.length} events are no longer in the table (retention?); delivering the rest.`);
     this.deps.log.info(`Resuming batch ${pending.id} (${pending.kind}, ${ids.length} events) left pending by an earlier run.`);
-    // Keep index positions: the recorded Log Analytics calls are index ranges over the ids.
-    const events = found.map((e) => (e ? { ...e, event: applyRedaction(e.event, this.options.redaction) } : undefined));
-    const present = events.filter((e): e is KeyedEvent => e !== undefined);
-    const records = this.deps.ingestion ? events.map((e) => (e ? toSentinelRecord(e.event) : undefined)) : [];
-    await this.deliverPending({ pending, events: present }, records, events);
+    await this.deliverPending(pending, found);
   }
 
   // ---- delivering one batch -------------------------------------------------------------
 
-  /**
-   * @param records Log Analytics records by position in the batch (undefined: event gone).
-   * @param byPosition events by position when some are missing (resume); defaults to `batch.events`.
-   */
-  private async deliverPending(batch: PreparedBatch, records: (SentinelAuditRecord | undefined)[], byPosition?: (KeyedEvent | undefined)[]): Promise<void> {
-    const { pending, events } = batch;
+  /** Delivers a recorded batch; `events` by position in the batch (undefined: gone from the table). */
+  private async deliverPending(pending: PendingBatch, events: readonly (PreparedEvent | undefined)[]): Promise<void> {
+    const present = events.filter((e): e is PreparedEvent => e !== undefined);
     // Archive first, then Log Analytics: while the archive is written no call is in flight, so
     // a crash there can never leave an accepted-but-unrecorded call behind.
-    await this.writeArchive(pending, events);
-    await this.sendCalls(pending, records);
+    await this.writeArchive(pending, present);
+    await this.sendCalls(pending, events);
 
-    const byHour = new Map<number, string[]>();
-    for (const event of byPosition ?? events) {
-      if (!event) continue;
+    const perHour = new Map<number, number>();
+    for (const event of present) {
       const hour = hourIndexOf(event.timeUs);
-      let ids = byHour.get(hour);
-      if (!ids) byHour.set(hour, (ids = []));
-      ids.push(event.eventId);
+      perHour.set(hour, (perHour.get(hour) ?? 0) + 1);
     }
-    await Promise.all([...byHour].map(([hour, ids]) => this.deps.store.writeIds(ledgerBlobName(hour, pending.id), ids)));
-
     const horizonStartHour = hourIndexOf(this.state.cursor.timeUs - this.options.lateHorizonMs * 1000) - 1;
+    const unreferenced = new Set<string>();
     await this.save((state) => {
-      for (const [hour, ids] of byHour) state.deliveredByHour[hour] = (state.deliveredByHour[hour] ?? 0) + ids.length;
-      for (const hour of Object.keys(state.deliveredByHour)) if (Number(hour) < horizonStartHour) delete state.deliveredByHour[hour];
+      for (const [hour, events] of perHour) {
+        if (hour < horizonStartHour) continue;
+        const entry = (state.deliveredByHour[hour] ??= { events: 0, batches: [] });
+        entry.events += events;
+        if (!entry.batches.includes(pending.id)) entry.batches.push(pending.id);
+      }
+      for (const [hour, entry] of Object.entries(state.deliveredByHour)) {
+        if (Number(hour) >= horizonStartHour) continue;
+        entry.batches.forEach((b) => unreferenced.add(b));
+        delete state.deliveredByHour[hour];
+      }
+      const referenced = new Set(Object.values(state.deliveredByHour).flatMap((entry) => entry.batches));
+      if (!referenced.has(pending.id)) unreferenced.add(pending.id);
+      for (const b of referenced) unreferenced.delete(b);
       if (pending.kind === "scan" && compareKeys(pending.through, state.cursor) > 0) state.cursor = pending.through;
       state.pending = null;
-      state.totalDelivered += events.length;
+      state.totalDelivered += present.length;
     });
-    await this.deps.store.deletePaths([idsBlobName(pending.id)]).catch(() => undefined);
+    // Ids blobs of hours that left the late-row horizon are no longer needed.
+    await this.deps.store.deletePaths([...unreferenced].map(idsBlobName)).catch(() => undefined);
     this.summary.batches += 1;
-    this.summary.eventsDelivered += events.length;
-    if (pending.kind === "late") this.summary.lateEventsDelivered += events.length;
+    this.summary.eventsDelivered += present.length;
+    if (pending.kind === "late") this.summary.lateEventsDelivered += present.length;
   }
 
-  private async writeArchive(pending: PendingBatch, events: KeyedEvent[]): Promise<void> {
+  private async writeArchive(pending: PendingBatch, events: readonly PreparedEvent[]): Promise<void> {
     const partitions = new Map<string, string[]>();
-    for (const { event, timeUs } of events) {
-      const name = archiveBlobName(event.workspace_id, timeUs, pending.id);
+    for (const event of events) {
+      const name = archiveBlobName(event.workspaceId, event.timeUs, pending.id);
       let lines = partitions.get(name);
       if (!lines) partitions.set(name, (lines = []));
-      lines.push(JSON.stringify(event));
+      lines.push(event.line);
     }
     const queue = [...partitions];
     const worker = async (): Promise<void> => {
@@ -399,7 +430,7 @@ class ExportRun {
     await Promise.all(Array.from({ length: Math.min(this.options.archiveConcurrency ?? 4, queue.length) }, worker));
   }
 
-  private async sendCalls(pending: PendingBatch, records: (SentinelAuditRecord | undefined)[]): Promise<void> {
+  private async sendCalls(pending: PendingBatch, events: readonly (PreparedEvent | undefined)[]): Promise<void> {
     const ingestion = this.deps.ingestion;
     if (!ingestion || !pending.calls) return;
     const calls = pending.calls;
@@ -408,15 +439,15 @@ class ExportRun {
     const worker = async (): Promise<void> => {
       for (let item = queue.shift(); item; item = queue.shift()) {
         const { call, index } = item;
-        const chunk = records.slice(call.start, call.end).filter((r): r is SentinelAuditRecord => r !== undefined);
+        const records = events.slice(call.start, call.end).flatMap((e) => (e?.record ? [e.record] : []));
         try {
-          if (chunk.length > 0) await ingestion.send(chunk);
+          if (records.length > 0) await ingestion.send(records);
         } catch (error) {
-          failures.push(`call ${index + 1} (${chunk.length} records): ${describeError(error)}`);
+          failures.push(`call ${index + 1} (${records.length} records): ${describeError(error)}`);
           continue;
         }
-        this.summary.ingestionCalls += chunk.length > 0 ? 1 : 0;
-        this.summary.recordsIngested += chunk.length;
+        this.summary.ingestionCalls += records.length > 0 ? 1 : 0;
+        this.summary.recordsIngested += records.length;
         await this.save(() => {
           calls[index] = { ...call, sent: true };
         });
@@ -442,40 +473,38 @@ class ExportRun {
     const hours = [...counts.keys()].sort((a, b) => a - b);
     for (const hour of hours) {
       const inTable = counts.get(hour) ?? 0;
-      const delivered = this.state.deliveredByHour[hour] ?? 0;
+      const delivered = this.state.deliveredByHour[hour]?.events ?? 0;
       if (inTable < delivered) {
         this.deps.log.warn(`Hour ${microsToIso(hour * MICROS_PER_HOUR)} has ${inTable} events in the table but ${delivered} were delivered (rows removed, or the service/workspace filter changed).`);
       }
       if (inTable <= delivered) continue;
       if (!this.timeLeft()) return;
-      const ledger = await this.deps.store.readLedger(hour);
+      const ledger = await this.deps.store.readEventIds((this.state.deliveredByHour[hour]?.batches ?? []).map(idsBlobName));
       const hourStart = Math.max(hour * MICROS_PER_HOUR, fromUs);
       const hourEnd = Math.min((hour + 1) * MICROS_PER_HOUR, cursorUs);
-      let late: KeyedEvent[] = [];
+      const ingestionOn = this.deps.ingestion !== undefined;
+      const builder = this.batchBuilder();
       for await (const chunk of this.deps.source.scan(this.options.filter, { timeUs: hourStart, eventId: "" }, hourEnd)) {
         this.summary.eventsRead += chunk.length;
-        for (const event of chunk) if (!ledger.has(event.eventId)) late.push(event);
-        if (late.length >= this.batchEvents) {
-          await this.deliverNew("late", late, cursorUs);
-          late = [];
+        for (const event of chunk) {
+          if (ledger.has(event.eventId)) continue;
+          const full = builder.add(prepareEvent(event, this.options.redaction, ingestionOn));
+          if (full) await this.deliverLate(full);
         }
       }
-      if (late.length > 0) await this.deliverNew("late", late, cursorUs);
+      const rest = builder.flush();
+      if (rest) await this.deliverLate(rest);
     }
-    await this.deps.store.pruneLedger(hourIndexOf(horizonStart) - 1).catch((error: unknown) => this.deps.log.warn(`Could not prune the late-row ledger: ${describeError(error)}`));
+  }
+
+  private async deliverLate(prepared: PreparedBatch): Promise<void> {
+    await this.deliverNew(await this.ready("late", { timeUs: prepared.events[0]!.timeUs, eventId: "" }, prepared));
   }
 }
 
 // ---- pure helpers ---------------------------------------------------------------------------
 
-function prepareRecords(events: KeyedEvent[], ingestionOn: boolean): { records: SentinelAuditRecord[]; calls: PendingBatch["calls"] } {
-  if (!ingestionOn) return { records: [], calls: null };
-  const records = events.map((e) => toSentinelRecord(e.event));
-  const sizes = records.map((r) => Buffer.byteLength(JSON.stringify(r), "utf8"));
-  return { records, calls: planChunks(sizes).map(({ start, end }) => ({ start, end, sent: false })) };
-}
-
-export function batchId(kind: BatchKind, from: EventKey, events: readonly KeyedEvent[]): string {
+export function batchId(kind: BatchKind, from: EventKey, events: readonly { eventId: string }[]): string {
   const hash = createHash("sha256").update(`${from.timeUs}|${from.eventId}`);
   if (kind === "late") for (const e of events) hash.update(`|${e.eventId}`);
   return `${kind}-${from.timeUs}-${hash.digest("hex").slice(0, 12)}`;
@@ -489,10 +518,6 @@ export function archiveBlobName(workspaceId: string | null, timeUs: number, id: 
 
 export function idsBlobName(id: string): string {
   return `_state/batches/${id}.ids`;
-}
-
-export function ledgerBlobName(hourIndex: number, id: string): string {
-  return `_state/ledger/${hourIndex}/${id}.ids`;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -72,7 +72,7 @@ function capText(value: string | null): string | null {
 
 /** Keeps the serialized map under MAX_FIELD_BYTES by shortening the longest values, and names them. */
 function capParams(params: Record<string, string | null> | null): Record<string, string | null> | null {
-  if (!params || jsonBytes(params) <= MAX_FIELD_BYTES) return params;
+  if (!params || maxJsonBytes(params) <= MAX_FIELD_BYTES || jsonBytes(params) <= MAX_FIELD_BYTES) return params;
   const capped: Record<string, string | null> = { ...params, [TRUNCATED_KEYS_PARAM]: "" };
   const truncatedKeys = new Set<string>();
   const markerBytes = Buffer.byteLength(TRUNCATION_MARKER, "utf8");
@@ -91,6 +91,13 @@ function capParams(params: Record<string, string | null> | null): Record<string,
     capped[TRUNCATED_KEYS_PARAM] = [...truncatedKeys].join(",");
   }
   return capped;
+}
+
+/** An upper bound of the map's JSON size without serializing it (a character escapes to at most 6 bytes). */
+function maxJsonBytes(params: Record<string, string | null>): number {
+  let chars = 2;
+  for (const key in params) chars += key.length + (params[key]?.length ?? 4) + 6;
+  return chars * 6;
 }
 
 function jsonBytes(value: unknown): number {
@@ -113,26 +120,3 @@ export function truncateUtf8(value: string, maxBytes: number): string {
  * HTTP call, so a confirmed chunk is a confirmed call: the unit the export records.
  */
 export const MAX_CALL_BYTES = 1_000_000;
-
-export interface RecordChunk {
-  /** Index range [start, end) over the batch's events. */
-  start: number;
-  end: number;
-  bytes: number;
-}
-
-export function planChunks(recordSizes: readonly number[], maxBytes = MAX_CALL_BYTES): RecordChunk[] {
-  const chunks: RecordChunk[] = [];
-  let start = 0;
-  let bytes = 0;
-  recordSizes.forEach((size, index) => {
-    if (index > start && bytes + size >= maxBytes) {
-      chunks.push({ start, end: index, bytes });
-      start = index;
-      bytes = 0;
-    }
-    bytes += size;
-  });
-  if (recordSizes.length > start) chunks.push({ start, end: recordSizes.length, bytes });
-  return chunks;
-}

@@ -5,11 +5,17 @@
  */
 export const MICROS_PER_HOUR = 3_600_000_000;
 
+let cachedSecond = NaN;
+let cachedPrefix = "";
+
 export function microsToIso(us: number): string {
-  const ms = Math.floor(us / 1000);
-  const micros = us - ms * 1000;
-  const base = new Date(ms).toISOString(); // yyyy-mm-ddThh:mm:ss.sssZ
-  return `${base.slice(0, 23)}${String(micros).padStart(3, "0")}Z`;
+  // Formatting a Date is slow and events come in time order: reuse the last second's text.
+  const second = Math.floor(us / 1_000_000);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedPrefix = new Date(second * 1000).toISOString().slice(0, 19); // yyyy-mm-ddThh:mm:ss
+  }
+  return `${cachedPrefix}.${String(us - second * 1_000_000).padStart(6, "0")}Z`;
 }
 
 export function msToMicros(ms: number): number {
@@ -38,6 +44,14 @@ export function hourIndexOf(us: number): number {
   return Math.floor(us / MICROS_PER_HOUR);
 }
 
+let cachedDay = NaN;
+let cachedDate = "";
+
 export function utcDateOf(us: number): string {
-  return microsToIso(us).slice(0, 10);
+  const day = Math.floor(us / 86_400_000_000);
+  if (day !== cachedDay) {
+    cachedDay = day;
+    cachedDate = new Date(day * 86_400_000).toISOString().slice(0, 10);
+  }
+  return cachedDate;
 }

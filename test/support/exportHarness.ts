@@ -56,9 +56,8 @@ export function crashingStore(store: ExportStore, sw: CrashSwitch): ExportStore 
     writeArchive: (name, lines) => sw.around("writeArchive", () => store.writeArchive(name, lines)),
     writeIds: (name, ids) => sw.around("writeIds", () => store.writeIds(name, ids)),
     readIds: (name) => sw.around("readIds", () => store.readIds(name)),
-    readLedger: (hour) => sw.around("readLedger", () => store.readLedger(hour)),
+    readEventIds: (names) => sw.around("readEventIds", () => store.readEventIds(names)),
     deletePaths: (names) => sw.around("deletePaths", () => store.deletePaths(names)),
-    pruneLedger: (hour) => sw.around("pruneLedger", () => store.pruneLedger(hour)),
   };
 }
 
@@ -97,6 +96,7 @@ export interface RunSetup {
   ingestion?: boolean;
   warehouseOptions?: WarehouseOptions;
   ingestionOptions?: IngestionClientOptions;
+  onProgress?: ExportDeps["onProgress"];
 }
 
 let credential: ManagedIdentityCredential | undefined;
@@ -134,6 +134,7 @@ export async function exportOnce(setup: RunSetup): ReturnType<typeof runExport> 
     ...(sink ? { ingestion: sw ? crashingSink(sink, sw) : sink } : {}),
     now: setup.now,
     log: { info: () => undefined, warn: () => undefined },
+    ...(setup.onProgress ? { onProgress: setup.onProgress } : {}),
   };
   try {
     return await runExport(setup.options, deps);

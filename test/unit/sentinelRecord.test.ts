@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { AuditEvent } from "../../shared/auditEvent";
-import { MAX_CALL_BYTES, MAX_FIELD_BYTES, TRUNCATED_KEYS_PARAM, TRUNCATION_MARKER, planChunks, toSentinelRecord, truncateUtf8 } from "../../shared/sentinelRecord";
+import { BatchBuilder, type BatchLimits, type PreparedEvent } from "../../shared/batching";
+import { MAX_FIELD_BYTES, TRUNCATED_KEYS_PARAM, TRUNCATION_MARKER, toSentinelRecord, truncateUtf8 } from "../../shared/sentinelRecord";
 
 const event: AuditEvent = {
   account_id: "acc",
@@ -65,19 +66,40 @@ describe("toSentinelRecord", () => {
   });
 });
 
-describe("planChunks", () => {
-  it("cuts exactly where the Logs Ingestion client would (sum of record sizes below 1,000,000 bytes)", () => {
-    const sizes = Array.from({ length: 25 }, () => 100_000);
-    const chunks = planChunks(sizes);
-    expect(chunks.map((c) => c.end - c.start)).toEqual([9, 9, 7]);
-    for (const c of chunks) expect(c.bytes).toBeLessThan(MAX_CALL_BYTES);
+describe("BatchBuilder", () => {
+  const event = (i: number, recordBytes: number): PreparedEvent => ({ timeUs: i, eventId: `e${i}`, workspaceId: "1", line: "x".repeat(100), record: null, recordBytes });
+  const build = (sizes: number[], limits: Partial<BatchLimits> = {}) => {
+    const builder = new BatchBuilder({ maxEvents: 1000, callsPerBatch: 2, maxArchiveBytes: 1e9, ...limits }, true);
+    const batches = sizes.flatMap((size, i) => builder.add(event(i, size)) ?? []);
+    const last = builder.flush();
+    return last ? [...batches, last] : batches;
+  };
+
+  it("cuts calls exactly where the Logs Ingestion client would (record sizes summing below 1,000,000 bytes)", () => {
+    const [batch] = build(Array.from({ length: 18 }, () => 100_000));
+    expect(batch!.calls!.map((c) => c.end - c.start)).toEqual([9, 9]);
   });
-  it("keeps a single oversized record in a call of its own and handles empty input", () => {
-    expect(planChunks([10, 2_000_000, 10])).toEqual([
-      { start: 0, end: 1, bytes: 10 },
-      { start: 1, end: 2, bytes: 2_000_000 },
-      { start: 2, end: 3, bytes: 10 },
+
+  it("fills whole calls per batch, so only the last call of a run is partly empty", () => {
+    const batches = build(Array.from({ length: 40 }, () => 100_000));
+    expect(batches.map((b) => b.events.length)).toEqual([18, 18, 4]);
+    expect(batches.map((b) => b.calls!.length)).toEqual([2, 2, 1]);
+    expect(batches[1]!.events[0]!.eventId).toBe("e18");
+  });
+
+  it("keeps a single oversized record in a call of its own", () => {
+    const [batch] = build([10, 2_000_000, 10], { callsPerBatch: 5 });
+    expect(batch!.calls).toEqual([
+      { start: 0, end: 1 },
+      { start: 1, end: 2 },
+      { start: 2, end: 3 },
     ]);
-    expect(planChunks([])).toEqual([]);
+  });
+
+  it("bounds events per batch, and archive bytes when Log Analytics is off", () => {
+    expect(build(Array.from({ length: 25 }, () => 10), { maxEvents: 10 }).map((b) => b.events.length)).toEqual([10, 10, 5]);
+    const off = new BatchBuilder({ maxEvents: 1000, callsPerBatch: 2, maxArchiveBytes: 250 }, false);
+    const batches = [0, 1, 2, 3, 4].flatMap((i) => off.add(event(i, 0)) ?? []);
+    expect(batches.map((b) => [b.events.length, b.calls])).toEqual([[2, null], [2, null]]);
   });
 });

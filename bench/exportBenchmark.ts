@@ -1,0 +1,141 @@
+/**
+ * `npm run bench [-- --events N]`: export throughput against the local stack, side by side with
+ * the bare driver, peak RSS of the exporting process, Logs Ingestion calls and bytes per call,
+ * and the stand-ins' own CPU share. The sandbox, the bare reader and the exporter each run in
+ * their own process.
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { ensureLocalTls } from "../sandbox/tls";
+import type { SandboxContract } from "../sandbox/stack";
+
+const MAX_CALL_BYTES = 1_048_576; // the service's limit per call (1 MB)
+const root = join(__dirname, "..", "..");
+
+interface WorkerResult {
+  mode: string;
+  events: number;
+  seconds: number;
+  maxRssMb: number;
+  cpuSeconds: number;
+  detail?: { ingestionCalls: number; recordsIngested: number; blobsWritten: number; bytesArchived: number };
+}
+
+async function main(): Promise<void> {
+  const events = readEventsFlag(process.argv.slice(2));
+  const tls = await ensureLocalTls();
+  if (process.env.NODE_EXTRA_CA_CERTS !== tls.caCertPath) {
+    // Node reads NODE_EXTRA_CA_CERTS only at start-up: run again trusting the sandbox CA.
+    const child = spawn(process.execPath, process.argv.slice(1), { stdio: "inherit", env: { ...process.env, NODE_EXTRA_CA_CERTS: tls.caCertPath } });
+    child.on("exit", (code) => process.exit(code ?? 1));
+    return;
+  }
+
+  log(`Starting the sandbox with ${events.toLocaleString("en-US")} synthetic events...`);
+  const loadStarted = performance.now();
+  const { sandbox, contract } = await startSandbox(events);
+  log(`  ready in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s`);
+  try {
+    const env = { ...process.env, ...contract.env, AUDIT_SERVICES: "*", EXPORT_TIME_BUDGET: "PT2H", EXPORT_SETTLE_DELAY: "PT1M" };
+
+    log("Bare driver: the export's query, fetched in chunks and thrown away...");
+    const bareCpu = sandboxCpu(sandbox.pid!);
+    const bare = await worker("bare", env);
+    const bareStandIn = sandboxCpu(sandbox.pid!) - bareCpu;
+
+    log("Full export cycle: Blob + Log Analytics...");
+    await fetch(`${contract.logsIngestion.endpoint}/admin/reset`, { method: "POST" });
+    const exportCpu = sandboxCpu(sandbox.pid!);
+    const exported = await worker("export", env);
+    const exportStandIn = sandboxCpu(sandbox.pid!) - exportCpu;
+    const stats = (await (await fetch(`${contract.logsIngestion.endpoint}/admin/stats`)).json()) as { calls: number; bytes: number[]; records: number };
+
+    const totalBytes = stats.bytes.reduce((a, b) => a + b, 0);
+    const fewestCalls = Math.ceil(totalBytes / MAX_CALL_BYTES);
+    const ratio = bare.events / bare.seconds > 0 ? exported.events / exported.seconds / (bare.events / bare.seconds) : 0;
+    const rows: [string, string, string][] = [
+      ["events", fmt(bare.events), fmt(exported.events)],
+      ["seconds", bare.seconds.toFixed(2), exported.seconds.toFixed(2)],
+      ["events/s", fmt(bare.events / bare.seconds), fmt(exported.events / exported.seconds)],
+      ["peak RSS (MB)", bare.maxRssMb.toFixed(0), exported.maxRssMb.toFixed(0)],
+      ["process CPU (s)", bare.cpuSeconds.toFixed(1), exported.cpuSeconds.toFixed(1)],
+      ["stand-ins CPU (s)", bareStandIn.toFixed(1), exportStandIn.toFixed(1)],
+      ["stand-ins CPU share of wall", pct(bareStandIn / bare.seconds), pct(exportStandIn / exported.seconds)],
+      ["Logs Ingestion calls", "-", fmt(stats.calls)],
+      ["fewest calls the 1 MB limit allows", "-", fmt(fewestCalls)],
+      ["bytes per call (mean, uncompressed)", "-", fmt(stats.calls ? totalBytes / stats.calls : 0)],
+      ["records accepted", "-", fmt(stats.records)],
+      ["blobs / bytes archived (gzip)", "-", exported.detail ? `${fmt(exported.detail.blobsWritten)} / ${fmt(exported.detail.bytesArchived)}` : "-"],
+    ];
+    const width = Math.max(...rows.map((r) => r[0].length));
+    console.log(`\n${"".padEnd(width)}  ${"bare driver".padStart(14)}  ${"full export".padStart(14)}`);
+    for (const [name, a, b] of rows) console.log(`${name.padEnd(width)}  ${a.padStart(14)}  ${b.padStart(14)}`);
+    console.log(`\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(exported.events / exported.seconds)}, peak RSS ${exported.maxRssMb.toFixed(0)} MB, calls ${stats.calls}`);
+  } finally {
+    sandbox.kill("SIGTERM");
+    await new Promise((resolve) => sandbox.once("exit", resolve));
+  }
+}
+
+function readEventsFlag(args: string[]): number {
+  const index = args.indexOf("--events");
+  const value = index >= 0 ? Number(args[index + 1]) : 200_000;
+  if (!Number.isInteger(value) || value < 1) throw new Error(`--events must be a whole number above 0; got '${args[index + 1]}'.`);
+  return value;
+}
+
+function startSandbox(events: number): Promise<{ sandbox: ChildProcess; contract: SandboxContract }> {
+  const sandbox = spawn(process.execPath, [join(root, "dist", "cli", "main.js"), "sandbox", "--synthetic", String(events)], { stdio: ["ignore", "pipe", "inherit"] });
+  return new Promise((resolve, reject) => {
+    sandbox.once("exit", (code) => reject(new Error(`the sandbox exited with code ${code} before it was ready`)));
+    createInterface({ input: sandbox.stdout! }).once("line", (line) => resolve({ sandbox, contract: JSON.parse(line) as SandboxContract }));
+  });
+}
+
+function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv): Promise<WorkerResult> {
+  const child = spawn(process.execPath, [join(__dirname, "worker.js"), mode], { env, stdio: ["ignore", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve, reject) => {
+    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as WorkerResult) : reject(new Error(`the ${mode} worker exited with code ${code}`))));
+  });
+}
+
+/** CPU seconds used so far by a process and all its descendants (Linux /proc). */
+function sandboxCpu(pid: number): number {
+  const ticks = 100; // USER_HZ on Linux
+  const parents = new Map<number, number>();
+  const cpu = new Map<number, number>();
+  for (const entry of readdirSync("/proc")) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      parents.set(Number(entry), Number(fields[1]));
+      cpu.set(Number(entry), (Number(fields[11]) + Number(fields[12])) / ticks);
+    } catch {
+      // the process ended while we looked
+    }
+  }
+  let total = 0;
+  for (const [child] of cpu) {
+    for (let p: number | undefined = child; p !== undefined && p > 1; p = parents.get(p)) {
+      if (p === pid) {
+        total += cpu.get(child) ?? 0;
+        break;
+      }
+    }
+  }
+  return total;
+}
+
+const fmt = (n: number): string => Math.round(n).toLocaleString("en-US");
+const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
+const log = (text: string): void => void process.stderr.write(`${text}\n`);
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

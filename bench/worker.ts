@@ -1,0 +1,42 @@
+/**
+ * One measured side of the benchmark, in a process of its own so its peak RSS is its own:
+ *   bare   - the export's query through the driver, fetched in chunks and thrown away
+ *   export - one full export cycle (Blob + Log Analytics), exactly as `dbx-audit run`
+ * Settings come from the environment (the sandbox's app settings). Prints one JSON line.
+ */
+import { loadConfig, resolveStart } from "../shared/config";
+import { createAzureCredential } from "../shared/composition";
+import { Warehouse } from "../shared/databricks";
+import { runExportCycle } from "../shared/exportCycle";
+import { scanQuery } from "../shared/auditQueries";
+
+async function main(): Promise<void> {
+  const mode = process.argv[2];
+  const config = loadConfig(process.env);
+  const started = performance.now();
+  let events = 0;
+  let detail: unknown;
+  if (mode === "bare") {
+    const warehouse = await Warehouse.connect(config.databricks, createAzureCredential(config, process.env));
+    const nowMs = Date.now();
+    const query = scanQuery(config.filter, { timeUs: resolveStart(config.start, nowMs), eventId: "" }, (nowMs - config.settleDelayMs) * 1000);
+    for await (const rows of warehouse.rows(query)) events += rows.length;
+    await warehouse.close();
+  } else if (mode === "export") {
+    const summary = await runExportCycle(config, process.env, { info: () => undefined, warn: (m) => process.stderr.write(`${m}\n`) });
+    events = summary.eventsDelivered;
+    detail = summary;
+  } else {
+    throw new Error(`usage: worker bare|export (got '${mode}')`);
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const usage = process.resourceUsage();
+  process.stdout.write(
+    `${JSON.stringify({ mode, events, seconds, maxRssMb: usage.maxRSS / 1024, cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6, detail })}\n`,
+  );
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
+  process.exit(1);
+});
