@@ -70,9 +70,11 @@ async function main(): Promise<void> {
       ["blobs / bytes archived (gzip)", "-", exported.detail ? `${fmt(exported.detail.blobsWritten)} / ${fmt(exported.detail.bytesArchived)}` : "-"],
     ];
     const width = Math.max(...rows.map((r) => r[0].length));
-    console.log(`\n${"".padEnd(width)}  ${"bare driver".padStart(14)}  ${"full export".padStart(14)}`);
-    for (const [name, a, b] of rows) console.log(`${name.padEnd(width)}  ${a.padStart(14)}  ${b.padStart(14)}`);
-    console.log(`\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(exported.events / exported.seconds)}, peak RSS ${exported.maxRssMb.toFixed(0)} MB, calls ${stats.calls}`);
+    print(`\n${"".padEnd(width)}  ${"bare driver".padStart(14)}  ${"full export".padStart(14)}`);
+    for (const [name, a, b] of rows) print(`${name.padEnd(width)}  ${a.padStart(14)}  ${b.padStart(14)}`);
+    print(
+      `\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(exported.events / exported.seconds)}, peak RSS ${exported.maxRssMb.toFixed(0)} MB, calls ${stats.calls}`,
+    );
   } finally {
     sandbox.kill("SIGTERM");
     await new Promise((resolve) => sandbox.once("exit", resolve));
@@ -87,10 +89,12 @@ function readEventsFlag(args: string[]): number {
 }
 
 function startSandbox(events: number): Promise<{ sandbox: ChildProcess; contract: SandboxContract }> {
-  const sandbox = spawn(process.execPath, [join(root, "dist", "cli", "main.js"), "sandbox", "--synthetic", String(events)], { stdio: ["ignore", "pipe", "inherit"] });
+  const sandbox = spawn(process.execPath, [join(root, "dist", "cli", "main.js"), "sandbox", "--synthetic", String(events)], {
+    stdio: ["ignore", "pipe", "inherit"],
+  });
   return new Promise((resolve, reject) => {
     sandbox.once("exit", (code) => reject(new Error(`the sandbox exited with code ${code} before it was ready`)));
-    createInterface({ input: sandbox.stdout! }).once("line", (line) => resolve({ sandbox, contract: JSON.parse(line) as SandboxContract }));
+    createInterface({ input: sandbox.stdout }).once("line", (line) => resolve({ sandbox, contract: JSON.parse(line) as SandboxContract }));
   });
 }
 
@@ -99,7 +103,9 @@ function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv): Promise<Worker
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as WorkerResult) : reject(new Error(`the ${mode} worker exited with code ${code}`))));
+    child.on("exit", (code) =>
+      code === 0 ? resolve(JSON.parse(out.trim()) as WorkerResult) : reject(new Error(`the ${mode} worker exited with code ${code}`)),
+    );
   });
 }
 
@@ -134,6 +140,7 @@ function sandboxCpu(pid: number): number {
 const fmt = (n: number): string => Math.round(n).toLocaleString("en-US");
 const pct = (x: number): string => `${(x * 100).toFixed(0)}%`;
 const log = (text: string): void => void process.stderr.write(`${text}\n`);
+const print = (text: string): void => void process.stdout.write(`${text}\n`);
 
 main().catch((error: unknown) => {
   process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);

@@ -22,7 +22,9 @@ const caPath = join(process.env.DBX_AUDIT_SANDBOX_TLS_DIR || join(tmpdir(), "dbx
 const loopback = /(^|[/@=:;\s])(127\.\d+\.\d+\.\d+|localhost)([:/;]|$)/i;
 const pointsAtLoopback = () =>
   process.argv.slice(3).some((a) => loopback.test(a)) ||
-  ["DATABRICKS_SERVER_HOSTNAME", "EXPORT_STORAGE_CONNECTION_STRING", "EXPORT_STORAGE_ACCOUNT_URL", "LOGS_INGESTION_ENDPOINT"].some((n) => loopback.test(process.env[n] || ""));
+  ["DATABRICKS_SERVER_HOSTNAME", "EXPORT_STORAGE_CONNECTION_STRING", "EXPORT_STORAGE_ACCOUNT_URL", "LOGS_INGESTION_ENDPOINT"].some((n) =>
+    loopback.test(process.env[n] || ""),
+  );
 const needsSandboxCa = !process.env.NODE_EXTRA_CA_CERTS && (command === "sandbox" || command === "demo" || pointsAtLoopback());
 
 if (!needsSandboxCa) {

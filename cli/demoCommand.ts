@@ -61,7 +61,9 @@ async function demo(rows: number): Promise<void> {
     if (names.length > 5) say(`  ... and ${names.length - 5} more`);
     say(`  events per workspace: ${[...perWorkspace].map(([w, n]) => `${w === "0" ? "account-level" : w}=${n}`).join(", ")}`);
     say(`Log Analytics: ${received} records accepted on stream ${contract.logsIngestion.streamName} (DatabricksAudit_CL columns)`);
-    say(`State: cursor at ${state ? new Date(Math.floor(state.state.cursor.timeUs / 1000)).toISOString() : "?"} (${contract.storage.container}/_state/export.json); a second run exports only what is new.`);
+    say(
+      `State: cursor at ${state ? new Date(Math.floor(state.state.cursor.timeUs / 1000)).toISOString() : "?"} (${contract.storage.container}/_state/export.json); a second run exports only what is new.`,
+    );
     say(`Rows in the warehouse: ${await stack.warehouse.rowCount()} (the export reads the default service list up to now minus the settle delay).`);
     if (sample) {
       say();

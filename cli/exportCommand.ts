@@ -31,8 +31,12 @@ export function registerExportCommand(program: Command): void {
     .description("Stream the audit events of a time window [start, end) to a JSONL file, one event per line with the table's column names.")
     .option("--server-hostname <host>", "SQL warehouse server hostname, may carry :port (DATABRICKS_SERVER_HOSTNAME)")
     .option("--http-path <path>", "SQL warehouse HTTP path, e.g. /sql/1.0/warehouses/<id> (DATABRICKS_HTTP_PATH)")
-    .option("--workspace-id <id>", "only this workspace's events (repeat or comma-separate for several); default: every workspace the warehouse sees, with account-level events", collect)
-    .option("--include-account-level", "with --workspace-id: also export account-level events (workspace_id \"0\")")
+    .option(
+      "--workspace-id <id>",
+      "only this workspace's events (repeat or comma-separate for several); default: every workspace the warehouse sees, with account-level events",
+      collect,
+    )
+    .option("--include-account-level", 'with --workspace-id: also export account-level events (workspace_id "0")')
     .requiredOption("--start <timestamp>", "window start, included (ISO-8601, e.g. 2024-09-01T00:00:00Z)")
     .requiredOption("--end <timestamp>", "window end, excluded (ISO-8601)")
     .requiredOption("--output <file>", "JSONL file to write, or - for standard output")
@@ -61,7 +65,18 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
   let config: ReturnType<typeof loadConfig> | undefined;
   try {
     // Only what this command uses: the export's storage and schedule settings don't matter here.
-    config = loadConfig(pick(settings, ["DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH", "DATABRICKS_ACCESS_TOKEN", "DATABRICKS_SCOPE", "AZURE_CLIENT_ID", "AUDIT_SERVICES", "AUDIT_REDACT_PARAMS"]), { storage: false });
+    config = loadConfig(
+      pick(settings, [
+        "DATABRICKS_SERVER_HOSTNAME",
+        "DATABRICKS_HTTP_PATH",
+        "DATABRICKS_ACCESS_TOKEN",
+        "DATABRICKS_SCOPE",
+        "AZURE_CLIENT_ID",
+        "AUDIT_SERVICES",
+        "AUDIT_REDACT_PARAMS",
+      ]),
+      { storage: false },
+    );
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     problems.push(...error.problems.map(renameToFlags));
@@ -72,7 +87,8 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
   const endUs = parseTimestampMicros(flags.end ?? "");
   if (startUs === undefined) problems.push(`--start must be an ISO-8601 timestamp such as 2024-09-01T00:00:00Z; got '${flags.start}'.`);
   if (endUs === undefined) problems.push(`--end must be an ISO-8601 timestamp such as 2024-09-02T00:00:00Z; got '${flags.end}'.`);
-  if (startUs !== undefined && endUs !== undefined && endUs <= startUs) problems.push(`--end (${flags.end}) must be after --start (${flags.start}): the window is [start, end).`);
+  if (startUs !== undefined && endUs !== undefined && endUs <= startUs)
+    problems.push(`--end (${flags.end}) must be after --start (${flags.start}): the window is [start, end).`);
   if (!flags.output) problems.push("--output is required: a file path, or - for standard output.");
   if (problems.length > 0 || !config) throw new ConfigError(problems);
 
@@ -100,7 +116,9 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
       renameSync(partialPath, flags.output!);
     }
     bar.stop();
-    process.stderr.write(`Exported ${events} events from ${microsToIso(startUs!)} to ${microsToIso(endUs!)} (end excluded)${toStdout ? "" : ` to ${flags.output}`}.\n`);
+    process.stderr.write(
+      `Exported ${events} events from ${microsToIso(startUs!)} to ${microsToIso(endUs!)} (end excluded)${toStdout ? "" : ` to ${flags.output}`}.\n`,
+    );
   } catch (error) {
     bar.stop();
     if (!toStdout) {

@@ -4,7 +4,9 @@ import { fail } from "./exit";
 export function registerSandboxCommand(program: Command): void {
   program
     .command("sandbox")
-    .description("Start the local stack (SQL warehouse stand-in, Azurite, Logs Ingestion and managed identity stand-ins) on loopback; print one JSON line describing it; run until SIGINT/SIGTERM.")
+    .description(
+      "Start the local stack (SQL warehouse stand-in, Azurite, Logs Ingestion and managed identity stand-ins) on loopback; print one JSON line describing it; run until SIGINT/SIGTERM.",
+    )
     .option("--events <file>", "load these audit rows (JSONL, the table's column names)")
     .option("--synthetic <n>", "load N synthetic audit rows", (v) => Number(v))
     .action(async (flags: { events?: string; synthetic?: number }) => {

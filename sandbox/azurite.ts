@@ -55,14 +55,18 @@ export async function startAzurite(options: AzuriteOptions): Promise<AzuriteBlob
   const oauth = options.oauth ?? true;
   const location = await mkdtemp(join(tmpdir(), "dbx-audit-azurite-"));
   const args = [
-    "--blobHost", "127.0.0.1",
-    "--blobPort", "0",
+    "--blobHost",
+    "127.0.0.1",
+    "--blobPort",
+    "0",
     "--inMemoryPersistence",
     "--disableTelemetry",
     "--skipApiVersionCheck",
     "--silent",
-    "--cert", options.tls.certPath,
-    "--key", options.tls.keyPath,
+    "--cert",
+    options.tls.certPath,
+    "--key",
+    options.tls.keyPath,
     ...(oauth ? ["--oauth", "basic"] : []),
   ];
   const env = { ...process.env };
@@ -100,8 +104,7 @@ export async function startAzurite(options: AzuriteOptions): Promise<AzuriteBlob
   const accountUrl = `https://127.0.0.1:${port}/${DEVSTORE_ACCOUNT}`;
   return {
     accountUrl,
-    connectionString:
-      `DefaultEndpointsProtocol=https;AccountName=${DEVSTORE_ACCOUNT};AccountKey=${DEVSTORE_KEY};` + `BlobEndpoint=${accountUrl};`,
+    connectionString: `DefaultEndpointsProtocol=https;AccountName=${DEVSTORE_ACCOUNT};AccountKey=${DEVSTORE_KEY};` + `BlobEndpoint=${accountUrl};`,
     pid: child.pid ?? -1,
     close: () => stop(child, exited),
   };

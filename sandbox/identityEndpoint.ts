@@ -1,3 +1,4 @@
+import type { Server as NetServer } from "node:net";
 import { randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
@@ -148,7 +149,7 @@ function positiveTtl(seconds: number): number {
 }
 
 /** Closes an http(s) server, dropping idle keep-alive connections so close() does not hang. */
-export function closeServer(server: import("node:net").Server & { closeAllConnections?: () => void }): Promise<void> {
+export function closeServer(server: NetServer & { closeAllConnections?: () => void }): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (!server.listening) {
       resolve();

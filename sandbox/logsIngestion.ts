@@ -272,8 +272,7 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
 
   const server: Server = createServer({ cert: options.tls.cert, key: options.tls.key }, (req, res) => {
     handle(req, res).catch((error: unknown) => {
-      const httpError =
-        error instanceof HttpError ? error : new HttpError(500, "InternalServerError", `Stand-in error: ${(error as Error).message}`);
+      const httpError = error instanceof HttpError ? error : new HttpError(500, "InternalServerError", `Stand-in error: ${(error as Error).message}`);
       if (ingestCalls.has(req)) stats.rejected.push({ status: httpError.status, reason: `${httpError.code}: ${httpError.message}` });
       if (res.headersSent) {
         res.destroy();
@@ -375,7 +374,9 @@ function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
 }
 
 async function decode(req: IncomingMessage, wire: Buffer): Promise<Buffer> {
-  const encoding = String(req.headers["content-encoding"] ?? "identity").trim().toLowerCase();
+  const encoding = String(req.headers["content-encoding"] ?? "identity")
+    .trim()
+    .toLowerCase();
   if (encoding === "identity" || encoding === "") return wire;
   if (encoding !== "gzip") {
     throw new HttpError(400, "InvalidContentEncoding", `Content-Encoding '${encoding}' is not supported; use gzip or none.`);

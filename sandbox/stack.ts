@@ -177,10 +177,12 @@ export async function loadEventsFile(warehouse: Pick<SqlWarehouse, "appendRows">
       try {
         row = JSON.parse(text);
       } catch (error) {
-        throw new Error(`${file}:${lineNumber}: not valid JSON (${(error as Error).message})`);
+        throw new Error(`${file}:${lineNumber}: not valid JSON (${(error as Error).message})`, { cause: error });
       }
       if (row === null || typeof row !== "object" || Array.isArray(row)) {
-        throw new Error(`${file}:${lineNumber}: expected one JSON object per line (an audit row), got ${Array.isArray(row) ? "an array" : JSON.stringify(row)}`);
+        throw new Error(
+          `${file}:${lineNumber}: expected one JSON object per line (an audit row), got ${Array.isArray(row) ? "an array" : JSON.stringify(row)}`,
+        );
       }
       batch.push(row as Record<string, unknown>);
       if (batch.length >= EVENTS_BATCH) {
@@ -199,17 +201,12 @@ export async function loadEventsFile(warehouse: Pick<SqlWarehouse, "appendRows">
   return total;
 }
 
-async function appendBatch(
-  warehouse: Pick<SqlWarehouse, "appendRows">,
-  rows: Record<string, unknown>[],
-  file: string,
-  lastLine: number,
-): Promise<void> {
+async function appendBatch(warehouse: Pick<SqlWarehouse, "appendRows">, rows: Record<string, unknown>[], file: string, lastLine: number): Promise<void> {
   try {
     await warehouse.appendRows(rows);
   } catch (error) {
     const first = lastLine - rows.length + 1;
-    throw new Error(`${file}: rows ending at line ${lastLine} (from about line ${first}) were refused: ${(error as Error).message}`);
+    throw new Error(`${file}: rows ending at line ${lastLine} (from about line ${first}) were refused: ${(error as Error).message}`, { cause: error });
   }
 }
 

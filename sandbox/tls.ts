@@ -73,4 +73,3 @@ function isUsable(certPath: string, keyPath: string): boolean {
     return false;
   }
 }
-

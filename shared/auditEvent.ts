@@ -3,9 +3,23 @@ import type { RedactionRule } from "./config";
 
 /** The columns of system.access.audit, in the table's order: the archive's JSON keys. */
 export const AUDIT_COLUMNS = [
-  "account_id", "workspace_id", "version", "event_time", "event_date", "source_ip_address", "user_agent",
-  "session_id", "user_identity", "service_name", "action_name", "request_id", "request_params", "response",
-  "audit_level", "event_id", "identity_metadata",
+  "account_id",
+  "workspace_id",
+  "version",
+  "event_time",
+  "event_date",
+  "source_ip_address",
+  "user_agent",
+  "session_id",
+  "user_identity",
+  "service_name",
+  "action_name",
+  "request_id",
+  "request_params",
+  "response",
+  "audit_level",
+  "event_id",
+  "identity_metadata",
 ] as const;
 
 export type AuditColumn = (typeof AUDIT_COLUMNS)[number];
@@ -85,8 +99,8 @@ function toText(value: unknown): string | null {
   if (value === null || value === undefined) return null;
   if (typeof value === "string") return value;
   if (value instanceof Date) return value.toISOString();
-  if (typeof value === "object") return JSON.stringify(value);
-  return String(value as number | boolean | bigint);
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value);
+  return JSON.stringify(value) ?? null;
 }
 
 function toNumber(value: unknown): number | null {

@@ -21,9 +21,24 @@ export interface EventKey {
 export const AUDIT_TABLE = "system.access.audit";
 
 const SELECT_COLUMNS = [
-  "account_id", "workspace_id", "version", "event_time", "unix_micros(event_time) AS event_time_us", "event_date",
-  "source_ip_address", "user_agent", "session_id", "user_identity", "service_name", "action_name", "request_id",
-  "request_params", "response", "audit_level", "event_id", "identity_metadata",
+  "account_id",
+  "workspace_id",
+  "version",
+  "event_time",
+  "unix_micros(event_time) AS event_time_us",
+  "event_date",
+  "source_ip_address",
+  "user_agent",
+  "session_id",
+  "user_identity",
+  "service_name",
+  "action_name",
+  "request_id",
+  "request_params",
+  "response",
+  "audit_level",
+  "event_id",
+  "identity_metadata",
 ].join(", ");
 
 class ParamBag {

@@ -81,7 +81,10 @@ export class BlobExportStore implements ExportStore {
   /** Lines of an archive blob, for tests and the demo. */
   async readArchive(name: string): Promise<string[]> {
     const body = await gunzip(await this.container.getBlobClient(name).downloadToBuffer());
-    return body.toString("utf8").split("\n").filter((line) => line.length > 0);
+    return body
+      .toString("utf8")
+      .split("\n")
+      .filter((line) => line.length > 0);
   }
 
   async listNames(prefix: string): Promise<string[]> {

@@ -15,7 +15,9 @@ import type { AppConfig, Settings, StorageSettings } from "./config";
 export function createAzureCredential(config: Pick<AppConfig, "azureClientId">, env: Settings, options: { maxRetries?: number } = {}): TokenCredential {
   const retryOptions = options.maxRetries !== undefined ? { retryOptions: { maxRetries: options.maxRetries } } : {};
   if (env.IDENTITY_ENDPOINT || env.MSI_ENDPOINT || config.azureClientId) {
-    return config.azureClientId ? new ManagedIdentityCredential({ clientId: config.azureClientId, ...retryOptions }) : new ManagedIdentityCredential({ ...retryOptions });
+    return config.azureClientId
+      ? new ManagedIdentityCredential({ clientId: config.azureClientId, ...retryOptions })
+      : new ManagedIdentityCredential({ ...retryOptions });
   }
   return new DefaultAzureCredential({ ...retryOptions });
 }

@@ -7,12 +7,46 @@ export const DATABRICKS_DEFAULT_SCOPE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.d
 
 /** Workspace-level `service_name` values documented for system.access.audit, plus the ones seen in the table. */
 export const DEFAULT_AUDIT_SERVICES: readonly string[] = [
-  "accounts", "aibiGenie", "clusters", "clusterPolicies", "dashboards", "databrickssql", "dataMonitoring", "dbfs",
-  "deltaPipelines", "featureStore", "filesystem", "genie", "gitCredentials", "globalInitScripts", "groups", "iamRole",
-  "ingestion", "instancePools", "jobs", "lineageTracking", "marketplaceConsumer", "marketplaceProvider",
-  "mlflowAcledArtifact", "mlflowExperiment", "modelRegistry", "notebook", "partnerConnect", "predictiveOptimization",
-  "remoteHistoryService", "repos", "secrets", "serverlessRealTimeInference", "sqlPermissions", "ssh", "vectorSearch",
-  "webTerminal", "workspace", "clusterLibraries", "unityCatalog", "capsule8-alerts-dataplane",
+  "accounts",
+  "aibiGenie",
+  "clusters",
+  "clusterPolicies",
+  "dashboards",
+  "databrickssql",
+  "dataMonitoring",
+  "dbfs",
+  "deltaPipelines",
+  "featureStore",
+  "filesystem",
+  "genie",
+  "gitCredentials",
+  "globalInitScripts",
+  "groups",
+  "iamRole",
+  "ingestion",
+  "instancePools",
+  "jobs",
+  "lineageTracking",
+  "marketplaceConsumer",
+  "marketplaceProvider",
+  "mlflowAcledArtifact",
+  "mlflowExperiment",
+  "modelRegistry",
+  "notebook",
+  "partnerConnect",
+  "predictiveOptimization",
+  "remoteHistoryService",
+  "repos",
+  "secrets",
+  "serverlessRealTimeInference",
+  "sqlPermissions",
+  "ssh",
+  "vectorSearch",
+  "webTerminal",
+  "workspace",
+  "clusterLibraries",
+  "unityCatalog",
+  "capsule8-alerts-dataplane",
   "clamAVScanService-dataplane",
 ];
 
@@ -46,8 +80,7 @@ export interface AuditFilter {
 }
 
 export type StorageSettings =
-  | { kind: "accountUrl"; accountUrl: string; container: string }
-  | { kind: "connectionString"; connectionString: string; container: string };
+  { kind: "accountUrl"; accountUrl: string; container: string } | { kind: "connectionString"; connectionString: string; container: string };
 
 export interface LogsIngestionSettings {
   endpoint: string;
@@ -112,7 +145,9 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
   const logsIngestion = readLogsIngestion(read, problems);
   const schedule = read("EXPORT_SCHEDULE") ?? DEFAULTS.schedule;
   if (!isNcrontab(schedule)) {
-    problems.push(`EXPORT_SCHEDULE must be an NCRONTAB expression with six fields (second minute hour day month weekday), e.g. '${DEFAULTS.schedule}'; got '${schedule}'.`);
+    problems.push(
+      `EXPORT_SCHEDULE must be an NCRONTAB expression with six fields (second minute hour day month weekday), e.g. '${DEFAULTS.schedule}'; got '${schedule}'.`,
+    );
   }
 
   const settleDelayMs = readDuration(read("EXPORT_SETTLE_DELAY"), DEFAULTS.settleDelay, "EXPORT_SETTLE_DELAY", problems, { max: 24 * 3600_000 });
@@ -159,11 +194,15 @@ function readDatabricks(read: (n: string) => string | undefined, problems: strin
   const httpPath = read("DATABRICKS_HTTP_PATH");
   let hostPart: { host: string; port: number } | undefined;
   if (!rawHost) {
-    problems.push("DATABRICKS_SERVER_HOSTNAME is required: the SQL warehouse's server hostname from its Connection details, e.g. 'adb-1234567890123456.7.azuredatabricks.net'.");
+    problems.push(
+      "DATABRICKS_SERVER_HOSTNAME is required: the SQL warehouse's server hostname from its Connection details, e.g. 'adb-1234567890123456.7.azuredatabricks.net'.",
+    );
   } else {
     hostPart = parseServerHostname(rawHost);
     if (!hostPart) {
-      problems.push(`DATABRICKS_SERVER_HOSTNAME must be a host name, optionally with ':port' (no 'https://', no path), e.g. 'adb-1234567890123456.7.azuredatabricks.net'; got '${rawHost}'.`);
+      problems.push(
+        `DATABRICKS_SERVER_HOSTNAME must be a host name, optionally with ':port' (no 'https://', no path), e.g. 'adb-1234567890123456.7.azuredatabricks.net'; got '${rawHost}'.`,
+      );
     }
   }
   if (!httpPath) {
@@ -228,7 +267,9 @@ function readStorage(read: (n: string) => string | undefined, problems: string[]
   }
   if (accountUrl) {
     if (!/^https:\/\/[^/\s]+(\/[^\s?#]*)?$/i.test(accountUrl)) {
-      problems.push(`EXPORT_STORAGE_ACCOUNT_URL must be the blob endpoint URL, e.g. 'https://mystorage.blob.core.windows.net', without a SAS; got a value that is not an https URL.`);
+      problems.push(
+        `EXPORT_STORAGE_ACCOUNT_URL must be the blob endpoint URL, e.g. 'https://mystorage.blob.core.windows.net', without a SAS; got a value that is not an https URL.`,
+      );
       return undefined;
     }
     return { kind: "accountUrl", accountUrl: accountUrl.replace(/\/+$/, ""), container };
@@ -241,7 +282,9 @@ function readStorage(read: (n: string) => string | undefined, problems: string[]
     return { kind: "connectionString", connectionString, container };
   }
   if (required) {
-    problems.push("EXPORT_STORAGE_ACCOUNT_URL is required (e.g. 'https://mystorage.blob.core.windows.net', with the Storage Blob Data Contributor role for the app's identity), or EXPORT_STORAGE_CONNECTION_STRING for local runs.");
+    problems.push(
+      "EXPORT_STORAGE_ACCOUNT_URL is required (e.g. 'https://mystorage.blob.core.windows.net', with the Storage Blob Data Contributor role for the app's identity), or EXPORT_STORAGE_CONNECTION_STRING for local runs.",
+    );
   }
   return undefined;
 }
@@ -253,19 +296,29 @@ function readLogsIngestion(read: (n: string) => string | undefined, problems: st
   const given = [endpoint, ruleId, streamName].filter(Boolean).length;
   if (given === 0) return undefined;
   if (given < 3) {
-    const missing = [["LOGS_INGESTION_ENDPOINT", endpoint], ["LOGS_INGESTION_RULE_ID", ruleId], ["LOGS_INGESTION_STREAM", streamName]]
+    const missing = [
+      ["LOGS_INGESTION_ENDPOINT", endpoint],
+      ["LOGS_INGESTION_RULE_ID", ruleId],
+      ["LOGS_INGESTION_STREAM", streamName],
+    ]
       .filter(([, v]) => !v)
       .map(([n]) => n);
-    problems.push(`Log Analytics forwarding needs all three of LOGS_INGESTION_ENDPOINT, LOGS_INGESTION_RULE_ID and LOGS_INGESTION_STREAM (or none of them); missing: ${missing.join(", ")}.`);
+    problems.push(
+      `Log Analytics forwarding needs all three of LOGS_INGESTION_ENDPOINT, LOGS_INGESTION_RULE_ID and LOGS_INGESTION_STREAM (or none of them); missing: ${missing.join(", ")}.`,
+    );
     return undefined;
   }
   let ok = true;
   if (!/^https:\/\/[^/\s?#]+\/?$/i.test(endpoint!)) {
-    problems.push(`LOGS_INGESTION_ENDPOINT must be the https logs ingestion endpoint of the data collection endpoint or rule, e.g. 'https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com'; got '${endpoint}'.`);
+    problems.push(
+      `LOGS_INGESTION_ENDPOINT must be the https logs ingestion endpoint of the data collection endpoint or rule, e.g. 'https://my-dce-abcd.westeurope-1.ingest.monitor.azure.com'; got '${endpoint}'.`,
+    );
     ok = false;
   }
   if (!RULE_ID.test(ruleId!)) {
-    problems.push(`LOGS_INGESTION_RULE_ID must be the data collection rule's immutable ID ('dcr-' and 32 hex digits, shown as immutableId in the DCR's JSON view), not its resource ID; got '${ruleId}'.`);
+    problems.push(
+      `LOGS_INGESTION_RULE_ID must be the data collection rule's immutable ID ('dcr-' and 32 hex digits, shown as immutableId in the DCR's JSON view), not its resource ID; got '${ruleId}'.`,
+    );
     ok = false;
   }
   if (!STREAM.test(streamName!)) {
@@ -317,7 +370,9 @@ function readRedaction(value: string | undefined, problems: string[]): Redaction
   for (const entry of splitList(value)) {
     const [key, action = "mask"] = entry.split("=").map((p) => p.trim());
     if (!key || !PARAM_KEY.test(key) || (action !== "mask" && action !== "drop")) {
-      problems.push(`AUDIT_REDACT_PARAMS entries are request_params keys, each optionally '=mask' (default: value replaced) or '=drop' (key removed), e.g. 'commandText=drop,password'; invalid entry '${entry}'.`);
+      problems.push(
+        `AUDIT_REDACT_PARAMS entries are request_params keys, each optionally '=mask' (default: value replaced) or '=drop' (key removed), e.g. 'commandText=drop,password'; invalid entry '${entry}'.`,
+      );
       continue;
     }
     rules.push({ key, action });

@@ -148,7 +148,11 @@ export function warehouseErrorKind(error: unknown): "auth" | "permission" | "unr
   const text = `${e.message ?? ""} ${e.response?.errorMessage ?? ""}`;
   if (e.response?.sqlState === "42501" || /INSUFFICIENT_PERMISSIONS|PERMISSION_DENIED/.test(text)) return "permission";
   if (e.statusCode === 401 || e.statusCode === 403) return "auth";
-  if (typeof e.code === "string" && /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH|CERT_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO)/.test(e.code)) return "unreachable";
+  if (
+    typeof e.code === "string" &&
+    /^(ECONNREFUSED|ENOTFOUND|EAI_AGAIN|ETIMEDOUT|ECONNRESET|EHOSTUNREACH|ENETUNREACH|CERT_|DEPTH_ZERO|SELF_SIGNED|UNABLE_TO)/.test(e.code)
+  )
+    return "unreachable";
   // The driver's error classes are not exported and do not set `name`: look at the constructor too.
   if (e.name === "OperationStateError" || (error as object | null)?.constructor?.name === "OperationStateError" || e.response?.sqlState) return "sql";
   return "other";

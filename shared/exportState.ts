@@ -63,7 +63,9 @@ export function parseState(text: string): ExportState {
   try {
     value = JSON.parse(text);
   } catch {
-    throw new Error("The export state blob is not valid JSON. Restore it from a blob version or snapshot, or delete it to restart from EXPORT_START (see TROUBLESHOOTING.md).");
+    throw new Error(
+      "The export state blob is not valid JSON. Restore it from a blob version or snapshot, or delete it to restart from EXPORT_START (see TROUBLESHOOTING.md).",
+    );
   }
   const state = value as Partial<ExportState>;
   const problems: string[] = [];
@@ -73,7 +75,9 @@ export function parseState(text: string): ExportState {
   if (typeof state.deliveredByHour !== "object" || state.deliveredByHour === null) problems.push("deliveredByHour must be an object");
   if (state.pending !== null && state.pending !== undefined && !isPending(state.pending)) problems.push("pending is malformed");
   if (problems.length > 0) {
-    throw new Error(`The export state blob is malformed (${problems.join("; ")}). Restore it from a blob version or delete it to restart from EXPORT_START (see TROUBLESHOOTING.md).`);
+    throw new Error(
+      `The export state blob is malformed (${problems.join("; ")}). Restore it from a blob version or delete it to restart from EXPORT_START (see TROUBLESHOOTING.md).`,
+    );
   }
   return { lock: null, totalDelivered: 0, ...state, pending: state.pending ?? null } as ExportState;
 }

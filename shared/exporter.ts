@@ -196,7 +196,9 @@ class ExportRun {
     } finally {
       clearInterval(heartbeat);
       this.summary.cursor = `${microsToIso(this.state.cursor.timeUs)}${this.state.cursor.eventId ? ` / ${this.state.cursor.eventId}` : ""}`;
-      await this.releaseLock(failure).catch((error: unknown) => this.deps.log.warn(`Could not release the export lock (it expires by itself): ${describeError(error)}`));
+      await this.releaseLock(failure).catch((error: unknown) =>
+        this.deps.log.warn(`Could not release the export lock (it expires by itself): ${describeError(error)}`),
+      );
     }
   }
 
@@ -215,7 +217,10 @@ class ExportRun {
         `Another export run (${base.lock.runId}) holds the lock until ${new Date(base.lock.expiresAtMs).toISOString()}; this run did nothing. If no run is active, the lock expires by itself.`,
       );
     }
-    if (base.lock) this.deps.log.warn(`Taking over the export lock of run ${base.lock.runId}, which expired without releasing it (that run probably died); its unfinished batch, if any, is finished first.`);
+    if (base.lock)
+      this.deps.log.warn(
+        `Taking over the export lock of run ${base.lock.runId}, which expired without releasing it (that run probably died); its unfinished batch, if any, is finished first.`,
+      );
     this.state = { ...base, lock: { runId: this.runId, expiresAtMs: now + this.lockTtlMs }, lastRunAt: new Date(now).toISOString() };
     try {
       this.etag = await this.deps.store.writeState(this.state, stored?.etag ?? null);
@@ -236,7 +241,9 @@ class ExportRun {
         this.etag = await this.deps.store.writeState(this.state, this.etag);
       } catch (error) {
         if (error instanceof StateConflictError) {
-          throw new ConcurrentRunError("The export state was changed by another run while this one held the lock (it must have expired); stopping without further writes.");
+          throw new ConcurrentRunError(
+            "The export state was changed by another run while this one held the lock (it must have expired); stopping without further writes.",
+          );
         }
         throw error;
       }
@@ -316,14 +323,21 @@ class ExportRun {
   }
 
   private batchBuilder(): BatchBuilder {
-    const limits = { maxEvents: this.batchEvents, callsPerBatch: this.options.callsPerBatch ?? DEFAULT_CALLS_PER_BATCH, maxArchiveBytes: MAX_ARCHIVE_BYTES_PER_BATCH };
+    const limits = {
+      maxEvents: this.batchEvents,
+      callsPerBatch: this.options.callsPerBatch ?? DEFAULT_CALLS_PER_BATCH,
+      maxArchiveBytes: MAX_ARCHIVE_BYTES_PER_BATCH,
+    };
     return new BatchBuilder(limits, this.deps.ingestion !== undefined);
   }
 
   /** Names the batch and writes its ids blob: harmless if the run dies before recording it (a retry overwrites it). */
   private async ready(kind: BatchKind, from: EventKey, prepared: PreparedBatch): Promise<ReadyBatch> {
     const id = batchId(kind, from, prepared.events);
-    await this.deps.store.writeIds(idsBlobName(id), prepared.events.map((e) => e.eventId));
+    await this.deps.store.writeIds(
+      idsBlobName(id),
+      prepared.events.map((e) => e.eventId),
+    );
     return { id, kind, from, prepared };
   }
 
@@ -349,7 +363,9 @@ class ExportRun {
   private async resumePending(pending: PendingBatch): Promise<void> {
     const ids = await this.deps.store.readIds(idsBlobName(pending.id));
     if (!ids) {
-      throw new Error(`The pending batch ${pending.id} has no ids blob (${idsBlobName(pending.id)}); the state and the container disagree. See TROUBLESHOOTING.md, "stuck or stale state".`);
+      throw new Error(
+        `The pending batch ${pending.id} has no ids blob (${idsBlobName(pending.id)}); the state and the container disagree. See TROUBLESHOOTING.md, "stuck or stale state".`,
+      );
     }
     const wanted = new Map(ids.map((id, index) => [id, index]));
     // Positions matter: the recorded Log Analytics calls are index ranges over the ids.
@@ -363,7 +379,8 @@ class ExportRun {
       }
     }
     const missing = found.filter((e) => e === undefined).length;
-    if (missing > 0) this.deps.log.warn(`Resuming batch ${pending.id}: ${missing} of its ${ids.length} events are no longer in the table (retention?); delivering the rest.`);
+    if (missing > 0)
+      this.deps.log.warn(`Resuming batch ${pending.id}: ${missing} of its ${ids.length} events are no longer in the table (retention?); delivering the rest.`);
     this.deps.log.info(`Resuming batch ${pending.id} (${pending.kind}, ${ids.length} events) left pending by an earlier run.`);
     await this.deliverPending(pending, found);
   }
@@ -475,7 +492,9 @@ class ExportRun {
       const inTable = counts.get(hour) ?? 0;
       const delivered = this.state.deliveredByHour[hour]?.events ?? 0;
       if (inTable < delivered) {
-        this.deps.log.warn(`Hour ${microsToIso(hour * MICROS_PER_HOUR)} has ${inTable} events in the table but ${delivered} were delivered (rows removed, or the service/workspace filter changed).`);
+        this.deps.log.warn(
+          `Hour ${microsToIso(hour * MICROS_PER_HOUR)} has ${inTable} events in the table but ${delivered} were delivered (rows removed, or the service/workspace filter changed).`,
+        );
       }
       if (inTable <= delivered) continue;
       if (!this.timeLeft()) return;

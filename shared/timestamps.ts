@@ -27,8 +27,7 @@ export function msToMicros(ms: number): number {
  * timestamp without a zone is taken as UTC (as `event_time` is).
  */
 export function parseTimestampMicros(text: string): number | undefined {
-  const match =
-    /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i.exec(text.trim());
+  const match = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}):(\d{2})(?::(\d{2})(?:\.(\d{1,9}))?)?)?\s*(Z|[+-]\d{2}:?\d{2})?$/i.exec(text.trim());
   if (!match) return undefined;
   const [, date, hh = "00", mm = "00", ss = "00", fraction = "", zone = "Z"] = match;
   const zoneText = zone.toUpperCase() === "Z" ? "Z" : zone.includes(":") ? zone : `${zone.slice(0, 3)}:${zone.slice(3)}`;

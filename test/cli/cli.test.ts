@@ -19,7 +19,9 @@ let w1InWindow: string[] = [];
 
 function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [launcher, ...args], { env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, DATABRICKS_TELEMETRY_DISABLED: "true", ...env } });
+    const child = spawn(process.execPath, [launcher, ...args], {
+      env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, DATABRICKS_TELEMETRY_DISABLED: "true", ...env },
+    });
     let stdout = "";
     let stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
@@ -32,11 +34,16 @@ function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: numbe
 function seedFlags(extra: string[] = []): string[] {
   return [
     "export",
-    "--server-hostname", stack.contract.databricks.serverHostname,
-    "--http-path", stack.contract.databricks.httpPath,
-    "--access-token", stack.contract.databricks.token,
-    "--start", "2025-09-01T00:00:00Z",
-    "--end", "2025-09-01T02:00:00Z",
+    "--server-hostname",
+    stack.contract.databricks.serverHostname,
+    "--http-path",
+    stack.contract.databricks.httpPath,
+    "--access-token",
+    stack.contract.databricks.token,
+    "--start",
+    "2025-09-01T00:00:00Z",
+    "--end",
+    "2025-09-01T02:00:00Z",
     ...extra,
   ];
 }
@@ -70,7 +77,10 @@ describe("dbx-audit export", () => {
     const { code, stderr } = await cli(seedFlags(["--workspace-id", W1, "--output", output]));
     expect(stderr).toContain(`Exported ${w1InWindow.length} events`);
     expect(code).toBe(0);
-    const events = readFileSync(output, "utf8").trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = readFileSync(output, "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events.map((e) => e.event_id)).toEqual(w1InWindow);
     expect(Object.keys(events[0]!)).toEqual([...AUDIT_COLUMNS]);
     expect(events.every((e) => e.workspace_id === W1)).toBe(true);
@@ -80,7 +90,10 @@ describe("dbx-audit export", () => {
   it("writes to standard output with --output -, every workspace and account-level rows without --workspace-id", async () => {
     const { code, stdout } = await cli(seedFlags(["--output", "-", "--services", "*"]));
     expect(code).toBe(0);
-    const events = stdout.trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+    const events = stdout
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(new Set(events.map((e) => e.workspace_id))).toEqual(new Set([W1, W2, "0"]));
   });
 
@@ -94,7 +107,19 @@ describe("dbx-audit export", () => {
   });
 
   it("reports bad dates and a reversed window, naming the flags", async () => {
-    const { code, stderr } = await cli(["export", "--server-hostname", "h.example.com", "--http-path", "/sql/1.0/warehouses/x", "--start", "2024-02-30", "--end", "2024-01-01", "--output", join(dir, "x.jsonl")]);
+    const { code, stderr } = await cli([
+      "export",
+      "--server-hostname",
+      "h.example.com",
+      "--http-path",
+      "/sql/1.0/warehouses/x",
+      "--start",
+      "2024-02-30",
+      "--end",
+      "2024-01-01",
+      "--output",
+      join(dir, "x.jsonl"),
+    ]);
     expect(code).toBe(2);
     expect(stderr).toContain("--start must be an ISO-8601 timestamp");
   });

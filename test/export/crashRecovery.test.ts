@@ -66,7 +66,11 @@ describe("a run that dies at any step, then runs again", () => {
       const summary = await exportOnce({ stack, container, options, now: () => NOW + LOCK_TTL + 1000 });
       expect(summary.caughtUp).toBe(true);
       const where = `crash at step ${crashAt} (${sw.steps[crashAt - 1]})`;
-      expectExactlyOnce((await archivedEvents(container)).map((e) => e.event_id), expectedIds, `blob, ${where}`);
+      expectExactlyOnce(
+        (await archivedEvents(container)).map((e) => e.event_id),
+        expectedIds,
+        `blob, ${where}`,
+      );
       const ingestedIds = ingestedRecords(stack).map((r) => r.EventId);
       if (isUnrecordedCallWindow(sw.steps, crashAt)) {
         // Died after Log Analytics accepted a call and before the state recorded it: the one window

@@ -54,8 +54,16 @@ describe("late rows", () => {
     expect(third.eventsDelivered).toBe(0);
 
     const all = ids([...early, ...late, ...fresh]);
-    expectExactlyOnce((await archivedEvents(container)).map((e) => e.event_id), all, "blob");
-    expectExactlyOnce(ingestedRecords(stack).map((r) => r.EventId), all, "Log Analytics");
+    expectExactlyOnce(
+      (await archivedEvents(container)).map((e) => e.event_id),
+      all,
+      "blob",
+    );
+    expectExactlyOnce(
+      ingestedRecords(stack).map((r) => r.EventId),
+      all,
+      "Log Analytics",
+    );
   });
 });
 
@@ -67,9 +75,17 @@ describe("ties and precision", () => {
     await stack.warehouse.appendRows(tied);
     await exportOnce({ stack, container, options, now: () => t0 + HOUR, warehouseOptions: { fetchRows: 100 } });
     const events = await archivedEvents(container);
-    expectExactlyOnce(events.map((e) => e.event_id), ids(tied), "blob");
+    expectExactlyOnce(
+      events.map((e) => e.event_id),
+      ids(tied),
+      "blob",
+    );
     expect(new Set(events.map((e) => e.event_time))).toEqual(new Set([instant]));
-    expectExactlyOnce(ingestedRecords(stack).map((r) => r.EventId), ids(tied), "Log Analytics");
+    expectExactlyOnce(
+      ingestedRecords(stack).map((r) => r.EventId),
+      ids(tied),
+      "Log Analytics",
+    );
   });
 
   it("keeps windows half-open to the microsecond: start included, end excluded", async () => {
@@ -107,7 +123,7 @@ describe("values", () => {
       user_agent: "naïve \"quoted\" 'single'\nnew line\ttab \u0000 nul ☃ 𝄞 中文",
     });
     const emptyMap = auditRow(isoMicros(t0 * 1000 + 43), {
-      request_params: { "key with \"quotes\"": "line1\nline2\u0000end", "ünïcödé": "✓", empty: "", nothing: null },
+      request_params: { 'key with "quotes"': "line1\nline2\u0000end", ünïcödé: "✓", empty: "", nothing: null },
       identity_metadata: { run_by: "sp@example.com", run_as: null },
     });
     await stack.warehouse.appendRows([odd, emptyMap]);
@@ -142,7 +158,12 @@ describe("values", () => {
   });
 
   it("drops or masks the configured request_params keys before either sink", async () => {
-    const { t0, options, container } = setup({ redaction: [{ key: "password", action: "drop" }, { key: "token", action: "mask" }] });
+    const { t0, options, container } = setup({
+      redaction: [
+        { key: "password", action: "drop" },
+        { key: "token", action: "mask" },
+      ],
+    });
     const secretRow = auditRow(isoMicros(t0 * 1000 + 9), { request_params: { password: "hunter2", token: "abc", user: "bob" } });
     await stack.warehouse.appendRows([secretRow]);
     await exportOnce({ stack, container, options, now: () => t0 + HOUR });
@@ -166,8 +187,16 @@ describe("time budget", () => {
     let runs = 1;
     for (let caughtUp = false; !caughtUp && runs < 30; runs++) caughtUp = (await exportOnce({ stack, container, options, now })).caughtUp;
     expect(runs).toBeGreaterThan(2);
-    expectExactlyOnce((await archivedEvents(container)).map((e) => e.event_id), ids(rows), "blob");
-    expectExactlyOnce(ingestedRecords(stack).map((r) => r.EventId), ids(rows), "Log Analytics");
+    expectExactlyOnce(
+      (await archivedEvents(container)).map((e) => e.event_id),
+      ids(rows),
+      "blob",
+    );
+    expectExactlyOnce(
+      ingestedRecords(stack).map((r) => r.EventId),
+      ids(rows),
+      "Log Analytics",
+    );
   });
 });
 
@@ -183,7 +212,15 @@ describe("memory", () => {
         gc();
         peak = Math.max(peak, process.memoryUsage().heapUsed);
       };
-      const summary = await exportOnce({ stack, container, options, now: () => t0 + 2 * HOUR, ingestion: false, warehouseOptions: { fetchRows: 1000 }, onProgress });
+      const summary = await exportOnce({
+        stack,
+        container,
+        options,
+        now: () => t0 + 2 * HOUR,
+        ingestion: false,
+        warehouseOptions: { fetchRows: 1000 },
+        onProgress,
+      });
       expect(summary.eventsDelivered).toBe(rows);
       await container.delete();
       return peak;

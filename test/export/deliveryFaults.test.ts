@@ -39,8 +39,16 @@ async function scenario(rowCount: number, bigEvery = 0) {
 }
 
 async function expectDelivered(s: Awaited<ReturnType<typeof scenario>>): Promise<void> {
-  expectExactlyOnce((await archivedEvents(s.container)).map((e) => e.event_id), s.ids, "blob");
-  expectExactlyOnce(ingestedRecords(stack).map((r) => r.EventId), s.ids, "Log Analytics");
+  expectExactlyOnce(
+    (await archivedEvents(s.container)).map((e) => e.event_id),
+    s.ids,
+    "blob",
+  );
+  expectExactlyOnce(
+    ingestedRecords(stack).map((r) => r.EventId),
+    s.ids,
+    "Log Analytics",
+  );
 }
 
 describe("overlapping runs", () => {
@@ -60,7 +68,7 @@ describe("overlapping runs", () => {
 
   it("refuses to start while another run's lock is live", async () => {
     const s = await scenario(300);
-    await stack.warehouse.setFaults({ fetchDelayMs: 150 });
+    stack.warehouse.setFaults({ fetchDelayMs: 150 });
     const slow = exportOnce({ stack, container: s.container, options: s.options, now: () => s.now, warehouseOptions: { fetchRows: 20 } });
     await new Promise((r) => setTimeout(r, 400));
     await expect(exportOnce({ stack, container: s.container, options: s.options, now: () => s.now })).rejects.toBeInstanceOf(ConcurrentRunError);
@@ -75,7 +83,9 @@ describe("Log Analytics failing some calls", () => {
     const s = await scenario(120, 1);
     s.options.batchEvents = 100; // ~31 KB records: about four calls per batch
     stack.logsIngestion.setFaults({ failCallNumbers: [2, 3] });
-    await expect(exportOnce({ stack, container: s.container, options: s.options, now: () => s.now, ingestionOptions: { maxRetries: 0 } })).rejects.toBeInstanceOf(DeliveryError);
+    await expect(
+      exportOnce({ stack, container: s.container, options: s.options, now: () => s.now, ingestionOptions: { maxRetries: 0 } }),
+    ).rejects.toBeInstanceOf(DeliveryError);
     const firstRun = stack.logsIngestion.stats();
     const received = ingestedRecords(stack).length;
     expect(received).toBeGreaterThan(0);

@@ -13,7 +13,10 @@ const timer: Timer = { isPastDue: false, schedule: { adjustForDST: false }, sche
 
 function invocation() {
   const lines: { level: string; text: string }[] = [];
-  const context = new InvocationContext({ functionName: "exportAuditLogs", logHandler: (level, ...args) => lines.push({ level, text: args.map(String).join(" ") }) });
+  const context = new InvocationContext({
+    functionName: "exportAuditLogs",
+    logHandler: (level, ...args) => lines.push({ level, text: args.map(String).join(" ") }),
+  });
   return { context, lines };
 }
 
@@ -39,8 +42,16 @@ describe("exportAuditLogs (timer)", () => {
     expect(summaries).toHaveLength(1);
     expect(summaries[0]!.text).toMatch(/delivered 25 .*ingested 25 records/);
     const ids = rows.map((r) => r.event_id as string);
-    expectExactlyOnce((await archivedEvents(containerFor(stack, "timer-test"))).map((e) => e.event_id), ids, "blob");
-    expectExactlyOnce(ingestedRecords(stack).map((r) => r.EventId), ids, "Log Analytics");
+    expectExactlyOnce(
+      (await archivedEvents(containerFor(stack, "timer-test"))).map((e) => e.event_id),
+      ids,
+      "blob",
+    );
+    expectExactlyOnce(
+      ingestedRecords(stack).map((r) => r.EventId),
+      ids,
+      "Log Analytics",
+    );
     for (const line of lines) {
       expect(line.text).not.toContain(stack.contract.databricks.token);
       expect(line.text).not.toContain("AccountKey");
@@ -63,6 +74,8 @@ describe("exportAuditLogs (timer)", () => {
     const { context } = invocation();
     const error = await exportAuditLogs(timer, context).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).problems.join("\n")).toMatch(/DATABRICKS_SERVER_HOSTNAME[\s\S]*DATABRICKS_HTTP_PATH[\s\S]*EXPORT_STORAGE_ACCOUNT_URL[\s\S]*EXPORT_SETTLE_DELAY/);
+    expect((error as ConfigError).problems.join("\n")).toMatch(
+      /DATABRICKS_SERVER_HOSTNAME[\s\S]*DATABRICKS_HTTP_PATH[\s\S]*EXPORT_STORAGE_ACCOUNT_URL[\s\S]*EXPORT_SETTLE_DELAY/,
+    );
   });
 });

@@ -109,9 +109,9 @@ describe("Azurite blob service (child process, HTTPS)", () => {
 
   it("refuses a bearer token issued for another audience", async () => {
     const wrongAudience: TokenCredential = {
-      getToken: async (): Promise<AccessToken> => {
+      getToken: (): Promise<AccessToken> => {
         const { token, expiresOn } = issueToken(AUDIENCE.monitor, 600);
-        return { token, expiresOnTimestamp: expiresOn * 1000 };
+        return Promise.resolve({ token, expiresOnTimestamp: expiresOn * 1000 });
       },
     };
     const service = new BlobServiceClient(azurite.accountUrl, wrongAudience, { retryOptions: { maxTries: 1 } });

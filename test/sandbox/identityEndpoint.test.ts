@@ -44,7 +44,10 @@ describe("managed identity endpoint stand-in with the real ManagedIdentityCreden
       expect(claims?.aud).toBe(audience);
       expect(claims?.iss).toMatch(/^https:\/\/sts\.windows\.net\//);
     }
-    const resources = identity.requests().filter((r) => r.clientId === undefined).map((r) => r.resource);
+    const resources = identity
+      .requests()
+      .filter((r) => r.clientId === undefined)
+      .map((r) => r.resource);
     expect(resources).toEqual(expect.arrayContaining([AUDIENCE.databricks, AUDIENCE.monitor, AUDIENCE.storage]));
   });
 
@@ -66,9 +69,7 @@ describe("managed identity endpoint stand-in with the real ManagedIdentityCreden
 
   it("refuses two scopes at once (client-side, as in Azure)", async () => {
     const credential = new ManagedIdentityCredential({ retryOptions: { maxRetries: 0 } });
-    await expect(credential.getToken(["https://monitor.azure.com/.default", "https://storage.azure.com/.default"])).rejects.toThrow(
-      /Multiple scopes/,
-    );
+    await expect(credential.getToken(["https://monitor.azure.com/.default", "https://storage.azure.com/.default"])).rejects.toThrow(/Multiple scopes/);
   });
 
   it("answers the platform's response shape, 401 without the secret header, and simulated failures", async () => {

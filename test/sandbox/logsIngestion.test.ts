@@ -3,12 +3,7 @@ import { ManagedIdentityCredential } from "@azure/identity";
 import { AggregateLogsUploadError, LogsIngestionClient, type LogsUploadFailure } from "@azure/monitor-ingestion";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startIdentityEndpoint, type IdentityEndpoint } from "../../sandbox/identityEndpoint";
-import {
-  DATABRICKS_AUDIT_STREAM_COLUMNS,
-  DEFAULT_STREAM_NAME,
-  startLogsIngestion,
-  type LogsIngestion,
-} from "../../sandbox/logsIngestion";
+import { DATABRICKS_AUDIT_STREAM_COLUMNS, DEFAULT_STREAM_NAME, startLogsIngestion, type LogsIngestion } from "../../sandbox/logsIngestion";
 import { ensureLocalTls } from "../../sandbox/tls";
 
 // One identity endpoint per process (msal-node keeps the first one it sees), announced before
@@ -173,7 +168,12 @@ describe("Logs Ingestion stand-in with the real LogsIngestionClient", () => {
     const records = Array.from({ length: 500 }, (_, i) => auditRecord(i));
     await client().upload(ingestion.ruleId, ingestion.streamName, records);
     expect(ingestion.received()).toHaveLength(500);
-    expect(ingestion.stats().rejected.map((r) => r.status).sort()).toEqual([500, 503]);
+    expect(
+      ingestion
+        .stats()
+        .rejected.map((r) => r.status)
+        .sort(),
+    ).toEqual([500, 503]);
   });
 
   it("answers 401 to a token for another audience", async () => {

@@ -123,7 +123,11 @@ export async function exportOnce(setup: RunSetup): ReturnType<typeof runExport> 
     setup.ingestion === false
       ? undefined
       : new LogsIngestionSink(
-          { endpoint: setup.stack.contract.logsIngestion.endpoint, ruleId: setup.stack.contract.logsIngestion.ruleId, streamName: setup.stack.contract.logsIngestion.streamName },
+          {
+            endpoint: setup.stack.contract.logsIngestion.endpoint,
+            ruleId: setup.stack.contract.logsIngestion.ruleId,
+            streamName: setup.stack.contract.logsIngestion.streamName,
+          },
           identityCredential(),
           { maxRetries: 2, retryDelayInMs: 50, maxRetryDelayInMs: 200, ...setup.ingestionOptions },
         );

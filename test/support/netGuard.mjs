@@ -40,9 +40,7 @@ function install() {
   function refuse(what, host, port) {
     const target = port === undefined || port === null || port === "" ? String(host) : `${host}:${port}`;
     state.blocked.push(target);
-    const error = new Error(
-      `netGuard: a test tried to reach ${target} (${what}); only loopback (127.0.0.0/8, ::1, localhost) is allowed`,
-    );
+    const error = new Error(`netGuard: a test tried to reach ${target} (${what}); only loopback (127.0.0.0/8, ::1, localhost) is allowed`);
     error.code = "ERR_NET_GUARD";
     error.address = String(host);
     throw error;
@@ -77,8 +75,19 @@ function install() {
       return fn.call(this, hostname, ...rest);
     };
   const resolverMethods = [
-    "resolve", "resolve4", "resolve6", "resolveAny", "resolveCaa", "resolveCname", "resolveMx",
-    "resolveNaptr", "resolveNs", "resolvePtr", "resolveSoa", "resolveSrv", "resolveTxt",
+    "resolve",
+    "resolve4",
+    "resolve6",
+    "resolveAny",
+    "resolveCaa",
+    "resolveCname",
+    "resolveMx",
+    "resolveNaptr",
+    "resolveNs",
+    "resolvePtr",
+    "resolveSoa",
+    "resolveSrv",
+    "resolveTxt",
   ];
   for (const target of [dns, dns.promises]) {
     if (typeof target.lookup === "function") target.lookup = guardName(target.lookup, "DNS lookup");

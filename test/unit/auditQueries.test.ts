@@ -9,7 +9,9 @@ describe("audit queries", () => {
     expect(query.sql).not.toContain("OR '1'='1");
     expect(query.sql).not.toContain("DROP");
     expect(query.sql).not.toContain("1725148800000001");
-    expect(Object.values(query.params)).toEqual(expect.arrayContaining(["clusters", "x' OR '1'='1", "123", "evt'; DROP TABLE x; --", "1725148800000001", "2024-09-01"]));
+    expect(Object.values(query.params)).toEqual(
+      expect.arrayContaining(["clusters", "x' OR '1'='1", "123", "evt'; DROP TABLE x; --", "1725148800000001", "2024-09-01"]),
+    );
     for (const name of Object.keys(query.params)) expect(query.sql).toContain(`:${name}`);
   });
 

@@ -41,8 +41,23 @@ describe("loadConfig", () => {
       AUDIT_INCLUDE_ACCOUNT_LEVEL: "maybe",
       EXPORT_CONTAINER: "Bad_Name",
     });
-    const named = ["DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH", "DATABRICKS_WORKSPACE_IDS", "AUDIT_SERVICES", "LOGS_INGESTION_RULE_ID", "EXPORT_START", "EXPORT_SETTLE_DELAY", "AUDIT_INCLUDE_ACCOUNT_LEVEL", "EXPORT_CONTAINER", "EXPORT_STORAGE_ACCOUNT_URL"];
-    for (const name of named) expect(problems.some((p) => p.includes(name)), name).toBe(true);
+    const named = [
+      "DATABRICKS_SERVER_HOSTNAME",
+      "DATABRICKS_HTTP_PATH",
+      "DATABRICKS_WORKSPACE_IDS",
+      "AUDIT_SERVICES",
+      "LOGS_INGESTION_RULE_ID",
+      "EXPORT_START",
+      "EXPORT_SETTLE_DELAY",
+      "AUDIT_INCLUDE_ACCOUNT_LEVEL",
+      "EXPORT_CONTAINER",
+      "EXPORT_STORAGE_ACCOUNT_URL",
+    ];
+    for (const name of named)
+      expect(
+        problems.some((p) => p.includes(name)),
+        name,
+      ).toBe(true);
     expect(problems.find((p) => p.startsWith("AUDIT_SERVICES"))).toContain("jobs' OR '1'='1");
   });
 
@@ -63,7 +78,10 @@ describe("loadConfig", () => {
     expect(config.databricks).toMatchObject({ host: "127.0.0.1", port: 8443, accessToken: "dapi0123" });
     expect(config.logsIngestion?.endpoint).toBe("https://dce-abcd.westeurope-1.ingest.monitor.azure.com");
     expect(config.filter).toEqual({ workspaceIds: ["111", "222"], services: "all", includeAccountLevel: true });
-    expect(config.redaction).toEqual([{ key: "password", action: "drop" }, { key: "commandText", action: "mask" }]);
+    expect(config.redaction).toEqual([
+      { key: "password", action: "drop" },
+      { key: "commandText", action: "mask" },
+    ]);
     expect(resolveStart(config.start, 0)).toBe(Date.parse("2024-09-01T00:00:00Z") * 1000 + 1);
   });
 
@@ -74,7 +92,10 @@ describe("loadConfig", () => {
   });
 
   it("does not need storage for the checks and the ad-hoc export", () => {
-    expect(loadConfig({ DATABRICKS_SERVER_HOSTNAME: minimal.DATABRICKS_SERVER_HOSTNAME, DATABRICKS_HTTP_PATH: minimal.DATABRICKS_HTTP_PATH }, { storage: false }).storage).toBeUndefined();
+    expect(
+      loadConfig({ DATABRICKS_SERVER_HOSTNAME: minimal.DATABRICKS_SERVER_HOSTNAME, DATABRICKS_HTTP_PATH: minimal.DATABRICKS_HTTP_PATH }, { storage: false })
+        .storage,
+    ).toBeUndefined();
   });
 });
 

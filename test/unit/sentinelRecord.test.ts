@@ -51,7 +51,11 @@ describe("toSentinelRecord", () => {
   });
 
   it("caps oversized values with a marker and names the capped keys", () => {
-    const record = toSentinelRecord({ ...event, request_params: { a: "é".repeat(100_000), b: "\n".repeat(40_000), c: "small" }, response: { status_code: 200, error_message: null, result: "r".repeat(70_000) } });
+    const record = toSentinelRecord({
+      ...event,
+      request_params: { a: "é".repeat(100_000), b: "\n".repeat(40_000), c: "small" },
+      response: { status_code: 200, error_message: null, result: "r".repeat(70_000) },
+    });
     expect(Buffer.byteLength(JSON.stringify(record.RequestParams))).toBeLessThanOrEqual(MAX_FIELD_BYTES);
     expect(record.RequestParams!.c).toBe("small");
     expect(record.RequestParams!.a!.endsWith(TRUNCATION_MARKER)).toBe(true);
@@ -67,7 +71,14 @@ describe("toSentinelRecord", () => {
 });
 
 describe("BatchBuilder", () => {
-  const event = (i: number, recordBytes: number): PreparedEvent => ({ timeUs: i, eventId: `e${i}`, workspaceId: "1", line: "x".repeat(100), record: null, recordBytes });
+  const event = (i: number, recordBytes: number): PreparedEvent => ({
+    timeUs: i,
+    eventId: `e${i}`,
+    workspaceId: "1",
+    line: "x".repeat(100),
+    record: null,
+    recordBytes,
+  });
   const build = (sizes: number[], limits: Partial<BatchLimits> = {}) => {
     const builder = new BatchBuilder({ maxEvents: 1000, callsPerBatch: 2, maxArchiveBytes: 1e9, ...limits }, true);
     const batches = sizes.flatMap((size, i) => builder.add(event(i, size)) ?? []);
@@ -97,9 +108,17 @@ describe("BatchBuilder", () => {
   });
 
   it("bounds events per batch, and archive bytes when Log Analytics is off", () => {
-    expect(build(Array.from({ length: 25 }, () => 10), { maxEvents: 10 }).map((b) => b.events.length)).toEqual([10, 10, 5]);
+    expect(
+      build(
+        Array.from({ length: 25 }, () => 10),
+        { maxEvents: 10 },
+      ).map((b) => b.events.length),
+    ).toEqual([10, 10, 5]);
     const off = new BatchBuilder({ maxEvents: 1000, callsPerBatch: 2, maxArchiveBytes: 250 }, false);
     const batches = [0, 1, 2, 3, 4].flatMap((i) => off.add(event(i, 0)) ?? []);
-    expect(batches.map((b) => [b.events.length, b.calls])).toEqual([[2, null], [2, null]]);
+    expect(batches.map((b) => [b.events.length, b.calls])).toEqual([
+      [2, null],
+      [2, null],
+    ]);
   });
 });
