@@ -1,7 +1,6 @@
-import type { Server as NetServer } from "node:net";
+import { closeServer, listenOnLoopback } from "./net";
 import { randomBytes, randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { issueToken } from "./tokens";
 
 /**
@@ -104,14 +103,7 @@ export async function startIdentityEndpoint(options: IdentityEndpointOptions = {
     });
   }
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
 
   return {
     endpoint: `http://127.0.0.1:${port}${TOKEN_PATH}`,
@@ -146,16 +138,4 @@ function sendJson(res: ServerResponse, status: number, body: unknown): void {
 function positiveTtl(seconds: number): number {
   if (!Number.isFinite(seconds) || seconds <= 0) throw new RangeError(`ttlSeconds must be positive, got ${seconds}`);
   return Math.floor(seconds);
-}
-
-/** Closes an http(s) server, dropping idle keep-alive connections so close() does not hang. */
-export function closeServer(server: NetServer & { closeAllConnections?: () => void }): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (!server.listening) {
-      resolve();
-      return;
-    }
-    server.close((error) => (error ? reject(error) : resolve()));
-    server.closeAllConnections?.();
-  });
 }

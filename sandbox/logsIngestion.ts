@@ -1,10 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
 import { promisify } from "node:util";
 import { gunzip as gunzipCallback } from "node:zlib";
-import { closeServer } from "./identityEndpoint";
+import { closeServer, listenOnLoopback } from "./net";
 import { AUDIENCE, checkBearerJwt } from "./tokens";
 
 /**
@@ -284,14 +283,7 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     });
   });
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const { port } = server.address() as AddressInfo;
+  const port = await listenOnLoopback(server);
   const endpoint = `https://127.0.0.1:${port}`;
 
   const api: LogsIngestion = {

@@ -1,3 +1,4 @@
+import { AUDIT_COLUMNS } from "./auditEvent";
 import type { AuditFilter } from "./config";
 import { MICROS_PER_HOUR, utcDateOf } from "./timestamps";
 
@@ -20,26 +21,8 @@ export interface EventKey {
 
 export const AUDIT_TABLE = "system.access.audit";
 
-const SELECT_COLUMNS = [
-  "account_id",
-  "workspace_id",
-  "version",
-  "event_time",
-  "unix_micros(event_time) AS event_time_us",
-  "event_date",
-  "source_ip_address",
-  "user_agent",
-  "session_id",
-  "user_identity",
-  "service_name",
-  "action_name",
-  "request_id",
-  "request_params",
-  "response",
-  "audit_level",
-  "event_id",
-  "identity_metadata",
-].join(", ");
+/** The table's columns, plus event_time in exact microseconds (a JS Date keeps milliseconds). */
+const SELECT_COLUMNS = AUDIT_COLUMNS.map((column) => (column === "event_time" ? "event_time, unix_micros(event_time) AS event_time_us" : column)).join(", ");
 
 class ParamBag {
   readonly params: Record<string, string> = {};

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { listenOnLoopback } from "../net";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { createServer, type Server } from "node:https";
 import type { Socket } from "node:net";
@@ -893,15 +894,7 @@ export async function startSqlWarehouse(options: SqlWarehouseOptions): Promise<S
   });
   server.on("tlsClientError", () => undefined);
 
-  await new Promise<void>((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(options.port ?? 0, "127.0.0.1", () => {
-      server.off("error", reject);
-      resolve();
-    });
-  });
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
+  const port = await listenOnLoopback(server, options.port ?? 0);
   let closing: Promise<void> | undefined;
 
   return {
