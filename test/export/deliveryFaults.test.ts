@@ -137,6 +137,24 @@ describe("the warehouse misbehaving", () => {
     await expectDelivered(s);
   });
 
+  it("refreshes a managed identity token that expires mid-run", async () => {
+    const s = await scenario(120);
+    const before = stack.identity.requests().filter((r) => r.resource.startsWith("2ff814a6")).length;
+    // The driver and the credential both renew a token 5 minutes before it expires: a 302-second
+    // token enters that window 2 seconds after it is issued, and the run lasts longer than that.
+    stack.identity.setTtlSeconds(302);
+    stack.warehouse.setFaults({ fetchDelayMs: 400 });
+    try {
+      await exportOnce({ stack, container: s.container, options: s.options, now: () => s.now, warehouseAuth: "identity", warehouseOptions: { fetchRows: 12 } });
+    } finally {
+      stack.warehouse.setFaults({});
+      stack.identity.setTtlSeconds(3600);
+    }
+    const tokensIssued = stack.identity.requests().filter((r) => r.resource.startsWith("2ff814a6")).length - before;
+    expect(tokensIssued).toBeGreaterThan(1);
+    await expectDelivered(s);
+  });
+
   it("survives 503 answers to status polls", async () => {
     const s = await scenario(30);
     stack.warehouse.setFaults({ statusPoll503: 2 });

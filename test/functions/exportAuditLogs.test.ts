@@ -58,6 +58,26 @@ describe("exportAuditLogs (timer)", () => {
     }
   });
 
+  it("writes to Blob Storage by account URL with the managed identity (no key)", async () => {
+    const start = Date.now() - 2 * 3600_000;
+    const rows = [auditRow(isoMicros(start * 1000 + 3)), auditRow(isoMicros(start * 1000 + 4))];
+    await stack.warehouse.appendRows(rows);
+    const env: Record<string, string | undefined> = { ...stack.contract.env, EXPORT_START: new Date(start).toISOString(), EXPORT_CONTAINER: "timer-identity" };
+    delete env.EXPORT_STORAGE_CONNECTION_STRING;
+    env.EXPORT_STORAGE_ACCOUNT_URL = stack.blob.accountUrl;
+    Object.assign(process.env, env);
+    delete process.env.EXPORT_STORAGE_CONNECTION_STRING;
+    const { context } = invocation();
+    try {
+      await exportAuditLogs(timer, context);
+    } finally {
+      delete process.env.EXPORT_STORAGE_ACCOUNT_URL;
+    }
+    const archived = (await archivedEvents(containerFor(stack, "timer-identity"))).map((e) => e.event_id);
+    expect(archived.sort()).toEqual(rows.map((r) => r.event_id as string).sort());
+    expect(stack.identity.requests().some((r) => r.resource.startsWith("https://storage.azure.com"))).toBe(true);
+  });
+
   it("fails the invocation when Log Analytics refuses, saying what was not delivered", async () => {
     const start = Date.now() - 2 * 3600_000;
     await stack.warehouse.appendRows([auditRow(isoMicros(start * 1000))]);

@@ -3,7 +3,7 @@ import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
 import { expect } from "vitest";
 import type { AuditEvent } from "../../shared/auditEvent";
 import { BlobExportStore } from "../../shared/blobStore";
-import type { AuditFilter } from "../../shared/config";
+import { DATABRICKS_DEFAULT_SCOPE, type AuditFilter } from "../../shared/config";
 import { Warehouse, type WarehouseOptions } from "../../shared/databricks";
 import type { AuditSource, ExportDeps, ExportOptions, ExportStore, IngestionSink } from "../../shared/exporter";
 import { runExport } from "../../shared/exporter";
@@ -95,6 +95,8 @@ export interface RunSetup {
   crash?: CrashSwitch;
   ingestion?: boolean;
   warehouseOptions?: WarehouseOptions;
+  /** "identity": the warehouse gets Entra ID tokens from the managed identity endpoint instead of the PAT. */
+  warehouseAuth?: "pat" | "identity";
   ingestionOptions?: IngestionClientOptions;
   onProgress?: ExportDeps["onProgress"];
 }
@@ -114,11 +116,11 @@ export function containerFor(stack: SandboxStack, name: string): ContainerClient
 export async function exportOnce(setup: RunSetup): ReturnType<typeof runExport> {
   const store = new BlobExportStore(setup.container);
   await store.ensureContainer();
-  const warehouse = await Warehouse.connect(
-    { ...hostOf(setup.stack), httpPath: setup.stack.contract.databricks.httpPath, accessToken: setup.stack.contract.databricks.token, scope: "" },
-    undefined,
-    setup.warehouseOptions,
-  );
+  const databricks = { ...hostOf(setup.stack), httpPath: setup.stack.contract.databricks.httpPath, scope: DATABRICKS_DEFAULT_SCOPE };
+  const warehouse =
+    setup.warehouseAuth === "identity"
+      ? await Warehouse.connect(databricks, identityCredential(), setup.warehouseOptions)
+      : await Warehouse.connect({ ...databricks, accessToken: setup.stack.contract.databricks.token }, undefined, setup.warehouseOptions);
   const sink =
     setup.ingestion === false
       ? undefined
