@@ -7,6 +7,7 @@ import { BlobExportStore, STATE_BLOB } from "./blobStore";
 import { createAzureCredential, createContainerClient } from "./composition";
 import { DEFAULTS, loadConfig, type AppConfig, type ConfigNeeds, type Settings } from "./config";
 import { Warehouse, warehouseErrorKind } from "./databricks";
+import { SYSTEM_TABLE_GRANTS_REMEDIATION } from "./remediation";
 import { ConfigError, describeError, ensureError, redactSecrets } from "./errors";
 import type { ExportState } from "./exportState";
 import { LOGS_INGESTION_SCOPE, LogsIngestionSink } from "./logsIngestion";
@@ -484,12 +485,7 @@ function warehouseFailure(name: CheckName, error: unknown, config: AppConfig, ta
           name,
           status: "FAIL",
           detail: `INSUFFICIENT_PERMISSIONS: the identity cannot read ${AUDIT_TABLE} (${detail}).`,
-          remediation:
-            "System tables must be enabled for the metastore (the 'access' system schema; an account admin enables it, e.g. 'databricks system-schemas enable <metastore-id> access'), " +
-            "and the identity needs all three grants, at least one of which is missing: " +
-            "GRANT USE CATALOG ON CATALOG system TO `<principal>`; GRANT USE SCHEMA ON SCHEMA system.access TO `<principal>`; GRANT SELECT ON TABLE system.access.audit TO `<principal>`. " +
-            "A metastore admin (an account admin can assign one) or the owner of the system catalog can grant them; <principal> is the service principal's application ID, or the user or group that owns the access token" +
-            `${tokenFor}.`,
+          remediation: `${SYSTEM_TABLE_GRANTS_REMEDIATION}${tokenFor}.`,
         };
       }
       return {
