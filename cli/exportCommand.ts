@@ -2,7 +2,7 @@ import { createWriteStream, renameSync, rmSync, type WriteStream } from "node:fs
 import { once } from "node:events";
 import type { Command } from "commander";
 import { applyRedaction } from "../shared/auditEvent";
-import { loadConfig, readServices, readWorkspaceIds, type AuditFilter } from "../shared/config";
+import { loadConfig, readWorkspaceIds, type AuditFilter } from "../shared/config";
 import { createAzureCredential } from "../shared/composition";
 import { Warehouse } from "../shared/databricks";
 import { ConfigError } from "../shared/errors";
@@ -82,7 +82,6 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
     problems.push(...error.problems.map(renameToFlags));
   }
   const workspaceIds = readWorkspaceIds((flags.workspaceId ?? []).join(","), "--workspace-id", problems);
-  const services = readServices(flags.services ?? settings.AUDIT_SERVICES, "--services", []);
   const startUs = parseTimestampMicros(flags.start ?? "");
   const endUs = parseTimestampMicros(flags.end ?? "");
   if (startUs === undefined) problems.push(`--start must be an ISO-8601 timestamp such as 2024-09-01T00:00:00Z; got '${flags.start}'.`);
@@ -94,7 +93,7 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
 
   const filter: AuditFilter = {
     workspaceIds,
-    services,
+    services: config.filter.services,
     includeAccountLevel: workspaceIds.length === 0 || flags.includeAccountLevel === true,
   };
   const credential = config.databricks.accessToken ? undefined : createAzureCredential(config, process.env);
