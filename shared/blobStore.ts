@@ -2,6 +2,7 @@ import { gzip as gzipCallback, gunzip as gunzipCallback } from "node:zlib";
 import { promisify } from "node:util";
 import type { ContainerClient } from "@azure/storage-blob";
 import { parseState, type ExportState } from "./exportState";
+import { statusOf } from "./errors";
 import { StateConflictError, type ExportStore, type StoredState } from "./exporter";
 
 const gzip = promisify(gzipCallback);
@@ -37,7 +38,7 @@ export class BlobExportStore implements ExportStore {
       });
       return result.etag!;
     } catch (error) {
-      const status = (error as { statusCode?: number }).statusCode;
+      const status = statusOf(error);
       if (status === 412 || status === 409) throw new StateConflictError(`The export state blob changed underneath this run (HTTP ${status}).`);
       throw error;
     }
@@ -63,7 +64,7 @@ export class BlobExportStore implements ExportStore {
       const text = body.toString("utf8");
       return text ? text.split("\n") : [];
     } catch (error) {
-      if ((error as { statusCode?: number }).statusCode === 404) return null;
+      if (statusOf(error) === 404) return null;
       throw error;
     }
   }
@@ -100,12 +101,12 @@ export class BlobExportStore implements ExportStore {
       for await (const chunk of response.readableStreamBody!) chunks.push(Buffer.from(chunk as Buffer));
       return { body: Buffer.concat(chunks).toString("utf8"), etag: response.etag! };
     } catch (error) {
-      if ((error as { statusCode?: number }).statusCode === 404) return null;
+      if (statusOf(error) === 404) return null;
       throw error;
     }
   }
 }
 
 function ignoreNotFound(error: unknown): void {
-  if ((error as { statusCode?: number }).statusCode !== 404) throw error;
+  if (statusOf(error) !== 404) throw error;
 }

@@ -20,6 +20,12 @@ export class DeliveryError extends Error {
   override readonly name = "DeliveryError";
 }
 
+/** The HTTP status an Azure SDK or driver error carries, if any. */
+export function statusOf(error: unknown): number | undefined {
+  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
+  return typeof status === "number" ? status : undefined;
+}
+
 export function ensureError(value: unknown): Error {
   if (value instanceof Error) return value;
   return new Error(typeof value === "string" ? value : JSON.stringify(value));

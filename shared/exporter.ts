@@ -232,11 +232,11 @@ class ExportRun {
     }
   }
 
-  /** Serialized conditional writes; each also extends the lock. */
-  private save(mutate: (state: ExportState) => void): Promise<void> {
+  /** Serialized conditional writes; each also extends the lock, or releases it. */
+  private save(mutate: (state: ExportState) => void, lock: "extend" | "release" = "extend"): Promise<void> {
     const next = this.writeChain.then(async () => {
       mutate(this.state);
-      this.state.lock = { runId: this.runId, expiresAtMs: this.deps.now() + this.lockTtlMs };
+      this.state.lock = lock === "release" ? null : { runId: this.runId, expiresAtMs: this.deps.now() + this.lockTtlMs };
       try {
         this.etag = await this.deps.store.writeState(this.state, this.etag);
       } catch (error) {
@@ -263,9 +263,7 @@ class ExportRun {
         state.lastFailureAt = now;
         state.lastError = describeError(failure);
       }
-    });
-    this.state.lock = null;
-    this.etag = await this.deps.store.writeState(this.state, this.etag);
+    }, "release");
   }
 
   // ---- scanning ---------------------------------------------------------------------------

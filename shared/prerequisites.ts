@@ -8,7 +8,7 @@ import { createAzureCredential, createContainerClient } from "./composition";
 import { DEFAULTS, loadConfig, type AppConfig, type ConfigNeeds, type Settings } from "./config";
 import { Warehouse, warehouseErrorKind } from "./databricks";
 import { SYSTEM_TABLE_GRANTS_REMEDIATION } from "./remediation";
-import { ConfigError, describeError, ensureError, redactSecrets } from "./errors";
+import { ConfigError, describeError, ensureError, redactSecrets, statusOf } from "./errors";
 import type { ExportState } from "./exportState";
 import { LOGS_INGESTION_SCOPE, LogsIngestionSink } from "./logsIngestion";
 
@@ -694,11 +694,6 @@ function blobFailure(outcome: Outcome<unknown>, where: string, action: string): 
     remediation = "Check the storage account and container settings (EXPORT_STORAGE_ACCOUNT_URL, EXPORT_CONTAINER); see TROUBLESHOOTING.md.";
   }
   return { name: "blob_container", status: "FAIL", detail, remediation };
-}
-
-function statusOf(error: unknown): number | undefined {
-  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
-  return typeof status === "number" ? status : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
