@@ -133,9 +133,10 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
   const streamName = streams.keys().next().value;
   if (streamName === undefined) throw new Error("startLogsIngestion: at least one stream is needed");
 
-  // Accepted records are kept as the JSONL text of each call: a million records as objects made
-  // the stand-in's garbage collector, not the exporter, the thing a benchmark measured.
-  let received: { stream: string; jsonl: string }[] = [];
+  // Accepted records are kept as the JSON text of each call (as sent, unless a value was
+  // truncated), and turned into objects only when read: a million records as objects made the
+  // stand-in's garbage collector, not the exporter, the thing a benchmark measured.
+  let received: { stream: string; json: string }[] = [];
   let stats = emptyStats();
   let faults: IngestionFaults = {};
   let faultCalls = 0;
@@ -210,17 +211,23 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
         `Maximum allowed content length: ${MAX_BODY_BYTES} bytes (1 MB). Provided content length: ${body.length} bytes.`,
       );
     }
+    const text = body.toString("utf8");
     let parsed: unknown;
     try {
-      parsed = JSON.parse(body.toString("utf8"));
+      parsed = JSON.parse(text);
     } catch (error) {
       throw new HttpError(400, "InvalidPayload", `The request body is not valid JSON: ${(error as Error).message}`);
     }
     if (!Array.isArray(parsed)) {
       throw new HttpError(400, "InvalidPayload", "The request body must be a JSON array of records.");
     }
-    const records = parsed.map((record, index) => checkRecord(record, index, columns, stream));
-    if (records.length > 0) received.push({ stream, jsonl: records.map((r) => JSON.stringify(r)).join("\n") + "\n" });
+    let edited = false;
+    const records = parsed.map((record: unknown, index) => {
+      const stored = checkRecord(record, index, columns, stream);
+      edited ||= stored !== record;
+      return stored;
+    });
+    if (records.length > 0) received.push({ stream, json: edited ? JSON.stringify(records) : text });
     stats.records += records.length;
     stats.acceptedCalls += 1;
   }
@@ -237,7 +244,7 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     if (url.pathname === "/received" && req.method === "GET") {
       const stream = url.searchParams.get("stream") ?? undefined;
       res.writeHead(200, { "Content-Type": "application/x-ndjson; charset=utf-8" });
-      for (const call of received) if (stream === undefined || call.stream === stream) res.write(call.jsonl);
+      for (const call of received) if (stream === undefined || call.stream === stream) res.write(toJsonLines(call.json));
       res.end();
       return;
     }
@@ -294,12 +301,7 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     receivedUrl: `${endpoint}/received`,
     received(stream?: string) {
       const picked = stream === undefined ? received : received.filter((r) => r.stream === stream);
-      return picked.flatMap((r) =>
-        r.jsonl
-          .split("\n")
-          .filter((line) => line.length > 0)
-          .map((line) => JSON.parse(line) as Record<string, unknown>),
-      );
+      return picked.flatMap((r) => JSON.parse(r.json) as Record<string, unknown>[]);
     },
     setFaults,
     stats: () => ({ ...stats, bytes: [...stats.bytes], rejected: stats.rejected.map((r) => ({ ...r })) }),
@@ -311,6 +313,10 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     close: () => closeServer(server),
   };
   return api;
+}
+
+function toJsonLines(jsonArray: string): string {
+  return (JSON.parse(jsonArray) as unknown[]).map((record) => `${JSON.stringify(record)}\n`).join("");
 }
 
 function emptyStats(): IngestionStats {
@@ -394,58 +400,73 @@ async function decode(req: IncomingMessage, wire: Buffer): Promise<Buffer> {
   }
 }
 
-/** Checks one record against the stream's columns and returns it as stored (long values truncated). */
+/**
+ * Checks one record against the stream's columns and returns it as stored: the record itself,
+ * or a copy with long values truncated.
+ */
 function checkRecord(record: unknown, index: number, columns: Map<string, ColumnType>, stream: string): Record<string, unknown> {
   if (record === null || typeof record !== "object" || Array.isArray(record)) {
     throw new HttpError(400, "InvalidPayload", `Record ${index} is not a JSON object.`);
   }
-  const stored: Record<string, unknown> = {};
-  for (const [column, value] of Object.entries(record as Record<string, unknown>)) {
+  const source = record as Record<string, unknown>;
+  let stored: Record<string, unknown> | undefined;
+  for (const column in source) {
+    const value = source[column];
     const type = columns.get(column);
     if (type === undefined) {
       throw new HttpError(400, "InvalidPayload", `Record ${index}: column '${column}' is not declared in stream '${stream}'.`);
     }
-    if (value === null) {
-      stored[column] = null;
-      continue;
-    }
+    if (value === null) continue;
     const problem = typeProblem(type, value);
     if (problem) {
       throw new HttpError(400, "InvalidPayload", `Record ${index}: column '${column}' (${type}) ${problem}.`);
     }
+    let kept = value;
     if (type === "dynamic") {
-      const text = JSON.stringify(value);
-      stored[column] = Buffer.byteLength(text, "utf8") > MAX_FIELD_BYTES ? truncateUtf8(text, MAX_FIELD_BYTES) : value;
+      if (jsonBytesAtMost(value) > MAX_FIELD_BYTES) {
+        const text = JSON.stringify(value);
+        if (Buffer.byteLength(text, "utf8") > MAX_FIELD_BYTES) kept = truncateUtf8(text, MAX_FIELD_BYTES);
+      }
     } else if (typeof value === "string") {
-      stored[column] = truncateUtf8(value, MAX_FIELD_BYTES);
-    } else {
-      stored[column] = value;
+      kept = truncateUtf8(value, MAX_FIELD_BYTES);
     }
+    if (kept !== value) (stored ??= { ...source })[column] = kept;
   }
-  return stored;
+  return stored ?? source;
+}
+
+/** An upper bound of a parsed JSON value's UTF-8 size, without serializing it (a character escapes to at most 6 bytes). */
+function jsonBytesAtMost(value: unknown): number {
+  if (typeof value === "string") return value.length * 6 + 2;
+  if (value === null || typeof value !== "object") return 24;
+  let bytes = 2;
+  if (Array.isArray(value)) for (const item of value) bytes += jsonBytesAtMost(item) + 1;
+  else for (const key in value) bytes += key.length * 6 + 3 + jsonBytesAtMost((value as Record<string, unknown>)[key]) + 1;
+  return bytes;
 }
 
 const ISO_DATETIME = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(?:Z|[+-]\d{2}:?\d{2})?)?$/i;
 
 function typeProblem(type: ColumnType, value: unknown): string | undefined {
-  const got = `got ${Array.isArray(value) ? "array" : typeof value} ${preview(value)}`;
+  // Built only for a refusal: previewing every value would make the stand-in, not the caller, what a benchmark measures.
+  const got = (): string => `got ${Array.isArray(value) ? "array" : typeof value} ${preview(value)}`;
   switch (type) {
     case "string":
-      return typeof value === "string" ? undefined : `must be a string, ${got}`;
+      return typeof value === "string" ? undefined : `must be a string, ${got()}`;
     case "int":
       return typeof value === "number" && Number.isInteger(value) && value >= -2_147_483_648 && value <= 2_147_483_647
         ? undefined
-        : `must be a 32-bit integer, ${got}`;
+        : `must be a 32-bit integer, ${got()}`;
     case "long":
-      return typeof value === "number" && Number.isSafeInteger(value) ? undefined : `must be an integer, ${got}`;
+      return typeof value === "number" && Number.isSafeInteger(value) ? undefined : `must be an integer, ${got()}`;
     case "real":
-      return typeof value === "number" && Number.isFinite(value) ? undefined : `must be a number, ${got}`;
+      return typeof value === "number" && Number.isFinite(value) ? undefined : `must be a number, ${got()}`;
     case "boolean":
-      return typeof value === "boolean" ? undefined : `must be a boolean, ${got}`;
+      return typeof value === "boolean" ? undefined : `must be a boolean, ${got()}`;
     case "datetime":
       return typeof value === "string" && ISO_DATETIME.test(value) && !Number.isNaN(Date.parse(value.replace(" ", "T")))
         ? undefined
-        : `must be an ISO 8601 date-time string, ${got}`;
+        : `must be an ISO 8601 date-time string, ${got()}`;
     case "dynamic":
       return undefined;
   }
@@ -458,7 +479,8 @@ function preview(value: unknown): string {
 
 /** Cuts a string to at most `maxBytes` of UTF-8 without splitting a character. */
 export function truncateUtf8(text: string, maxBytes: number): string {
-  if (Buffer.byteLength(text, "utf8") <= maxBytes) return text;
+  // A UTF-16 code unit is at most 3 bytes of UTF-8: short strings need no counting.
+  if (text.length * 3 <= maxBytes || Buffer.byteLength(text, "utf8") <= maxBytes) return text;
   const bytes = Buffer.from(text, "utf8");
   let end = maxBytes;
   // Step back over continuation bytes (10xxxxxx) to the start of the character that straddles the cut.
