@@ -374,23 +374,33 @@ class Operation {
     const encoder = this.encoder!;
     const startRowOffset = this.startRowOffset;
     let rows = 0;
-    const withinBudget = () => !(encoder instanceof ArrowResultEncoder) || encoder.bufferedBytes() < maxBytes;
+    // A page carries several Arrow record batches, as a warehouse's does: the driver hands
+    // each batch to fetchChunk() on its own, so no single call converts a whole page.
+    const batches: { batch: Buffer; rowCount: number }[] = [];
+    let takenBytes = 0;
+    const take = (): void => {
+      if (!(encoder instanceof ArrowResultEncoder) || encoder.bufferedRows() === 0) return;
+      const taken = encoder.takeBatch();
+      takenBytes += taken.batch.length;
+      batches.push(taken);
+    };
+    const withinBudget = () => !(encoder instanceof ArrowResultEncoder) || takenBytes + encoder.bufferedBytes() < maxBytes;
     while (rows < maxRows && withinBudget()) {
       if (!this.current && !(await this.nextChunk())) break;
       const cur = this.current!;
-      const take = Math.min(cur.rowCount - cur.offset, maxRows - rows);
-      encoder.append(cur.vectors, cur.offset, cur.offset + take);
-      cur.offset += take;
-      rows += take;
+      const count = Math.min(cur.rowCount - cur.offset, maxRows - rows);
+      encoder.append(cur.vectors, cur.offset, cur.offset + count);
+      cur.offset += count;
+      rows += count;
       if (cur.offset >= cur.rowCount) this.current = undefined;
+      if (encoder instanceof ArrowResultEncoder && encoder.bufferedRows() >= ARROW_BATCH_ROWS) take();
     }
     // Look one chunk ahead so hasMoreRows is exact.
     if (!this.current && !this.exhausted) await this.nextChunk();
     this.startRowOffset += rows;
+    take();
     const rowSet =
-      encoder instanceof ArrowResultEncoder
-        ? { startRowOffset, rows: [], arrowBatches: rows > 0 ? [encoder.takeBatch()] : [] }
-        : { startRowOffset, rows: [], columns: encoder.take() };
+      encoder instanceof ArrowResultEncoder ? { startRowOffset, rows: [], arrowBatches: batches } : { startRowOffset, rows: [], columns: encoder.take() };
     return { rows, hasMoreRows: this.current !== undefined, rowSet };
   }
 
@@ -436,6 +446,8 @@ class Operation {
 // The warehouse
 
 const MAX_BATCH_BYTES = 64 * 1024 * 1024;
+/** Rows per Arrow record batch inside a page (DuckDB's own chunk size). */
+const ARROW_BATCH_ROWS = 2048;
 const STATUS_LONG_POLL_MS = 200;
 
 class Warehouse {
