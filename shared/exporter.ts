@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { KeyedEvent } from "./auditEvent";
 import type { EventKey } from "./auditQueries";
 import type { AuditFilter, ExportStart, RedactionRule } from "./config";
@@ -138,12 +139,20 @@ interface ReadyBatch {
   prepared: PreparedBatch;
 }
 
+interface QueuedSave {
+  mutate: (state: ExportState) => void;
+  lock: "extend" | "release";
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
 class ExportRun {
   private readonly runId = randomUUID();
   private readonly startedAt: number;
   private state!: ExportState;
   private etag: string | null = null;
-  private writeChain: Promise<unknown> = Promise.resolve();
+  private queuedSaves: QueuedSave[] = [];
+  private writing = false;
   private readonly summary: ExportSummary;
   private readonly batchEvents: number;
   private readonly lockTtlMs: number;
@@ -232,24 +241,40 @@ class ExportRun {
     }
   }
 
-  /** Serialized conditional writes; each also extends the lock, or releases it. */
+  /**
+   * Conditional writes, one at a time; each also extends the lock, or releases it. Changes
+   * asked for while a write is in flight go out together in the next write (a batch's
+   * confirmed calls often land at once), and each caller's promise settles with the write
+   * that carried its change.
+   */
   private save(mutate: (state: ExportState) => void, lock: "extend" | "release" = "extend"): Promise<void> {
-    const next = this.writeChain.then(async () => {
-      mutate(this.state);
-      this.state.lock = lock === "release" ? null : { runId: this.runId, expiresAtMs: this.deps.now() + this.lockTtlMs };
+    return new Promise<void>((resolve, reject) => {
+      this.queuedSaves.push({ mutate, lock, resolve, reject });
+      if (!this.writing) void this.writeQueuedSaves();
+    });
+  }
+
+  private async writeQueuedSaves(): Promise<void> {
+    this.writing = true;
+    while (this.queuedSaves.length > 0) {
+      const group = this.queuedSaves.splice(0);
+      for (const { mutate } of group) mutate(this.state);
+      const release = group.some((s) => s.lock === "release");
+      this.state.lock = release ? null : { runId: this.runId, expiresAtMs: this.deps.now() + this.lockTtlMs };
       try {
         this.etag = await this.deps.store.writeState(this.state, this.etag);
+        for (const { resolve } of group) resolve();
       } catch (error) {
-        if (error instanceof StateConflictError) {
-          throw new ConcurrentRunError(
-            "The export state was changed by another run while this one held the lock (it must have expired); stopping without further writes.",
-          );
-        }
-        throw error;
+        const failure =
+          error instanceof StateConflictError
+            ? new ConcurrentRunError(
+                "The export state was changed by another run while this one held the lock (it must have expired); stopping without further writes.",
+              )
+            : error;
+        for (const { reject } of group) reject(failure);
       }
-    });
-    this.writeChain = next.catch(() => undefined);
-    return next;
+    }
+    this.writing = false;
   }
 
   private async releaseLock(failure: unknown): Promise<void> {
@@ -315,6 +340,8 @@ class ExportRun {
         const full = builder.add(prepareEvent(event, this.options.redaction, ingestionOn));
         if (full) yield await ready(full);
       }
+      // Let the sinks' network answers in between chunks: a chunk is a long stretch of CPU work.
+      await yieldToEventLoop();
     }
     const last = builder.flush();
     if (last) yield await ready(last);
