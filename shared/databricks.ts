@@ -114,16 +114,12 @@ export class Warehouse implements AuditSource {
     }
   }
 
-  async *scan(filter: AuditFilter, after: EventKey, toUs: number): AsyncGenerator<KeyedEvent[]> {
-    for await (const rows of this.rows(scanQuery(filter, after, toUs))) yield rows.map(eventFromRow);
+  scan(filter: AuditFilter, after: EventKey, toUs: number): AsyncGenerator<KeyedEvent[]> {
+    return scanRows((query) => this.rows(query), filter, after, toUs);
   }
 
-  async countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
-    const counts = new Map<number, number>();
-    for (const row of await this.all(hourlyCountQuery(filter, fromUs, toUs))) {
-      counts.set(Number(row.hour_index), Number(row.event_count));
-    }
-    return counts;
+  countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
+    return countRowsByHour((query) => this.rows(query), filter, fromUs, toUs);
   }
 
   async close(): Promise<void> {
@@ -132,8 +128,23 @@ export class Warehouse implements AuditSource {
   }
 }
 
+type RowSource = (query: BoundQuery) => AsyncIterable<Record<string, unknown>[]>;
+
+/** The audit events after a key, in chunks, from whatever runs the queries. */
+export async function* scanRows(rows: RowSource, filter: AuditFilter, after: EventKey, toUs: number): AsyncGenerator<KeyedEvent[]> {
+  for await (const chunk of rows(scanQuery(filter, after, toUs))) yield chunk.map(eventFromRow);
+}
+
+export async function countRowsByHour(rows: RowSource, filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
+  const counts = new Map<number, number>();
+  for await (const chunk of rows(hourlyCountQuery(filter, fromUs, toUs))) {
+    for (const row of chunk) counts.set(Number(row.hour_index), Number(row.event_count));
+  }
+  return counts;
+}
+
 /** Tags an error as the warehouse's, so messages blame the right system. */
-function markWarehouseError(error: unknown): unknown {
+export function markWarehouseError(error: unknown): unknown {
   if (error && typeof error === "object") Object.defineProperty(error, "fromWarehouse", { value: true, enumerable: false });
   return error;
 }

@@ -2,6 +2,7 @@ import type { AppConfig, Settings } from "./config";
 import { BlobExportStore } from "./blobStore";
 import { createAzureCredential, createContainerClient } from "./composition";
 import { Warehouse, type WarehouseOptions } from "./databricks";
+import { ThreadedWarehouse } from "./databricksThread";
 import { runExport, type ExportLog, type ExportOptions, type ExportProgress, type ExportSummary } from "./exporter";
 import { LogsIngestionSink, type IngestionClientOptions } from "./logsIngestion";
 
@@ -20,7 +21,11 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
   const store = new BlobExportStore(createContainerClient(config.storage, credential));
   await store.ensureContainer();
   const ingestion = config.logsIngestion ? new LogsIngestionSink(config.logsIngestion, credential, options.ingestion) : undefined;
-  const warehouse = await Warehouse.connect(config.databricks, credential, options.warehouse);
+  // The driver's reads on a thread of their own (see databricksThread.ts); in the same thread
+  // only when running from TypeScript sources that were never built.
+  const warehouse = ThreadedWarehouse.available()
+    ? await ThreadedWarehouse.connect(config.databricks, credential, options.warehouse)
+    : await Warehouse.connect(config.databricks, credential, options.warehouse);
   try {
     return await runExport(
       {

@@ -1,10 +1,11 @@
-import { ManagedIdentityCredential } from "@azure/identity";
+import { ManagedIdentityCredential, type TokenCredential } from "@azure/identity";
 import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
 import { expect } from "vitest";
 import type { AuditEvent } from "../../shared/auditEvent";
 import { BlobExportStore } from "../../shared/blobStore";
-import { DATABRICKS_DEFAULT_SCOPE, type AuditFilter } from "../../shared/config";
+import { DATABRICKS_DEFAULT_SCOPE, type AuditFilter, type DatabricksSettings } from "../../shared/config";
 import { Warehouse, type WarehouseOptions } from "../../shared/databricks";
+import { ThreadedWarehouse } from "../../shared/databricksThread";
 import type { AuditSource, ExportDeps, ExportOptions, ExportStore, IngestionSink } from "../../shared/exporter";
 import { runExport } from "../../shared/exporter";
 import { LogsIngestionSink, type IngestionClientOptions } from "../../shared/logsIngestion";
@@ -97,6 +98,8 @@ export interface RunSetup {
   warehouseOptions?: WarehouseOptions;
   /** "identity": the warehouse gets Entra ID tokens from the managed identity endpoint instead of the PAT. */
   warehouseAuth?: "pat" | "identity";
+  /** false: the driver on the test's own thread (the same reads, without starting a thread per run). */
+  readerThread?: boolean;
   ingestionOptions?: IngestionClientOptions;
   onProgress?: ExportDeps["onProgress"];
 }
@@ -112,15 +115,19 @@ export function containerFor(stack: SandboxStack, name: string): ContainerClient
   return BlobServiceClient.fromConnectionString(stack.contract.storage.connectionString).getContainerClient(name);
 }
 
-/** One export run through the real driver, Azurite and the Logs Ingestion client. */
+/** One export run through the real driver (on its reader thread, as the app runs it), Azurite and the Logs Ingestion client. */
 export async function exportOnce(setup: RunSetup): ReturnType<typeof runExport> {
   const store = new BlobExportStore(setup.container);
   await store.ensureContainer();
   const databricks = { ...hostOf(setup.stack), httpPath: setup.stack.contract.databricks.httpPath, scope: DATABRICKS_DEFAULT_SCOPE };
+  const connect = (settings: DatabricksSettings, credential: TokenCredential | undefined) =>
+    setup.readerThread === false
+      ? Warehouse.connect(settings, credential, setup.warehouseOptions)
+      : ThreadedWarehouse.connect(settings, credential, setup.warehouseOptions);
   const warehouse =
     setup.warehouseAuth === "identity"
-      ? await Warehouse.connect(databricks, identityCredential(), setup.warehouseOptions)
-      : await Warehouse.connect({ ...databricks, accessToken: setup.stack.contract.databricks.token }, undefined, setup.warehouseOptions);
+      ? await connect(databricks, identityCredential())
+      : await connect({ ...databricks, accessToken: setup.stack.contract.databricks.token }, undefined);
   const sink =
     setup.ingestion === false
       ? undefined
