@@ -50,6 +50,7 @@ export class ThreadedWarehouse implements AuditSource {
   private nextId = 1;
   private readonly queries = new Map<number, QueryListener>();
   private failure: Error | undefined;
+  private readonly exited: Promise<void>;
 
   private constructor(
     private readonly worker: Worker,
@@ -57,7 +58,12 @@ export class ThreadedWarehouse implements AuditSource {
   ) {
     worker.on("message", (message: FromWorker) => this.onMessage(message));
     worker.on("error", (error) => this.failAll(error));
-    worker.on("exit", (code) => this.failAll(new Error(`The warehouse reader thread stopped (exit code ${code}).`)));
+    this.exited = new Promise((resolve) =>
+      worker.once("exit", (code) => {
+        this.failAll(new Error(`The warehouse reader thread stopped (exit code ${code}).`));
+        resolve();
+      }),
+    );
   }
 
   /** True when the compiled worker script is there (it is not when running from TypeScript sources without a build). */
@@ -129,11 +135,11 @@ export class ThreadedWarehouse implements AuditSource {
     return countRowsByHour((query) => this.rows(query), filter, fromUs, toUs);
   }
 
+  /** Closes the session and ends the thread (ended outright if it does not finish within 10 s). Safe after the thread died. */
   async close(): Promise<void> {
-    const exited = new Promise((resolve) => this.worker.once("exit", resolve));
     this.post({ type: "close" });
     const timer = setTimeout(() => void this.worker.terminate(), 10_000);
-    await exited;
+    await this.exited;
     clearTimeout(timer);
   }
 

@@ -1,4 +1,5 @@
 import type { AccessToken, TokenCredential } from "@azure/identity";
+import type { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../sandbox/stack";
 import { DATABRICKS_DEFAULT_SCOPE, type DatabricksSettings } from "../../shared/config";
@@ -71,6 +72,19 @@ describe("the warehouse reader thread", () => {
     } finally {
       await threaded.close();
     }
+  });
+
+  it("fails the read, rather than waiting forever, when the reader thread dies; close() still returns", async () => {
+    const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 10 });
+    const reading = threaded.scan(ALL_ROWS, { timeUs: 0, eventId: "" }, (T0 + ROWS * 1000) * 1000)[Symbol.asyncIterator]();
+    expect((await reading.next()).done).toBe(false);
+    // The thread ending on its own (out of memory, say): reached through the private field on purpose.
+    await (threaded as unknown as { worker: Worker }).worker.terminate();
+    const drain = async (): Promise<void> => {
+      while (!(await reading.next()).done);
+    };
+    await expect(drain()).rejects.toThrow(/reader thread stopped/);
+    await threaded.close();
   });
 
   it("hands the driver's SQL errors over with what classifies them", async () => {
