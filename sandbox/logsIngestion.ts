@@ -244,7 +244,7 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     if (url.pathname === "/received" && req.method === "GET") {
       const stream = url.searchParams.get("stream") ?? undefined;
       res.writeHead(200, { "Content-Type": "application/x-ndjson; charset=utf-8" });
-      for (const call of received) if (stream === undefined || call.stream === stream) res.write(toJsonLines(call.json));
+      for (const record of api.received(stream)) res.write(`${JSON.stringify(record)}\n`);
       res.end();
       return;
     }
@@ -313,10 +313,6 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     close: () => closeServer(server),
   };
   return api;
-}
-
-function toJsonLines(jsonArray: string): string {
-  return (JSON.parse(jsonArray) as unknown[]).map((record) => `${JSON.stringify(record)}\n`).join("");
 }
 
 function emptyStats(): IngestionStats {
