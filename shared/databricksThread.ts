@@ -7,15 +7,13 @@ import type { BoundQuery, EventKey } from "./auditQueries";
 import type { AuditFilter, DatabricksSettings } from "./config";
 import { Warehouse, countRowsByHour, markWarehouseError, scanRows, type WarehouseOptions } from "./databricks";
 import type { AuditSource } from "./exporter";
-import { decodeRows, encodeRows, type EncodedRows } from "./rowTransfer";
 
 /**
  * The SQL warehouse on a thread of its own. Turning the driver's Arrow batches into rows is
  * most of a read's CPU; on the main thread it would hold back every network answer the sinks
  * wait for (blob writes, Log Analytics calls, state writes). Here the driver runs in a worker
  * thread that fetches up to READ_AHEAD_CHUNKS chunks ahead of the export and hands over plain
- * rows (encoded to copy cheaply, see rowTransfer.ts); tokens still come from the main thread's
- * credential (the managed identity).
+ * rows; tokens still come from the main thread's credential (the managed identity).
  */
 const READ_AHEAD_CHUNKS = 2;
 
@@ -28,7 +26,7 @@ type ToWorker =
 
 type FromWorker =
   | { type: "ready" }
-  | { type: "rows"; id: number; rows: EncodedRows }
+  | { type: "rows"; id: number; rows: Record<string, unknown>[] }
   | { type: "end"; id: number }
   | { type: "error"; id: number | null; error: SerializedError }
   | { type: "needToken"; requestId: number; scope: string }
@@ -156,7 +154,7 @@ export class ThreadedWarehouse implements AuditSource {
         this.queries.delete(0);
         return;
       case "rows":
-        this.queries.get(message.id)?.onRows(decodeRows(message.rows));
+        this.queries.get(message.id)?.onRows(message.rows);
         return;
       case "end":
         this.queries.get(message.id)?.onEnd();
@@ -247,7 +245,7 @@ function runWorker(port: MessagePort, data: { settings: DatabricksSettings; opti
         while (credit.left === 0 && !credit.cancelled) await new Promise<void>((resolve) => (credit.wake = resolve));
         if (credit.cancelled) return;
         credit.left -= 1;
-        post({ type: "rows", id, rows: encodeRows(rows) });
+        post({ type: "rows", id, rows });
       }
       post({ type: "end", id });
     } catch (error) {
