@@ -11,6 +11,7 @@ import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ensureLocalTls } from "../sandbox/tls";
+import type { IngestionStats } from "../sandbox/logsIngestion";
 import type { SandboxContract } from "../sandbox/stack";
 
 const MAX_CALL_BYTES = 1_048_576; // the service's limit per call (1 MB)
@@ -59,12 +60,6 @@ async function main(): Promise<void> {
     sandbox.kill("SIGTERM");
     await new Promise((resolve) => sandbox.once("exit", resolve));
   }
-}
-
-interface IngestionStats {
-  calls: number;
-  bytes: number[];
-  records: number;
 }
 
 interface Measured {
