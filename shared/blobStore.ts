@@ -1,16 +1,11 @@
-import { constants as zlibConstants, gzip as gzipCallback, gunzip as gunzipCallback, type ZlibOptions } from "node:zlib";
+import { gunzip as gunzipCallback } from "node:zlib";
 import { promisify } from "node:util";
 import type { ContainerClient } from "@azure/storage-blob";
 import { parseState, type ExportState } from "./exportState";
 import { statusOf } from "./errors";
 import { StateConflictError, type ExportStore, type StoredState } from "./exporter";
+import { fastGzip } from "./fastGzip";
 
-const gzipWith = promisify<Buffer, ZlibOptions, Buffer>(gzipCallback);
-/**
- * The fastest gzip level: on synthetic audit rows it compressed at 142 MB/s against 71 MB/s at
- * the default level 6, for 7.2x instead of 8.3x smaller blobs.
- */
-const gzip = (data: Buffer): Promise<Buffer> => gzipWith(data, { level: zlibConstants.Z_BEST_SPEED });
 const gunzip = promisify(gunzipCallback);
 
 export const STATE_BLOB = "_state/export.json";
@@ -50,7 +45,7 @@ export class BlobExportStore implements ExportStore {
   }
 
   async writeArchive(name: string, jsonLines: string): Promise<number> {
-    const body = await gzip(Buffer.from(jsonLines, "utf8"));
+    const body = await fastGzip(Buffer.from(jsonLines, "utf8"));
     await this.container.getBlockBlobClient(name).upload(body, body.length, {
       blobHTTPHeaders: { blobContentType: "application/x-ndjson", blobContentDisposition: "attachment" },
     });
@@ -58,7 +53,7 @@ export class BlobExportStore implements ExportStore {
   }
 
   async writeIds(name: string, ids: readonly string[]): Promise<void> {
-    const body = await gzip(Buffer.from(ids.join("\n"), "utf8"));
+    const body = await fastGzip(Buffer.from(ids.join("\n"), "utf8"));
     await this.container.getBlockBlobClient(name).upload(body, body.length);
   }
 

@@ -1,8 +1,7 @@
 import type { TokenCredential } from "@azure/identity";
 import { LogsIngestionClient, isAggregateLogsUploadError } from "@azure/monitor-ingestion";
-import { promisify } from "node:util";
-import { constants as zlibConstants, gzip as gzipCallback, type ZlibOptions } from "node:zlib";
 import type { LogsIngestionSettings } from "./config";
+import { fastGzip } from "./fastGzip";
 import type { IngestionSink } from "./exporter";
 import type { SentinelAuditRecord } from "./sentinelRecord";
 
@@ -76,14 +75,12 @@ type PipelinePolicy = Parameters<Pipeline["addPolicy"]>[0];
 export const SDK_GZIP_POLICY_NAME = "GzippingPolicy";
 export const FAST_GZIP_POLICY_NAME = "dbxAuditFastGzipPolicy";
 
-const gzipWith = promisify<Buffer | string, ZlibOptions, Buffer>(gzipCallback);
-
 /** Gzips each call's body at the fastest level: half the CPU of the client's default level, for a body about 15 % larger. */
 export const fastGzipPolicy: PipelinePolicy = {
   name: FAST_GZIP_POLICY_NAME,
   async sendRequest(request, next) {
     // As the client's own policy: the body is the JSON text the client serialized.
-    if (request.body) request.body = await gzipWith(request.body as string | Buffer, { level: zlibConstants.Z_BEST_SPEED });
+    if (request.body) request.body = await fastGzip(request.body as string | Buffer);
     return next(request);
   },
 };
