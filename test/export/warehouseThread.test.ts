@@ -58,6 +58,25 @@ describe("the warehouse reader thread", () => {
     }
   });
 
+  it("hands a fetched chunk over in slices of handoffRows, in order, none lost", async () => {
+    const direct = await Warehouse.connect(withPat(), undefined, { fetchRows: 50 });
+    const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 50, handoffRows: 20 });
+    try {
+      const sizes: number[] = [];
+      const got: KeyedEvent[] = [];
+      for await (const chunk of threaded.scan(ALL_ROWS, { timeUs: T0 * 1000, eventId: "" }, (T0 + ROWS * 1000) * 1000)) {
+        sizes.push(chunk.length);
+        got.push(...chunk);
+      }
+      // 120 rows fetched as 50 + 50 + 20, each chunk cut into slices of at most 20.
+      expect(sizes).toEqual([20, 20, 10, 20, 20, 10, 20]);
+      expect(got).toEqual(await scanAll(direct));
+    } finally {
+      await direct.close();
+      await threaded.close();
+    }
+  });
+
   it("stops the query when the reader stops early, and goes on serving the next one", async () => {
     const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 10 });
     try {
