@@ -9,9 +9,11 @@ const policyNames = (client: LogsIngestionClient): string[] => client.pipeline.g
 describe("Logs Ingestion gzip policy", () => {
   it("replaces the client's own gzip policy, so each body is gzipped once", () => {
     const client = new LogsIngestionClient("https://127.0.0.1:1", credential);
-    expect(policyNames(client)).toContain(SDK_GZIP_POLICY_NAME);
+    const position = policyNames(client).indexOf(SDK_GZIP_POLICY_NAME);
+    expect(position).toBeGreaterThanOrEqual(0);
     expect(useFastGzip(client.pipeline)).toBe(true);
-    expect(policyNames(client)).toContain(FAST_GZIP_POLICY_NAME);
+    // In the same place: after authentication, before the retry policy (a retried call is not gzipped again).
+    expect(policyNames(client).indexOf(FAST_GZIP_POLICY_NAME)).toBe(position);
     expect(policyNames(client)).not.toContain(SDK_GZIP_POLICY_NAME);
   });
 
