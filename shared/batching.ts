@@ -1,6 +1,6 @@
 import { applyRedaction, type KeyedEvent } from "./auditEvent";
 import type { RedactionRule } from "./config";
-import { MAX_CALL_BYTES, toSentinelRecord, type SentinelAuditRecord } from "./sentinelRecord";
+import { MAX_CALL_BYTES, sentinelRecordBytes, toSentinelRecord, type SentinelAuditRecord } from "./sentinelRecord";
 
 /**
  * Events turned, once, into what the sinks take: the archive's JSON line and, when Log
@@ -30,13 +30,14 @@ export interface PreparedBatch {
 export function prepareEvent(keyed: KeyedEvent, redaction: readonly RedactionRule[], ingestionOn: boolean): PreparedEvent {
   const event = applyRedaction(keyed.event, redaction);
   const record = ingestionOn ? toSentinelRecord(event) : null;
+  const line = JSON.stringify(event);
   return {
     timeUs: keyed.timeUs,
     eventId: keyed.eventId,
     workspaceId: event.workspace_id,
-    line: JSON.stringify(event),
+    line,
     record,
-    recordBytes: record ? Buffer.byteLength(JSON.stringify(record), "utf8") : 0,
+    recordBytes: record ? sentinelRecordBytes(event, record, Buffer.byteLength(line, "utf8")) : 0,
   };
 }
 

@@ -115,6 +115,78 @@ export function truncateUtf8(value: string, maxBytes: number): string {
 }
 
 /**
+ * The UTF-8 size of JSON.stringify(record), from the size of the event's own JSON (the archive
+ * line, serialized anyway) instead of serializing the record once more. The record holds the
+ * event's values under other keys; it adds a second copy of event_time, UserEmail and
+ * UserSubjectName, flattens `response` and drops event_date, so the two sizes differ by the
+ * keys and those few short values. For events as eventFromRow builds them (every column
+ * present, none undefined); when a value was capped for this sink (over 32 KB, rare) it
+ * serializes the record instead.
+ */
+export function sentinelRecordBytes(event: AuditEvent, record: SentinelAuditRecord, eventJsonBytes: number): number {
+  const response = event.response;
+  if (
+    record.UserAgent !== event.user_agent ||
+    record.RequestParams !== event.request_params ||
+    record.ResponseErrorMessage !== (response?.error_message ?? null) ||
+    record.ResponseResult !== (response?.result ?? null)
+  )
+    return jsonBytes(record);
+  return (
+    eventJsonBytes +
+    SIZE_TEMPLATE.difference -
+    (stringJsonBytes(event.event_date) - SIZE_TEMPLATE.dateBytes) +
+    (stringJsonBytes(event.event_time) - SIZE_TEMPLATE.timeBytes) +
+    (stringJsonBytes(event.user_identity?.email ?? null) - NULL_BYTES) +
+    (stringJsonBytes(event.user_identity?.subject_name ?? null) - NULL_BYTES) +
+    (response === null ? SIZE_TEMPLATE.responseBytes - NULL_BYTES : 0)
+  );
+}
+
+const NULL_BYTES = 4;
+/** Characters JSON.stringify writes as they are, one byte each in UTF-8. */
+const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
+function stringJsonBytes(value: string | null): number {
+  if (value === null) return NULL_BYTES;
+  return PLAIN_ASCII.test(value) ? value.length + 2 : jsonBytes(value);
+}
+
+/**
+ * The sizes of one reference event, measured once: what the keys cost in the record against
+ * the event (`difference`), with an event_date, an event_time, a user_identity whose email
+ * and subject_name are null and a response of nulls; sentinelRecordBytes corrects for each
+ * way an event differs from it.
+ */
+const SIZE_TEMPLATE = ((): { difference: number; dateBytes: number; timeBytes: number; responseBytes: number } => {
+  const template: AuditEvent = {
+    account_id: null,
+    workspace_id: null,
+    version: null,
+    event_time: "2024-01-01T00:00:00.000000Z",
+    event_date: "2024-01-01",
+    source_ip_address: null,
+    user_agent: null,
+    session_id: null,
+    user_identity: { email: null, subject_name: null },
+    service_name: null,
+    action_name: null,
+    request_id: null,
+    request_params: null,
+    response: { status_code: null, error_message: null, result: null },
+    audit_level: null,
+    event_id: "",
+    identity_metadata: null,
+  };
+  return {
+    difference: jsonBytes(toSentinelRecord(template)) - jsonBytes(template),
+    dateBytes: jsonBytes(template.event_date),
+    timeBytes: jsonBytes(template.event_time),
+    responseBytes: jsonBytes(template.response),
+  };
+})();
+
+/**
  * The Logs Ingestion client cuts uploads into calls whose records' JSON sizes sum below
  * 1,000,000 bytes. Cutting the same way here means one upload() of a chunk is exactly one
  * HTTP call, so a confirmed chunk is a confirmed call: the unit the export records.

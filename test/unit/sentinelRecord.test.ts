@@ -1,7 +1,8 @@
 import { describe, expect, it } from "vitest";
-import type { AuditEvent } from "../../shared/auditEvent";
-import { BatchBuilder, type BatchLimits, type PreparedEvent } from "../../shared/batching";
-import { MAX_FIELD_BYTES, TRUNCATED_KEYS_PARAM, TRUNCATION_MARKER, toSentinelRecord, truncateUtf8 } from "../../shared/sentinelRecord";
+import { syntheticRows } from "../../sandbox/sqlWarehouse/synthetic";
+import { eventFromRow, type AuditEvent } from "../../shared/auditEvent";
+import { BatchBuilder, prepareEvent, type BatchLimits, type PreparedEvent } from "../../shared/batching";
+import { MAX_FIELD_BYTES, TRUNCATED_KEYS_PARAM, TRUNCATION_MARKER, sentinelRecordBytes, toSentinelRecord, truncateUtf8 } from "../../shared/sentinelRecord";
 
 const event: AuditEvent = {
   account_id: "acc",
@@ -67,6 +68,41 @@ describe("toSentinelRecord", () => {
   it("truncates UTF-8 without splitting a character", () => {
     expect(truncateUtf8("aé", 2)).toBe("a");
     expect(truncateUtf8("😀😀", 5)).toBe("😀");
+  });
+});
+
+describe("sentinelRecordBytes", () => {
+  const exact = (e: AuditEvent): number => Buffer.byteLength(JSON.stringify(toSentinelRecord(e)), "utf8");
+  const worked = (e: AuditEvent): number => sentinelRecordBytes(e, toSentinelRecord(e), Buffer.byteLength(JSON.stringify(e), "utf8"));
+
+  it("equals the record's serialized size for every synthetic event", () => {
+    let timeUs = Date.UTC(2026, 10, 1) * 1000;
+    for (const row of syntheticRows(5_000, { seed: 7 })) {
+      const { event } = eventFromRow({ ...row, event_time_us: (timeUs += 1_234_567) });
+      expect(worked(event)).toBe(exact(event));
+    }
+  });
+
+  it("equals it for nulls, escapes, non-ASCII text and capped values", () => {
+    const variants: AuditEvent[] = [
+      event,
+      { ...event, event_date: null, response: null, user_identity: null, identity_metadata: null, request_params: null },
+      { ...event, user_identity: { email: null, subject_name: "sp" }, response: { status_code: null, error_message: null, result: null } },
+      { ...event, user_identity: { email: 'quote"back\\slash@example.com', subject_name: "tab\tnew\nline" } },
+      { ...event, user_identity: { email: "zoë@exämple.com", subject_name: "名前😀" }, user_agent: "ü\u0001" },
+      { ...event, user_identity: { email: "lone\ud800surrogate", subject_name: "del\u007f" } },
+      { ...event, request_params: Object.assign(Object.create(null) as Record<string, string | null>, { ["__proto__"]: "x", 'k"ey': "v" }) },
+      { ...event, request_params: { a: "é".repeat(100_000) } },
+      { ...event, user_agent: "u".repeat(40_000) },
+      { ...event, response: { status_code: 500, error_message: "\n".repeat(40_000), result: null } },
+      { ...event, response: { status_code: 200, error_message: null, result: "r".repeat(70_000) } },
+    ];
+    for (const variant of variants) expect(worked(variant)).toBe(exact(variant));
+  });
+
+  it("is what prepareEvent records, so calls are cut on the true sizes", () => {
+    const prepared = prepareEvent({ timeUs: 1, eventId: event.event_id, event }, [{ key: "user", action: "mask" }], true);
+    expect(prepared.recordBytes).toBe(Buffer.byteLength(JSON.stringify(prepared.record), "utf8"));
   });
 });
 
