@@ -1,7 +1,6 @@
 import { createWriteStream, renameSync, rmSync, type WriteStream } from "node:fs";
 import { once } from "node:events";
 import type { Command } from "commander";
-import { applyRedaction } from "../shared/auditEvent";
 import { loadConfig, readWorkspaceIds, type AuditFilter } from "../shared/config";
 import { createAzureCredential } from "../shared/composition";
 import { Warehouse } from "../shared/databricks";
@@ -104,8 +103,8 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
   const bar = progressBar(flags.progress !== false && !toStdout, startUs!, endUs!);
   let events = 0;
   try {
-    for await (const chunk of warehouse.scan(filter, { timeUs: startUs!, eventId: "" }, endUs!)) {
-      const text = chunk.map((e) => JSON.stringify(applyRedaction(e.event, config.redaction))).join("\n") + "\n";
+    for await (const chunk of warehouse.scan(filter, { timeUs: startUs!, eventId: "" }, endUs!, { redaction: config.redaction, ingestionOn: false })) {
+      const text = chunk.map((e) => e.line).join("\n") + "\n";
       if (!out.write(text)) await once(out, "drain");
       events += chunk.length;
       bar.update(chunk[chunk.length - 1]!.timeUs, events);

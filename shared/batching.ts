@@ -1,18 +1,27 @@
 import { applyRedaction, type KeyedEvent } from "./auditEvent";
 import type { RedactionRule } from "./config";
-import { MAX_CALL_BYTES, sentinelRecordBytes, toSentinelRecord, type SentinelAuditRecord } from "./sentinelRecord";
+import { MAX_CALL_BYTES, sentinelRecordBytes, toSentinelRecord } from "./sentinelRecord";
 
 /**
- * Events turned, once, into what the sinks take: the archive's JSON line and, when Log
- * Analytics is on, the DatabricksAudit_CL record with its JSON size. Pure.
+ * An event turned, once, into what the sinks take: the archive's JSON line (redacted) and,
+ * when Log Analytics is on, the JSON size of its DatabricksAudit_CL record, which cuts the
+ * calls. The record itself is built from the line when its call is sent
+ * (sentinelRecordFromLine), so a batch waiting for delivery holds one string per event, not
+ * object trees. Pure.
  */
 export interface PreparedEvent {
   timeUs: number;
   eventId: string;
   workspaceId: string | null;
   line: string;
-  record: SentinelAuditRecord | null;
+  /** 0 when Log Analytics is off. */
   recordBytes: number;
+}
+
+/** How events are prepared: redaction before any sink, and whether Log Analytics is on. */
+export interface Preparation {
+  redaction: readonly RedactionRule[];
+  ingestionOn: boolean;
 }
 
 /** A Log Analytics call as an index range over a batch's events. */
@@ -27,17 +36,15 @@ export interface PreparedBatch {
   calls: CallRange[] | null;
 }
 
-export function prepareEvent(keyed: KeyedEvent, redaction: readonly RedactionRule[], ingestionOn: boolean): PreparedEvent {
+export function prepareEvent(keyed: KeyedEvent, { redaction, ingestionOn }: Preparation): PreparedEvent {
   const event = applyRedaction(keyed.event, redaction);
-  const record = ingestionOn ? toSentinelRecord(event) : null;
   const line = JSON.stringify(event);
   return {
     timeUs: keyed.timeUs,
     eventId: keyed.eventId,
     workspaceId: event.workspace_id,
     line,
-    record,
-    recordBytes: record ? sentinelRecordBytes(event, record, Buffer.byteLength(line, "utf8")) : 0,
+    recordBytes: ingestionOn ? sentinelRecordBytes(event, toSentinelRecord(event), Buffer.byteLength(line, "utf8")) : 0,
   };
 }
 

@@ -2,10 +2,11 @@ import type { TokenCredential } from "@azure/identity";
 import { DBSQLClient } from "@databricks/sql";
 import type IDBSQLSession from "@databricks/sql/dist/contracts/IDBSQLSession";
 import type IOperation from "@databricks/sql/dist/contracts/IOperation";
-import { eventFromRow, type KeyedEvent } from "./auditEvent";
+import { eventFromRow } from "./auditEvent";
 import { hourlyCountQuery, scanQuery, type BoundQuery, type EventKey } from "./auditQueries";
 import type { AuditFilter, DatabricksSettings } from "./config";
 import type { AuditSource } from "./exporter";
+import { prepareEvent, type PreparedEvent, type Preparation } from "./batching";
 
 /**
  * The Databricks SQL warehouse, through the official driver. Authenticates with a PAT when
@@ -114,8 +115,8 @@ export class Warehouse implements AuditSource {
     }
   }
 
-  scan(filter: AuditFilter, after: EventKey, toUs: number): AsyncGenerator<KeyedEvent[]> {
-    return scanRows((query) => this.rows(query), filter, after, toUs);
+  scan(filter: AuditFilter, after: EventKey, toUs: number, preparation: Preparation): AsyncGenerator<PreparedEvent[]> {
+    return scanRows((query) => this.rows(query), filter, after, toUs, preparation);
   }
 
   countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
@@ -130,9 +131,19 @@ export class Warehouse implements AuditSource {
 
 type RowSource = (query: BoundQuery) => AsyncIterable<Record<string, unknown>[]>;
 
-/** The audit events after a key, in chunks, from whatever runs the queries. */
-export async function* scanRows(rows: RowSource, filter: AuditFilter, after: EventKey, toUs: number): AsyncGenerator<KeyedEvent[]> {
-  for await (const chunk of rows(scanQuery(filter, after, toUs))) yield chunk.map(eventFromRow);
+/** The audit events after a key, in chunks, prepared for the sinks, from whatever runs the queries. */
+export async function* scanRows(
+  rows: RowSource,
+  filter: AuditFilter,
+  after: EventKey,
+  toUs: number,
+  preparation: Preparation,
+): AsyncGenerator<PreparedEvent[]> {
+  for await (const chunk of rows(scanQuery(filter, after, toUs))) yield prepareRows(chunk, preparation);
+}
+
+export function prepareRows(rows: readonly Record<string, unknown>[], preparation: Preparation): PreparedEvent[] {
+  return rows.map((row) => prepareEvent(eventFromRow(row), preparation));
 }
 
 export async function countRowsByHour(rows: RowSource, filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {

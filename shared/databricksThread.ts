@@ -2,19 +2,22 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import type { AccessToken, TokenCredential } from "@azure/identity";
-import type { KeyedEvent } from "./auditEvent";
-import type { BoundQuery, EventKey } from "./auditQueries";
+import { scanQuery, type BoundQuery, type EventKey } from "./auditQueries";
+import type { PreparedEvent, Preparation } from "./batching";
 import type { AuditFilter, DatabricksSettings } from "./config";
-import { Warehouse, countRowsByHour, markWarehouseError, scanRows, type WarehouseOptions } from "./databricks";
+import { Warehouse, countRowsByHour, markWarehouseError, prepareRows, type WarehouseOptions } from "./databricks";
 import type { AuditSource } from "./exporter";
 
 /**
  * The SQL warehouse on a thread of its own. Turning the driver's Arrow batches into rows is
  * most of a read's CPU; on the main thread it would hold back every network answer the sinks
  * wait for (blob writes, Log Analytics calls, state writes). Here the driver runs in a worker
- * thread that hands over plain rows, in slices of DEFAULT_HANDOFF_ROWS, at most
- * READ_AHEAD_SLICES ahead of the export; tokens still come from the main thread's credential
- * (the managed identity).
+ * thread, which also prepares the export's events (prepareEvent: redaction, the archive's
+ * JSON line, the record size) and hands them over in slices of DEFAULT_HANDOFF_ROWS, at most
+ * READ_AHEAD_SLICES ahead of the export. A prepared event is a few strings and numbers, far
+ * cheaper to pass between threads than a row's object tree, and the main thread then never
+ * builds those trees. Tokens still come from the main thread's credential (the managed
+ * identity).
  */
 const READ_AHEAD_SLICES = 2;
 /**
@@ -30,7 +33,7 @@ export interface ThreadOptions extends WarehouseOptions {
 }
 
 type ToWorker =
-  | { type: "query"; id: number; query: BoundQuery }
+  | { type: "query"; id: number; query: BoundQuery; preparation?: Preparation }
   | { type: "more"; id: number }
   | { type: "cancel"; id: number }
   | { type: "token"; requestId: number; token?: AccessToken; error?: string }
@@ -38,7 +41,7 @@ type ToWorker =
 
 type FromWorker =
   | { type: "ready" }
-  | { type: "rows"; id: number; rows: Record<string, unknown>[] }
+  | { type: "rows"; id: number; rows: unknown[] }
   | { type: "end"; id: number }
   | { type: "error"; id: number | null; error: SerializedError }
   | { type: "needToken"; requestId: number; scope: string }
@@ -53,7 +56,7 @@ interface SerializedError {
 }
 
 interface QueryListener {
-  onRows(rows: Record<string, unknown>[]): void;
+  onRows(rows: unknown[]): void;
   onEnd(): void;
   onError(error: Error): void;
 }
@@ -95,10 +98,25 @@ export class ThreadedWarehouse implements AuditSource {
     return warehouse;
   }
 
-  async *rows(query: BoundQuery): AsyncGenerator<Record<string, unknown>[]> {
+  /** The rows of any query, as the driver returns them. */
+  rows(query: BoundQuery): AsyncGenerator<Record<string, unknown>[]> {
+    return this.stream<Record<string, unknown>>(query);
+  }
+
+  /** The export's events, prepared on the reader thread. */
+  scan(filter: AuditFilter, after: EventKey, toUs: number, preparation: Preparation): AsyncGenerator<PreparedEvent[]> {
+    return this.stream<PreparedEvent>(scanQuery(filter, after, toUs), preparation);
+  }
+
+  countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
+    return countRowsByHour((query) => this.rows(query), filter, fromUs, toUs);
+  }
+
+  /** A query's rows, or with a preparation its prepared events, slice by slice. */
+  private async *stream<T>(query: BoundQuery, preparation?: Preparation): AsyncGenerator<T[]> {
     if (this.failure) throw this.failure;
     const id = this.nextId++;
-    const ready: Record<string, unknown>[][] = [];
+    const ready: T[][] = [];
     let done = false;
     let error: Error | undefined;
     let wake: (() => void) | undefined;
@@ -108,7 +126,7 @@ export class ThreadedWarehouse implements AuditSource {
     };
     this.queries.set(id, {
       onRows: (rows) => {
-        ready.push(rows);
+        ready.push(rows as T[]);
         notify();
       },
       onEnd: () => {
@@ -120,7 +138,7 @@ export class ThreadedWarehouse implements AuditSource {
         notify();
       },
     });
-    this.post({ type: "query", id, query });
+    this.post({ type: "query", id, query, ...(preparation ? { preparation } : {}) });
     try {
       for (;;) {
         if (ready.length === 0 && !done && error === undefined) await new Promise<void>((resolve) => (wake = resolve));
@@ -137,14 +155,6 @@ export class ThreadedWarehouse implements AuditSource {
       if (!done && error === undefined) this.post({ type: "cancel", id });
       this.queries.delete(id);
     }
-  }
-
-  async *scan(filter: AuditFilter, after: EventKey, toUs: number): AsyncGenerator<KeyedEvent[]> {
-    yield* scanRows((query) => this.rows(query), filter, after, toUs);
-  }
-
-  countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
-    return countRowsByHour((query) => this.rows(query), filter, fromUs, toUs);
   }
 
   /** Closes the session and ends the thread (ended outright if it does not finish within 10 s). Safe after the thread died. */
@@ -251,7 +261,7 @@ function runWorker(port: MessagePort, data: { settings: DatabricksSettings; opti
   const credits = new Map<number, { left: number; wake?: () => void; cancelled: boolean }>();
   let warehouse: Warehouse | undefined;
 
-  const stream = async (id: number, query: BoundQuery): Promise<void> => {
+  const stream = async (id: number, query: BoundQuery, preparation: Preparation | undefined): Promise<void> => {
     const credit = credits.get(id)!;
     try {
       for await (const chunk of warehouse!.rows(query)) {
@@ -259,7 +269,8 @@ function runWorker(port: MessagePort, data: { settings: DatabricksSettings; opti
           while (credit.left === 0 && !credit.cancelled) await new Promise<void>((resolve) => (credit.wake = resolve));
           if (credit.cancelled) return;
           credit.left -= 1;
-          post({ type: "rows", id, rows: chunk.length <= handoffRows ? chunk : chunk.slice(start, start + handoffRows) });
+          const rows = chunk.length <= handoffRows ? chunk : chunk.slice(start, start + handoffRows);
+          post({ type: "rows", id, rows: preparation ? prepareRows(rows, preparation) : rows });
         }
       }
       post({ type: "end", id });
@@ -274,7 +285,7 @@ function runWorker(port: MessagePort, data: { settings: DatabricksSettings; opti
     switch (message.type) {
       case "query":
         credits.set(message.id, { left: READ_AHEAD_SLICES, cancelled: false });
-        void stream(message.id, message.query);
+        void stream(message.id, message.query, message.preparation);
         return;
       case "more":
       case "cancel": {

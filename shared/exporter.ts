@@ -1,13 +1,12 @@
 import { createHash, randomUUID } from "node:crypto";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
-import type { KeyedEvent } from "./auditEvent";
 import type { EventKey } from "./auditQueries";
 import type { AuditFilter, ExportStart, RedactionRule } from "./config";
 import { resolveStart } from "./config";
 import { ConcurrentRunError, DeliveryError, describeError } from "./errors";
 import { compareKeys, initialState, type BatchKind, type ExportState, type PendingBatch } from "./exportState";
-import { BatchBuilder, prepareEvent, type PreparedBatch, type PreparedEvent } from "./batching";
-import type { SentinelAuditRecord } from "./sentinelRecord";
+import { BatchBuilder, type PreparedBatch, type PreparedEvent, type Preparation } from "./batching";
+import { sentinelRecordFromLine, type SentinelAuditRecord } from "./sentinelRecord";
 import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "./timestamps";
 
 /**
@@ -31,8 +30,8 @@ import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "./timestam
  */
 
 export interface AuditSource {
-  /** Events with key > after and event_time < toUs, in key order, in chunks. */
-  scan(filter: AuditFilter, after: EventKey, toUs: number): AsyncIterable<KeyedEvent[]>;
+  /** Events with key > after and event_time < toUs, in key order, in chunks, prepared for the sinks (prepareEvent). */
+  scan(filter: AuditFilter, after: EventKey, toUs: number, preparation: Preparation): AsyncIterable<PreparedEvent[]>;
   /** Event counts per hour index in [fromUs, toUs). */
   countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>>;
 }
@@ -46,7 +45,8 @@ export interface ExportStore {
   readState(): Promise<StoredState | null>;
   /** Conditional write: `etag` null means "create, must not exist". Returns the new ETag; throws StateConflictError on 409/412. */
   writeState(state: ExportState, etag: string | null): Promise<string>;
-  writeArchive(name: string, jsonLines: string): Promise<number>;
+  /** Writes the lines as one JSONL blob (each line ends with a newline); returns the bytes stored. */
+  writeArchive(name: string, lines: readonly string[]): Promise<number>;
   writeIds(name: string, ids: readonly string[]): Promise<void>;
   readIds(name: string): Promise<string[] | null>;
   /** The union of several ids blobs. */
@@ -297,7 +297,7 @@ class ExportRun {
   private async scanTo(targetUs: number): Promise<boolean> {
     const from = this.state.cursor;
     if (targetUs <= from.timeUs) return true;
-    const batches = this.batchesOf(this.deps.source.scan(this.options.filter, from, targetUs))[Symbol.asyncIterator]();
+    const batches = this.batchesOf(this.deps.source.scan(this.options.filter, from, targetUs, this.preparation()))[Symbol.asyncIterator]();
     let next = batches.next();
     try {
       for (;;) {
@@ -322,9 +322,13 @@ class ExportRun {
     return true;
   }
 
-  /** Prepares each event once and cuts the stream into batches that fill whole Log Analytics calls. */
-  private async *batchesOf(chunks: AsyncIterable<KeyedEvent[]>): AsyncGenerator<ReadyBatch> {
-    const ingestionOn = this.deps.ingestion !== undefined;
+  /** How the source prepares events for this run's sinks. */
+  private preparation(ingestionOn = this.deps.ingestion !== undefined): Preparation {
+    return { redaction: this.options.redaction, ingestionOn };
+  }
+
+  /** Cuts the stream of prepared events into batches that fill whole Log Analytics calls. */
+  private async *batchesOf(chunks: AsyncIterable<PreparedEvent[]>): AsyncGenerator<ReadyBatch> {
     const builder = this.batchBuilder();
     // Scan batches are contiguous: each starts (exclusive) where the previous one ended.
     let from = this.state.cursor;
@@ -337,7 +341,7 @@ class ExportRun {
     for await (const chunk of chunks) {
       this.summary.eventsRead += chunk.length;
       for (const event of chunk) {
-        const full = builder.add(prepareEvent(event, this.options.redaction, ingestionOn));
+        const full = builder.add(event);
         if (full) yield await ready(full);
       }
       // Let the sinks' network answers in between chunks: a chunk is a long stretch of CPU work.
@@ -396,11 +400,11 @@ class ExportRun {
     // Positions matter: the recorded Log Analytics calls are index ranges over the ids.
     const found = new Array<PreparedEvent | undefined>(ids.length);
     const filter: AuditFilter = { ...this.options.filter, services: "all", workspaceIds: [], includeAccountLevel: true };
-    const ingestionOn = this.deps.ingestion !== undefined && pending.calls !== null;
-    for await (const chunk of this.deps.source.scan(filter, pending.from, pending.through.timeUs + 1)) {
+    const preparation = this.preparation(this.deps.ingestion !== undefined && pending.calls !== null);
+    for await (const chunk of this.deps.source.scan(filter, pending.from, pending.through.timeUs + 1, preparation)) {
       for (const event of chunk) {
         const index = wanted.get(event.eventId);
-        if (index !== undefined && compareKeys(event, pending.through) <= 0) found[index] = prepareEvent(event, this.options.redaction, ingestionOn);
+        if (index !== undefined && compareKeys(event, pending.through) <= 0) found[index] = event;
       }
     }
     const missing = found.filter((e) => e === undefined).length;
@@ -465,7 +469,7 @@ class ExportRun {
     const worker = async (): Promise<void> => {
       for (let item = queue.shift(); item; item = queue.shift()) {
         const [name, lines] = item;
-        this.summary.bytesArchived += await this.deps.store.writeArchive(name, lines.join("\n") + "\n");
+        this.summary.bytesArchived += await this.deps.store.writeArchive(name, lines);
         this.summary.blobsWritten += 1;
       }
     };
@@ -481,7 +485,11 @@ class ExportRun {
     const worker = async (): Promise<void> => {
       for (let item = queue.shift(); item; item = queue.shift()) {
         const { call, index } = item;
-        const records = events.slice(call.start, call.end).flatMap((e) => (e?.record ? [e.record] : []));
+        const records: SentinelAuditRecord[] = [];
+        for (let i = call.start; i < call.end; i++) {
+          const event = events[i];
+          if (event) records.push(sentinelRecordFromLine(event.line));
+        }
         try {
           if (records.length > 0) await ingestion.send(records);
         } catch (error) {
@@ -526,13 +534,12 @@ class ExportRun {
       const ledger = await this.deps.store.readEventIds((this.state.deliveredByHour[hour]?.batches ?? []).map(idsBlobName));
       const hourStart = Math.max(hour * MICROS_PER_HOUR, fromUs);
       const hourEnd = Math.min((hour + 1) * MICROS_PER_HOUR, cursorUs);
-      const ingestionOn = this.deps.ingestion !== undefined;
       const builder = this.batchBuilder();
-      for await (const chunk of this.deps.source.scan(this.options.filter, { timeUs: hourStart, eventId: "" }, hourEnd)) {
+      for await (const chunk of this.deps.source.scan(this.options.filter, { timeUs: hourStart, eventId: "" }, hourEnd, this.preparation())) {
         this.summary.eventsRead += chunk.length;
         for (const event of chunk) {
           if (ledger.has(event.eventId)) continue;
-          const full = builder.add(prepareEvent(event, this.options.redaction, ingestionOn));
+          const full = builder.add(event);
           if (full) await this.deliverLate(full);
         }
       }

@@ -65,6 +65,15 @@ export function toSentinelRecord(event: AuditEvent): SentinelAuditRecord {
   };
 }
 
+/**
+ * The record of an event from its archive line (prepareEvent's JSON of the redacted event):
+ * the same record toSentinelRecord makes of the event, since the line holds every column and
+ * no undefined value.
+ */
+export function sentinelRecordFromLine(line: string): SentinelAuditRecord {
+  return toSentinelRecord(JSON.parse(line) as AuditEvent);
+}
+
 function capText(value: string | null): string | null {
   if (value === null || Buffer.byteLength(value, "utf8") <= MAX_FIELD_BYTES) return value;
   return truncateUtf8(value, MAX_FIELD_BYTES - Buffer.byteLength(TRUNCATION_MARKER, "utf8")) + TRUNCATION_MARKER;

@@ -5,7 +5,7 @@ import type { SandboxStack } from "../../sandbox/stack";
 import { DATABRICKS_DEFAULT_SCOPE, type DatabricksSettings } from "../../shared/config";
 import { Warehouse, isWarehouseError, warehouseErrorKind } from "../../shared/databricks";
 import { ThreadedWarehouse } from "../../shared/databricksThread";
-import type { KeyedEvent } from "../../shared/auditEvent";
+import type { PreparedEvent, Preparation } from "../../shared/batching";
 import { auditRow, isoMicros } from "../support/auditRows";
 import { ALL_ROWS, hostOf, identityCredential, startStack } from "../support/exportHarness";
 
@@ -33,9 +33,11 @@ afterAll(async () => {
 
 const withPat = (): DatabricksSettings => ({ ...databricks, accessToken: stack.contract.databricks.token });
 
-async function scanAll(source: { scan: Warehouse["scan"] }): Promise<KeyedEvent[]> {
-  const events: KeyedEvent[] = [];
-  for await (const chunk of source.scan(ALL_ROWS, { timeUs: T0 * 1000, eventId: "" }, (T0 + ROWS * 1000) * 1000)) events.push(...chunk);
+const PREPARATION: Preparation = { redaction: [{ key: "i", action: "mask" }], ingestionOn: true };
+
+async function scanAll(source: { scan: Warehouse["scan"] }): Promise<PreparedEvent[]> {
+  const events: PreparedEvent[] = [];
+  for await (const chunk of source.scan(ALL_ROWS, { timeUs: T0 * 1000, eventId: "" }, (T0 + ROWS * 1000) * 1000, PREPARATION)) events.push(...chunk);
   return events;
 }
 
@@ -48,7 +50,10 @@ describe("the warehouse reader thread", () => {
       const got = await scanAll(threaded);
       expect(got.length).toBe(ROWS);
       expect(got).toEqual(expected);
-      expect(got.filter((e) => e.event.request_params?.big?.length === 20_000)).toHaveLength(ROWS / 3);
+      expect(got.filter((e) => e.line.includes(`"big":"${"é€😀".repeat(5_000)}"`))).toHaveLength(ROWS / 3);
+      // Prepared on the thread as the export asked: redacted, with the record sizes.
+      expect(got.filter((e) => e.line.includes('"i":"[REDACTED]"'))).toHaveLength(ROWS - ROWS / 3);
+      expect(got.every((e) => e.recordBytes > 0)).toBe(true);
       expect(await threaded.countByHour(ALL_ROWS, T0 * 1000, (T0 + 3600_000) * 1000)).toEqual(
         await direct.countByHour(ALL_ROWS, T0 * 1000, (T0 + 3600_000) * 1000),
       );
@@ -63,8 +68,8 @@ describe("the warehouse reader thread", () => {
     const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 50, handoffRows: 20 });
     try {
       const sizes: number[] = [];
-      const got: KeyedEvent[] = [];
-      for await (const chunk of threaded.scan(ALL_ROWS, { timeUs: T0 * 1000, eventId: "" }, (T0 + ROWS * 1000) * 1000)) {
+      const got: PreparedEvent[] = [];
+      for await (const chunk of threaded.scan(ALL_ROWS, { timeUs: T0 * 1000, eventId: "" }, (T0 + ROWS * 1000) * 1000, PREPARATION)) {
         sizes.push(chunk.length);
         got.push(...chunk);
       }
@@ -81,7 +86,7 @@ describe("the warehouse reader thread", () => {
     const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 10 });
     try {
       let chunks = 0;
-      for await (const chunk of threaded.scan(ALL_ROWS, { timeUs: 0, eventId: "" }, (T0 + ROWS * 1000) * 1000)) {
+      for await (const chunk of threaded.scan(ALL_ROWS, { timeUs: 0, eventId: "" }, (T0 + ROWS * 1000) * 1000, PREPARATION)) {
         expect(chunk.length).toBeGreaterThan(0);
         chunks += 1;
         if (chunks === 2) break;
@@ -95,7 +100,7 @@ describe("the warehouse reader thread", () => {
 
   it("fails the read, rather than waiting forever, when the reader thread dies; close() still returns", async () => {
     const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 10 });
-    const reading = threaded.scan(ALL_ROWS, { timeUs: 0, eventId: "" }, (T0 + ROWS * 1000) * 1000)[Symbol.asyncIterator]();
+    const reading = threaded.scan(ALL_ROWS, { timeUs: 0, eventId: "" }, (T0 + ROWS * 1000) * 1000, PREPARATION)[Symbol.asyncIterator]();
     expect((await reading.next()).done).toBe(false);
     // The thread ending on its own (out of memory, say): reached through the private field on purpose.
     await (threaded as unknown as { worker: Worker }).worker.terminate();

@@ -75,9 +75,9 @@ export function crashingSink(sink: IngestionSink, sw: CrashSwitch): IngestionSin
 
 export function crashingSource(source: AuditSource, sw: CrashSwitch): AuditSource {
   return {
-    async *scan(filter, after, toUs) {
+    async *scan(filter, after, toUs, preparation) {
       sw.step("before query");
-      for await (const chunk of source.scan(filter, after, toUs)) {
+      for await (const chunk of source.scan(filter, after, toUs, preparation)) {
         sw.step("after fetch");
         yield chunk;
       }

@@ -1,8 +1,16 @@
 import { describe, expect, it } from "vitest";
 import { syntheticRows } from "../../sandbox/sqlWarehouse/synthetic";
-import { eventFromRow, type AuditEvent } from "../../shared/auditEvent";
+import { REDACTED, eventFromRow, type AuditEvent } from "../../shared/auditEvent";
 import { BatchBuilder, prepareEvent, type BatchLimits, type PreparedEvent } from "../../shared/batching";
-import { MAX_FIELD_BYTES, TRUNCATED_KEYS_PARAM, TRUNCATION_MARKER, sentinelRecordBytes, toSentinelRecord, truncateUtf8 } from "../../shared/sentinelRecord";
+import {
+  MAX_FIELD_BYTES,
+  TRUNCATED_KEYS_PARAM,
+  TRUNCATION_MARKER,
+  sentinelRecordBytes,
+  sentinelRecordFromLine,
+  toSentinelRecord,
+  truncateUtf8,
+} from "../../shared/sentinelRecord";
 
 const event: AuditEvent = {
   account_id: "acc",
@@ -23,6 +31,21 @@ const event: AuditEvent = {
   event_id: "e1",
   identity_metadata: { run_by: "x", run_as: "y" },
 };
+
+/** Nulls, escapes, non-ASCII text, a "__proto__" key and values over the cap. */
+const variants = (): AuditEvent[] => [
+  event,
+  { ...event, event_date: null, response: null, user_identity: null, identity_metadata: null, request_params: null },
+  { ...event, user_identity: { email: null, subject_name: "sp" }, response: { status_code: null, error_message: null, result: null } },
+  { ...event, user_identity: { email: 'quote"back\\slash@example.com', subject_name: "tab\tnew\nline" } },
+  { ...event, user_identity: { email: "zoë@exämple.com", subject_name: "名前😀" }, user_agent: "ü\u0001" },
+  { ...event, user_identity: { email: "lone\ud800surrogate", subject_name: "del\u007f" } },
+  { ...event, request_params: Object.assign(Object.create(null) as Record<string, string | null>, { ["__proto__"]: "x", 'k"ey': "v" }) },
+  { ...event, request_params: { a: "é".repeat(100_000) } },
+  { ...event, user_agent: "u".repeat(40_000) },
+  { ...event, response: { status_code: 500, error_message: "\n".repeat(40_000), result: null } },
+  { ...event, response: { status_code: 200, error_message: null, result: "r".repeat(70_000) } },
+];
 
 describe("toSentinelRecord", () => {
   it("uses the DatabricksAudit_CL column names and keeps the event's time", () => {
@@ -84,25 +107,21 @@ describe("sentinelRecordBytes", () => {
   });
 
   it("equals it for nulls, escapes, non-ASCII text and capped values", () => {
-    const variants: AuditEvent[] = [
-      event,
-      { ...event, event_date: null, response: null, user_identity: null, identity_metadata: null, request_params: null },
-      { ...event, user_identity: { email: null, subject_name: "sp" }, response: { status_code: null, error_message: null, result: null } },
-      { ...event, user_identity: { email: 'quote"back\\slash@example.com', subject_name: "tab\tnew\nline" } },
-      { ...event, user_identity: { email: "zoë@exämple.com", subject_name: "名前😀" }, user_agent: "ü\u0001" },
-      { ...event, user_identity: { email: "lone\ud800surrogate", subject_name: "del\u007f" } },
-      { ...event, request_params: Object.assign(Object.create(null) as Record<string, string | null>, { ["__proto__"]: "x", 'k"ey': "v" }) },
-      { ...event, request_params: { a: "é".repeat(100_000) } },
-      { ...event, user_agent: "u".repeat(40_000) },
-      { ...event, response: { status_code: 500, error_message: "\n".repeat(40_000), result: null } },
-      { ...event, response: { status_code: 200, error_message: null, result: "r".repeat(70_000) } },
-    ];
-    for (const variant of variants) expect(worked(variant)).toBe(exact(variant));
+    for (const variant of variants()) expect(worked(variant)).toBe(exact(variant));
   });
 
-  it("is what prepareEvent records, so calls are cut on the true sizes", () => {
-    const prepared = prepareEvent({ timeUs: 1, eventId: event.event_id, event }, [{ key: "user", action: "mask" }], true);
-    expect(prepared.recordBytes).toBe(Buffer.byteLength(JSON.stringify(prepared.record), "utf8"));
+  it("is what prepareEvent records, so calls are cut on the true sizes of the records sent", () => {
+    const prepared = prepareEvent({ timeUs: 1, eventId: event.event_id, event }, { redaction: [{ key: "user", action: "mask" }], ingestionOn: true });
+    const sent = sentinelRecordFromLine(prepared.line);
+    expect(prepared.recordBytes).toBe(Buffer.byteLength(JSON.stringify(sent), "utf8"));
+    expect(sent.RequestParams?.user).toBe(REDACTED);
+  });
+
+  it("builds from the archive line the record toSentinelRecord makes of the event", () => {
+    for (const variant of variants()) {
+      const line = prepareEvent({ timeUs: 1, eventId: variant.event_id, event: variant }, { redaction: [], ingestionOn: true }).line;
+      expect(JSON.stringify(sentinelRecordFromLine(line))).toBe(JSON.stringify(toSentinelRecord(variant)));
+    }
   });
 });
 
@@ -112,7 +131,6 @@ describe("BatchBuilder", () => {
     eventId: `e${i}`,
     workspaceId: "1",
     line: "x".repeat(100),
-    record: null,
     recordBytes,
   });
   const build = (sizes: number[], limits: Partial<BatchLimits> = {}) => {
