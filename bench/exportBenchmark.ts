@@ -1,9 +1,11 @@
 /**
- * `npm run bench [-- --events N] [--rounds R]`: export throughput against the local stack, side
- * by side with the bare driver, peak RSS of the exporting process, Logs Ingestion calls and
- * bytes per call, and the stand-ins' own CPU share. The sandbox, the bare reader and the
- * exporter each run in their own process; bare and export alternate for R rounds (default 3)
- * against one sandbox, so a slow spell of a shared machine hits both sides alike.
+ * `npm run bench [-- --events N] [--rounds R] [--instance-memory MB]`: export throughput against
+ * the local stack, side by side with the bare driver, peak RSS of the exporting process, Logs
+ * Ingestion calls and bytes per call, and the stand-ins' own CPU share. The sandbox, the bare
+ * reader and the exporter each run in their own process; bare and export alternate for R
+ * rounds (default 3) against one sandbox, so a slow spell of a shared machine hits both sides
+ * alike. Both sides run with the V8 heap Node gives itself on a Flex Consumption instance of
+ * the given memory (default 512 MB, the smallest), see INSTANCE_HEAPS.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
@@ -15,6 +17,21 @@ import type { IngestionStats } from "../sandbox/logsIngestion";
 import type { SandboxContract } from "../sandbox/stack";
 
 const MAX_CALL_BYTES = 1_048_576; // the service's limit per call (1 MB)
+
+/**
+ * Node sizes V8's heap from the memory its container may use (the cgroup limit), so on a
+ * Flex Consumption instance the exporting process runs with a heap sized to the instance, not
+ * to the machine underneath. These are the limits Node 20 chose when run under a memory cgroup
+ * of each size (heap_size_limit 259, 1,048 and 2,096 MB; new space 2, 16 and 32 MB), given as
+ * the flags that reproduce them on a machine without such a limit. "none": the machine's own
+ * memory, as when the CLI runs on a workstation.
+ */
+const INSTANCE_HEAPS: Record<string, string[]> = {
+  "512": ["--max-old-space-size=256", "--max-semi-space-size=1"],
+  "2048": ["--max-old-space-size=1024", "--max-semi-space-size=8"],
+  "4096": ["--max-old-space-size=2048", "--max-semi-space-size=16"],
+  none: [],
+};
 const root = join(__dirname, "..", "..");
 
 interface WorkerResult {
@@ -27,7 +44,8 @@ interface WorkerResult {
 }
 
 async function main(): Promise<void> {
-  const { events, rounds } = readFlags(process.argv.slice(2));
+  const { events, rounds, instanceMemory } = readFlags(process.argv.slice(2));
+  const heapFlags = INSTANCE_HEAPS[instanceMemory]!;
   const tls = await ensureLocalTls();
   if (process.env.NODE_EXTRA_CA_CERTS !== tls.caCertPath) {
     // Node reads NODE_EXTRA_CA_CERTS only at start-up: run again trusting the sandbox CA.
@@ -37,6 +55,11 @@ async function main(): Promise<void> {
   }
 
   log(`Starting the sandbox with ${events.toLocaleString("en-US")} synthetic events...`);
+  log(
+    instanceMemory === "none"
+      ? "Both sides run with the V8 heap of this machine's own memory."
+      : `Both sides run with the V8 heap Node gives itself on a ${instanceMemory} MB instance (${heapFlags.join(" ")}).`,
+  );
   const loadStarted = performance.now();
   const { sandbox, contract } = await startSandbox(events);
   log(`  ready in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s`);
@@ -46,16 +69,18 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       const label = rounds > 1 ? ` (round ${round} of ${rounds})` : "";
       log(`Bare driver: the export's query, fetched in chunks and thrown away${label}...`);
-      const bare = await measured(sandbox.pid!, () => worker("bare", env));
+      const bare = await measured(sandbox.pid!, () => worker("bare", env, heapFlags));
       log(`Full export cycle: Blob + Log Analytics${label}...`);
       await fetch(`${contract.logsIngestion.endpoint}/admin/reset`, { method: "POST" });
       // Each round exports into a container of its own, from no state, like a first run.
-      const exported = await measured(sandbox.pid!, () => worker("export", { ...env, EXPORT_CONTAINER: `${contract.storage.container}-bench-${round}` }));
+      const exported = await measured(sandbox.pid!, () =>
+        worker("export", { ...env, EXPORT_CONTAINER: `${contract.storage.container}-bench-${round}` }, heapFlags),
+      );
       const stats = (await (await fetch(`${contract.logsIngestion.endpoint}/admin/stats`)).json()) as IngestionStats;
       results.push({ bare, exported, stats });
       log(`  bare ${fmt(rate(bare.run))} events/s, export ${fmt(rate(exported.run))} events/s: ratio ${(rate(exported.run) / rate(bare.run)).toFixed(2)}`);
     }
-    report(results);
+    report(results, instanceMemory);
   } finally {
     sandbox.kill("SIGTERM");
     await new Promise((resolve) => sandbox.once("exit", resolve));
@@ -88,7 +113,7 @@ async function measured(sandboxPid: number, run: () => Promise<WorkerResult>): P
  * round: on a shared machine, interference only ever slows a run down. Peak RSS is the highest
  * of any round.
  */
-function report(results: RoundResult[]): void {
+function report(results: RoundResult[], instanceMemory: string): void {
   const fastest = (side: "bare" | "exported"): Measured => results.map((r) => r[side]).reduce((a, b) => (b.run.seconds < a.run.seconds ? b : a));
   const bare = fastest("bare");
   const exported = fastest("exported");
@@ -118,6 +143,7 @@ function report(results: RoundResult[]): void {
   ];
   const width = Math.max(...rows.map((r) => r[0].length));
   const heading = results.length > 1 ? ` (fastest of ${results.length} rounds each; ratio per round ${ratios.map((r) => r.toFixed(2)).join(", ")})` : "";
+  print(`\nV8 heap: ${instanceMemory === "none" ? "this machine's own memory" : `as on a ${instanceMemory} MB Flex Consumption instance`}`);
   print(`\n${"".padEnd(width)}  ${"bare driver".padStart(14)}  ${"full export".padStart(14)}${heading}`);
   for (const [name, a, b] of rows) print(`${name.padEnd(width)}  ${a.padStart(14)}  ${b.padStart(14)}`);
   print(
@@ -129,7 +155,7 @@ function report(results: RoundResult[]): void {
 const rate = (run: WorkerResult): number => (run.seconds > 0 ? run.events / run.seconds : 0);
 const cpuFloor = (side: Measured): number => (side.run.cpuSeconds + side.standInCpu) / cpus;
 
-function readFlags(args: string[]): { events: number; rounds: number } {
+function readFlags(args: string[]): { events: number; rounds: number; instanceMemory: string } {
   const number = (flag: string, fallback: number): number => {
     const index = args.indexOf(flag);
     if (index < 0) return fallback;
@@ -138,8 +164,15 @@ function readFlags(args: string[]): { events: number; rounds: number } {
     return value;
   };
   for (const arg of args)
-    if (arg.startsWith("--") && arg !== "--events" && arg !== "--rounds") throw new Error(`Unknown option '${arg}': use --events N and --rounds N.`);
-  return { events: number("--events", 200_000), rounds: number("--rounds", 3) };
+    if (arg.startsWith("--") && !["--events", "--rounds", "--instance-memory"].includes(arg))
+      throw new Error(`Unknown option '${arg}': use --events N, --rounds N and --instance-memory ${Object.keys(INSTANCE_HEAPS).join("|")}.`);
+  const memoryAt = args.indexOf("--instance-memory");
+  const instanceMemory = memoryAt < 0 ? "512" : (args[memoryAt + 1] ?? "");
+  if (!Object.hasOwn(INSTANCE_HEAPS, instanceMemory))
+    throw new Error(
+      `--instance-memory must be one of ${Object.keys(INSTANCE_HEAPS).join(", ")} (MB of a Flex Consumption instance, or none); got '${instanceMemory}'.`,
+    );
+  return { events: number("--events", 200_000), rounds: number("--rounds", 3), instanceMemory };
 }
 
 function startSandbox(events: number): Promise<{ sandbox: ChildProcess; contract: SandboxContract }> {
@@ -152,8 +185,8 @@ function startSandbox(events: number): Promise<{ sandbox: ChildProcess; contract
   });
 }
 
-function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv): Promise<WorkerResult> {
-  const child = spawn(process.execPath, [join(__dirname, "worker.js"), mode], { env, stdio: ["ignore", "pipe", "inherit"] });
+function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv, heapFlags: string[]): Promise<WorkerResult> {
+  const child = spawn(process.execPath, [...heapFlags, join(__dirname, "worker.js"), mode], { env, stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {
