@@ -32,12 +32,12 @@ export class Warehouse implements AuditSource {
   ) {}
 
   static async connect(settings: DatabricksSettings, credential: TokenCredential | undefined, options: WarehouseOptions = {}): Promise<Warehouse> {
-    // The driver's default logger prints info lines to stdout (breaking --json output and the
-    // Functions log); its errors reach us as exceptions, so it stays silent.
     // The driver (with Apache Arrow and Thrift) is loaded on first use, in the thread that
     // reads: the export's main thread, which only talks to the reader thread, stays about
     // 20 MB smaller without it.
     const { DBSQLClient: Client } = await import("@databricks/sql");
+    // The driver's default logger prints info lines to stdout (breaking --json output and the
+    // Functions log); its errors reach us as exceptions, so it stays silent.
     const client = new Client({ logger: { log: () => undefined } });
     // The driver logs to the console by default; errors reach us as exceptions instead.
     client.on("error", () => undefined);
