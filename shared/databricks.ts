@@ -119,8 +119,8 @@ export class Warehouse implements AuditSource {
     }
   }
 
-  scan(filter: AuditFilter, after: EventKey, toUs: number, preparation: Preparation): AsyncGenerator<PreparedEvent[]> {
-    return scanRows((query) => this.rows(query), filter, after, toUs, preparation);
+  async *scan(filter: AuditFilter, after: EventKey, toUs: number, preparation: Preparation): AsyncGenerator<PreparedEvent[]> {
+    for await (const chunk of this.rows(scanQuery(filter, after, toUs))) yield prepareRows(chunk, preparation);
   }
 
   countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
@@ -135,17 +135,7 @@ export class Warehouse implements AuditSource {
 
 type RowSource = (query: BoundQuery) => AsyncIterable<Record<string, unknown>[]>;
 
-/** The audit events after a key, in chunks, prepared for the sinks, from whatever runs the queries. */
-export async function* scanRows(
-  rows: RowSource,
-  filter: AuditFilter,
-  after: EventKey,
-  toUs: number,
-  preparation: Preparation,
-): AsyncGenerator<PreparedEvent[]> {
-  for await (const chunk of rows(scanQuery(filter, after, toUs))) yield prepareRows(chunk, preparation);
-}
-
+/** Rows of the export's query turned into prepared events (on whichever thread reads them). */
 export function prepareRows(rows: readonly Record<string, unknown>[], preparation: Preparation): PreparedEvent[] {
   return rows.map((row) => prepareEvent(eventFromRow(row), preparation));
 }
