@@ -2,7 +2,6 @@ import { createWriteStream, renameSync, rmSync, type WriteStream } from "node:fs
 import { once } from "node:events";
 import type { Command } from "commander";
 import { loadConfig, readWorkspaceIds, type AuditFilter } from "../shared/config";
-import { jsonLinesBuffer } from "../shared/blobStore";
 import { createAzureCredential } from "../shared/composition";
 import { Warehouse } from "../shared/databricks";
 import { ConfigError } from "../shared/errors";
@@ -105,7 +104,7 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
   let events = 0;
   try {
     for await (const chunk of warehouse.scan(filter, { timeUs: startUs!, eventId: "" }, endUs!, { redaction: config.redaction, ingestionOn: false })) {
-      if (!out.write(jsonLinesBuffer(chunk.map((e) => e.line)))) await once(out, "drain");
+      if (!out.write(Buffer.concat(chunk.map((e) => e.line)))) await once(out, "drain");
       events += chunk.length;
       bar.update(chunk[chunk.length - 1]!.timeUs, events);
     }

@@ -6,14 +6,19 @@ import { MAX_CALL_BYTES, sentinelRecordBytes, toSentinelRecord } from "./sentine
  * An event turned, once, into what the sinks take: the archive's JSON line (redacted) and,
  * when Log Analytics is on, the JSON size of its DatabricksAudit_CL record, which cuts the
  * calls. The record itself is built from the line when its call is sent
- * (sentinelRecordFromLine), so a batch waiting for delivery holds one string per event, not
- * object trees. Pure.
+ * (sentinelRecordFromLine), so a batch waiting for delivery holds no object trees. Pure.
  */
 export interface PreparedEvent {
   timeUs: number;
   eventId: string;
   workspaceId: string | null;
-  line: string;
+  /**
+   * The archive's line: the redacted event's JSON in UTF-8, newline included. Bytes, not a
+   * string: the lines of a handoff are views of one buffer (prepareEvents), which moves from
+   * the reader thread to the export without a copy and stays off the JS heap while its batch
+   * waits for delivery.
+   */
+  line: Uint8Array;
   /** 0 when Log Analytics is off. */
   recordBytes: number;
 }
@@ -36,16 +41,64 @@ export interface PreparedBatch {
   calls: CallRange[] | null;
 }
 
-export function prepareEvent(keyed: KeyedEvent, { redaction, ingestionOn }: Preparation): PreparedEvent {
-  const event = applyRedaction(keyed.event, redaction);
-  const line = JSON.stringify(event);
-  return {
-    timeUs: keyed.timeUs,
-    eventId: keyed.eventId,
-    workspaceId: event.workspace_id,
-    line,
-    recordBytes: ingestionOn ? sentinelRecordBytes(event, toSentinelRecord(event), Buffer.byteLength(line, "utf8")) : 0,
-  };
+/**
+ * Prepares events together: their lines are written one by one, as each is serialized, into
+ * one buffer of the exact size (so a line's string is garbage at once instead of living on
+ * until the handoff), and each event's line is a view of it.
+ */
+export function prepareEvents(events: readonly KeyedEvent[], { redaction, ingestionOn }: Preparation): PreparedEvent[] {
+  const prepared = new Array<PreparedEvent>(events.length);
+  const ends = new Array<number>(events.length);
+  let used = 0;
+  for (let i = 0; i < events.length; i++) {
+    const keyed = events[i]!;
+    const event = applyRedaction(keyed.event, redaction);
+    const json = JSON.stringify(event);
+    const jsonBytes = Buffer.byteLength(json, "utf8");
+    if (used + jsonBytes + 1 > scratch.length) scratch = grown(scratch, used, used + jsonBytes + 1);
+    scratch.write(json, used, "utf8");
+    scratch[used + jsonBytes] = NEWLINE;
+    used += jsonBytes + 1;
+    ends[i] = used;
+    prepared[i] = {
+      timeUs: keyed.timeUs,
+      eventId: keyed.eventId,
+      workspaceId: event.workspace_id,
+      line: EMPTY_LINE,
+      recordBytes: ingestionOn ? sentinelRecordBytes(event, toSentinelRecord(event), jsonBytes) : 0,
+    };
+  }
+  // A buffer of its own, not a slice of Node's shared pool: it can be moved to another thread.
+  const lines = Buffer.allocUnsafeSlow(used);
+  scratch.copy(lines, 0, 0, used);
+  let start = 0;
+  for (let i = 0; i < prepared.length; i++) {
+    prepared[i]!.line = new Uint8Array(lines.buffer, start, ends[i]! - start);
+    start = ends[i]!;
+  }
+  return prepared;
+}
+
+export function prepareEvent(keyed: KeyedEvent, preparation: Preparation): PreparedEvent {
+  return prepareEvents([keyed], preparation)[0]!;
+}
+
+/** The buffers the events' lines are views of: what to hand over when passing them to another thread. */
+export function lineBuffers(events: readonly PreparedEvent[]): ArrayBuffer[] {
+  const buffers = new Set<ArrayBuffer>();
+  for (const event of events) buffers.add(event.line.buffer as ArrayBuffer);
+  return [...buffers];
+}
+
+const NEWLINE = 0x0a;
+const EMPTY_LINE = new Uint8Array(0);
+/** Where prepareEvents writes lines before copying them out; reused, and grown as needed. */
+let scratch: Buffer<ArrayBuffer> = Buffer.allocUnsafeSlow(1024 * 1024);
+
+function grown(buffer: Buffer, used: number, needed: number): Buffer<ArrayBuffer> {
+  const next = Buffer.allocUnsafeSlow(Math.max(needed, buffer.length * 2));
+  buffer.copy(next, 0, 0, used);
+  return next;
 }
 
 export interface BatchLimits {
@@ -79,7 +132,7 @@ export class BatchBuilder {
     if (this.events.length > 0 && !this.fits(event)) finished = this.flush();
     const index = this.events.length;
     this.events.push(event);
-    this.archiveBytes += event.line.length;
+    this.archiveBytes += event.line.byteLength;
     if (this.ingestionOn) {
       const current = this.calls[this.calls.length - 1];
       if (!current || (index > current.start && this.callBytes + event.recordBytes >= MAX_CALL_BYTES)) {
@@ -105,7 +158,7 @@ export class BatchBuilder {
 
   private fits(event: PreparedEvent): boolean {
     if (this.events.length >= this.limits.maxEvents) return false;
-    if (!this.ingestionOn) return this.archiveBytes + event.line.length <= this.limits.maxArchiveBytes;
+    if (!this.ingestionOn) return this.archiveBytes + event.line.byteLength <= this.limits.maxArchiveBytes;
     const opensCall = this.callBytes + event.recordBytes >= MAX_CALL_BYTES;
     return !(opensCall && this.calls.length >= this.limits.callsPerBatch);
   }

@@ -44,8 +44,8 @@ export class BlobExportStore implements ExportStore {
     }
   }
 
-  async writeArchive(name: string, lines: readonly string[]): Promise<number> {
-    const body = await fastGzip(jsonLinesBuffer(lines));
+  async writeArchive(name: string, lines: readonly Uint8Array[]): Promise<number> {
+    const body = await fastGzip(Buffer.concat(lines));
     await this.container.getBlockBlobClient(name).upload(body, body.length, {
       blobHTTPHeaders: { blobContentType: "application/x-ndjson", blobContentDisposition: "attachment" },
     });
@@ -106,26 +106,6 @@ export class BlobExportStore implements ExportStore {
     }
   }
 }
-
-/**
- * The lines as UTF-8, each followed by a newline, written one by one into a buffer of the
- * right size: 5 to 7 times faster than joining them into one string and encoding that
- * (measured on audit JSON lines with accented names), and no second copy of the text on the
- * JS heap.
- */
-export function jsonLinesBuffer(lines: readonly string[]): Buffer {
-  let size = lines.length;
-  for (const line of lines) size += Buffer.byteLength(line, "utf8");
-  const buffer = Buffer.allocUnsafe(size);
-  let offset = 0;
-  for (const line of lines) {
-    offset += buffer.write(line, offset, "utf8");
-    buffer[offset++] = NEWLINE;
-  }
-  return buffer;
-}
-
-const NEWLINE = 0x0a;
 
 function ignoreNotFound(error: unknown): void {
   if (statusOf(error) !== 404) throw error;

@@ -6,7 +6,7 @@ import { eventFromRow } from "./auditEvent";
 import { hourlyCountQuery, scanQuery, type BoundQuery, type EventKey } from "./auditQueries";
 import type { AuditFilter, DatabricksSettings } from "./config";
 import type { AuditSource } from "./exporter";
-import { prepareEvent, type PreparedEvent, type Preparation } from "./batching";
+import { prepareEvents, type PreparedEvent, type Preparation } from "./batching";
 
 /**
  * The Databricks SQL warehouse, through the official driver. Authenticates with a PAT when
@@ -137,7 +137,7 @@ type RowSource = (query: BoundQuery) => AsyncIterable<Record<string, unknown>[]>
 
 /** Rows of the export's query turned into prepared events (on whichever thread reads them). */
 export function prepareRows(rows: readonly Record<string, unknown>[], preparation: Preparation): PreparedEvent[] {
-  return rows.map((row) => prepareEvent(eventFromRow(row), preparation));
+  return prepareEvents(rows.map(eventFromRow), preparation);
 }
 
 export async function countRowsByHour(rows: RowSource, filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {

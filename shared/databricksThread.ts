@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import type { AccessToken, TokenCredential } from "@azure/identity";
 import { scanQuery, type BoundQuery, type EventKey } from "./auditQueries";
-import type { PreparedEvent, Preparation } from "./batching";
+import { lineBuffers, type PreparedEvent, type Preparation } from "./batching";
 import type { AuditFilter, DatabricksSettings } from "./config";
 import { Warehouse, countRowsByHour, markWarehouseError, prepareRows, type WarehouseOptions } from "./databricks";
 import type { AuditSource } from "./exporter";
@@ -245,7 +245,7 @@ if (!isMainThread && (workerData as { role?: string } | null)?.role === WORKER_R
 
 function runWorker(port: MessagePort, data: { settings: DatabricksSettings; options: ThreadOptions; useCredential: boolean }): void {
   const handoffRows = data.options.handoffRows ?? DEFAULT_HANDOFF_ROWS;
-  const post = (message: FromWorker): void => port.postMessage(message);
+  const post = (message: FromWorker, transfer: ArrayBuffer[] = []): void => port.postMessage(message, transfer);
   let nextTokenRequest = 1;
   const tokenRequests = new Map<number, { resolve: (token: AccessToken) => void; reject: (error: Error) => void }>();
   const credential: TokenCredential | undefined = data.useCredential
@@ -270,7 +270,13 @@ function runWorker(port: MessagePort, data: { settings: DatabricksSettings; opti
           if (credit.cancelled) return;
           credit.left -= 1;
           const rows = chunk.length <= handoffRows ? chunk : chunk.slice(start, start + handoffRows);
-          post({ type: "rows", id, rows: preparation ? prepareRows(rows, preparation) : rows });
+          if (!preparation) {
+            post({ type: "rows", id, rows });
+            continue;
+          }
+          // The lines' buffer moves to the export's thread, not copied.
+          const events = prepareRows(rows, preparation);
+          post({ type: "rows", id, rows: events }, lineBuffers(events));
         }
       }
       post({ type: "end", id });

@@ -45,8 +45,8 @@ export interface ExportStore {
   readState(): Promise<StoredState | null>;
   /** Conditional write: `etag` null means "create, must not exist". Returns the new ETag; throws StateConflictError on 409/412. */
   writeState(state: ExportState, etag: string | null): Promise<string>;
-  /** Writes the lines as one JSONL blob (each line ends with a newline); returns the bytes stored. */
-  writeArchive(name: string, lines: readonly string[]): Promise<number>;
+  /** Writes the lines (UTF-8, each ending in a newline) as one JSONL blob; returns the bytes stored. */
+  writeArchive(name: string, lines: readonly Uint8Array[]): Promise<number>;
   writeIds(name: string, ids: readonly string[]): Promise<void>;
   readIds(name: string): Promise<string[] | null>;
   /** The union of several ids blobs. */
@@ -458,7 +458,7 @@ class ExportRun {
   }
 
   private async writeArchive(pending: PendingBatch, events: readonly PreparedEvent[]): Promise<void> {
-    const partitions = new Map<string, string[]>();
+    const partitions = new Map<string, Uint8Array[]>();
     for (const event of events) {
       const name = archiveBlobName(event.workspaceId, event.timeUs, pending.id);
       let lines = partitions.get(name);

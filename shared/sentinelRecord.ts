@@ -70,8 +70,13 @@ export function toSentinelRecord(event: AuditEvent): SentinelAuditRecord {
  * the same record toSentinelRecord makes of the event, since the line holds every column and
  * no undefined value.
  */
-export function sentinelRecordFromLine(line: string): SentinelAuditRecord {
-  return toSentinelRecord(JSON.parse(line) as AuditEvent);
+export function sentinelRecordFromLine(line: Uint8Array): SentinelAuditRecord {
+  return toSentinelRecord(JSON.parse(lineText(line)) as AuditEvent);
+}
+
+/** An archive line's text (its newline included). */
+export function lineText(line: Uint8Array): string {
+  return Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString("utf8");
 }
 
 function capText(value: string | null): string | null {

@@ -130,7 +130,7 @@ describe("BatchBuilder", () => {
     timeUs: i,
     eventId: `e${i}`,
     workspaceId: "1",
-    line: "x".repeat(100),
+    line: new Uint8Array(100),
     recordBytes,
   });
   const build = (sizes: number[], limits: Partial<BatchLimits> = {}) => {
