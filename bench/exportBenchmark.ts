@@ -32,6 +32,12 @@ const INSTANCE_HEAPS: Record<string, string[]> = {
   "4096": ["--max-old-space-size=2048", "--max-semi-space-size=16"],
   none: [],
 };
+/**
+ * CPU cores of a Flex Consumption instance of each memory size, as Microsoft documents them
+ * ("typical allocations"; the Flex Consumption plan page). There the process's own CPU is
+ * what limits the export: the warehouse, Blob Storage and Log Analytics run elsewhere.
+ */
+const INSTANCE_CORES: Record<string, number> = { "512": 0.25, "2048": 1, "4096": 2 };
 const root = join(__dirname, "..", "..");
 
 interface WorkerResult {
@@ -129,6 +135,7 @@ function report(results: RoundResult[], instanceMemory: string): void {
     ["events/s", fmt(rate(bare.run)), fmt(rate(exported.run))],
     ["peak RSS (MB, highest of any round)", peakRss("bare").toFixed(0), peakRss("exported").toFixed(0)],
     ["process CPU (s)", bare.run.cpuSeconds.toFixed(1), exported.run.cpuSeconds.toFixed(1)],
+    ["process CPU per event (us)", cpuPerEventUs(bare.run).toFixed(1), cpuPerEventUs(exported.run).toFixed(1)],
     ["stand-ins CPU (s)", bare.standInCpu.toFixed(1), exported.standInCpu.toFixed(1)],
     ["stand-ins CPU share of wall", pct(bare.standInCpu / bare.run.seconds), pct(exported.standInCpu / exported.run.seconds)],
     // All the CPU both sides needed, spread over every core: no schedule can run faster than this.
@@ -149,10 +156,18 @@ function report(results: RoundResult[], instanceMemory: string): void {
   print(
     `\nthe CPU both sides need caps the ratio on this machine at ${(bare.run.seconds / cpuFloor(exported)).toFixed(2)} (bare seconds / the export's shortest possible)`,
   );
+  const cores = INSTANCE_CORES[instanceMemory];
+  if (cores !== undefined) {
+    const perSecond = (cores * 1e6) / cpuPerEventUs(exported.run);
+    print(
+      `on a ${instanceMemory} MB instance (${cores} ${cores > 1 ? "cores" : "core"}; the warehouse and the sinks elsewhere) its CPU allows the export at most ${fmt(perSecond)} events/s (${fmt(perSecond * 3600)} an hour), and caps the ratio at ${(cpuPerEventUs(bare.run) / cpuPerEventUs(exported.run)).toFixed(2)} (bare CPU / export CPU per event)`,
+    );
+  }
   print(`\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(rate(exported.run))}, peak RSS ${peakRss("exported").toFixed(0)} MB, calls ${stats.calls}`);
 }
 
 const rate = (run: WorkerResult): number => (run.seconds > 0 ? run.events / run.seconds : 0);
+const cpuPerEventUs = (run: WorkerResult): number => (run.events > 0 ? (run.cpuSeconds * 1e6) / run.events : 0);
 const cpuFloor = (side: Measured): number => (side.run.cpuSeconds + side.standInCpu) / cpus;
 
 function readFlags(args: string[]): { events: number; rounds: number; instanceMemory: string } {

@@ -68,9 +68,12 @@ describe("prepareEvents' lines", () => {
   it("read back unchanged through the archive's gzip", async () => {
     const prepared = prepareEvents(keyed(values), PLAIN);
     const text = gunzipSync(await fastGzip(Buffer.concat(prepared.map((p) => p.line)))).toString("utf8");
-    expect(text.split("\n").slice(0, -1).map((line) => (JSON.parse(line) as AuditEvent).request_params?.value)).toEqual(
-      values.map((v) => JSON.parse(JSON.stringify(v)) as string),
-    );
+    expect(
+      text
+        .split("\n")
+        .slice(0, -1)
+        .map((line) => (JSON.parse(line) as AuditEvent).request_params?.value),
+    ).toEqual(values.map((v) => JSON.parse(JSON.stringify(v)) as string));
   });
 
   it("are none for no events", () => {
