@@ -50,6 +50,7 @@ export function prepareEvents(events: readonly KeyedEvent[], { redaction, ingest
   const prepared = new Array<PreparedEvent>(events.length);
   const ends = new Array<number>(events.length);
   let used = 0;
+  scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES);
   for (let i = 0; i < events.length; i++) {
     const keyed = events[i]!;
     const event = applyRedaction(keyed.event, redaction);
@@ -93,7 +94,8 @@ export function lineBuffers(events: readonly PreparedEvent[]): ArrayBuffer[] {
 const NEWLINE = 0x0a;
 const EMPTY_LINE = new Uint8Array(0);
 /** Where prepareEvents writes lines before copying them out; reused, and grown as needed. */
-let scratch: Buffer<ArrayBuffer> = Buffer.allocUnsafeSlow(1024 * 1024);
+let scratch: Buffer<ArrayBuffer> | undefined;
+const SCRATCH_BYTES = 1024 * 1024;
 
 function grown(buffer: Buffer, used: number, needed: number): Buffer<ArrayBuffer> {
   const next = Buffer.allocUnsafeSlow(Math.max(needed, buffer.length * 2));

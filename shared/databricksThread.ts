@@ -12,12 +12,12 @@ import type { AuditSource } from "./exporter";
  * The SQL warehouse on a thread of its own. Turning the driver's Arrow batches into rows is
  * most of a read's CPU; on the main thread it would hold back every network answer the sinks
  * wait for (blob writes, Log Analytics calls, state writes). Here the driver runs in a worker
- * thread, which also prepares the export's events (prepareEvent: redaction, the archive's
+ * thread, which also prepares the export's events (prepareEvents: redaction, the archive's
  * JSON line, the record size) and hands them over in slices of DEFAULT_HANDOFF_ROWS, at most
- * READ_AHEAD_SLICES ahead of the export. A prepared event is a few strings and numbers, far
- * cheaper to pass between threads than a row's object tree, and the main thread then never
- * builds those trees. Tokens still come from the main thread's credential (the managed
- * identity).
+ * READ_AHEAD_SLICES ahead of the export. A prepared event is a few strings and numbers and a
+ * view of its slice's line buffer, which is moved to the main thread, not copied: far cheaper
+ * to pass between threads than a row's object tree, and the main thread then never builds
+ * those trees. Tokens still come from the main thread's credential (the managed identity).
  */
 const READ_AHEAD_SLICES = 2;
 /**
