@@ -1,6 +1,6 @@
 import { applyRedaction, type KeyedEvent } from "./auditEvent";
 import type { RedactionRule } from "./config";
-import { MAX_CALL_BYTES, sentinelRecordBytes, toSentinelRecord } from "./sentinelRecord";
+import { MAX_CALL_BYTES, sentinelRecordBytes } from "./sentinelRecord";
 
 /**
  * An event turned, once, into what the sinks take: the archive's JSON line (redacted) and,
@@ -55,9 +55,11 @@ export function prepareEvents(events: readonly KeyedEvent[], { redaction, ingest
     const keyed = events[i]!;
     const event = applyRedaction(keyed.event, redaction);
     const json = JSON.stringify(event);
-    const jsonBytes = Buffer.byteLength(json, "utf8");
-    if (used + jsonBytes + 1 > scratch.length) scratch = grown(scratch, used, used + jsonBytes + 1);
-    scratch.write(json, used, "utf8");
+    // Room for the most UTF-8 the line can take (3 bytes per UTF-16 unit), so it is measured
+    // by writing it, not counted first.
+    const room = used + json.length * 3 + 1;
+    if (room > scratch.length) scratch = grown(scratch, used, room);
+    const jsonBytes = scratch.write(json, used, "utf8");
     scratch[used + jsonBytes] = NEWLINE;
     used += jsonBytes + 1;
     ends[i] = used;
@@ -66,7 +68,7 @@ export function prepareEvents(events: readonly KeyedEvent[], { redaction, ingest
       eventId: keyed.eventId,
       workspaceId: event.workspace_id,
       line: EMPTY_LINE,
-      recordBytes: ingestionOn ? sentinelRecordBytes(event, toSentinelRecord(event), jsonBytes) : 0,
+      recordBytes: ingestionOn ? sentinelRecordBytes(event, jsonBytes) : 0,
     };
   }
   // A buffer of its own, not a slice of Node's shared pool: it can be moved to another thread.

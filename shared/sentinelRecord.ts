@@ -135,17 +135,21 @@ export function truncateUtf8(value: string, maxBytes: number): string {
  * UserSubjectName, flattens `response` and drops event_date, so the two sizes differ by the
  * keys and those few short values. For events as eventFromRow builds them (every column
  * present, none undefined); when a value was capped for this sink (over 32 KB, rare) it
- * serializes the record instead.
+ * serializes the record instead. The record is built only when the event's JSON is larger than
+ * a field may be: otherwise no value of it can be over the cap.
  */
-export function sentinelRecordBytes(event: AuditEvent, record: SentinelAuditRecord, eventJsonBytes: number): number {
+export function sentinelRecordBytes(event: AuditEvent, eventJsonBytes: number): number {
   const response = event.response;
-  if (
-    record.UserAgent !== event.user_agent ||
-    record.RequestParams !== event.request_params ||
-    record.ResponseErrorMessage !== (response?.error_message ?? null) ||
-    record.ResponseResult !== (response?.result ?? null)
-  )
-    return jsonBytes(record);
+  if (eventJsonBytes > MAX_FIELD_BYTES) {
+    const record = toSentinelRecord(event);
+    if (
+      record.UserAgent !== event.user_agent ||
+      record.RequestParams !== event.request_params ||
+      record.ResponseErrorMessage !== (response?.error_message ?? null) ||
+      record.ResponseResult !== (response?.result ?? null)
+    )
+      return jsonBytes(record);
+  }
   return (
     eventJsonBytes +
     SIZE_TEMPLATE.difference -
