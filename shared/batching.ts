@@ -86,6 +86,14 @@ export function prepareEvent(keyed: KeyedEvent, preparation: Preparation): Prepa
   return prepareEvents([keyed], preparation)[0]!;
 }
 
+/**
+ * The event with a copy of its line, for events picked out of a scan one here and one there
+ * (late rows, a resumed batch): a view would keep its whole handoff buffer alive for one line.
+ */
+export function withOwnLine(event: PreparedEvent): PreparedEvent {
+  return { ...event, line: event.line.slice() };
+}
+
 /** The buffers the events' lines are views of: what to hand over when passing them to another thread. */
 export function lineBuffers(events: readonly PreparedEvent[]): ArrayBuffer[] {
   const buffers = new Set<ArrayBuffer>();

@@ -5,7 +5,7 @@ import type { AuditFilter, ExportStart, RedactionRule } from "./config";
 import { resolveStart } from "./config";
 import { ConcurrentRunError, DeliveryError, describeError } from "./errors";
 import { compareKeys, initialState, type BatchKind, type ExportState, type PendingBatch } from "./exportState";
-import { BatchBuilder, type PreparedBatch, type PreparedEvent, type Preparation } from "./batching";
+import { BatchBuilder, withOwnLine, type PreparedBatch, type PreparedEvent, type Preparation } from "./batching";
 import { sentinelRecordFromLine, type SentinelAuditRecord } from "./sentinelRecord";
 import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "./timestamps";
 
@@ -404,7 +404,7 @@ class ExportRun {
     for await (const chunk of this.deps.source.scan(filter, pending.from, pending.through.timeUs + 1, preparation)) {
       for (const event of chunk) {
         const index = wanted.get(event.eventId);
-        if (index !== undefined && compareKeys(event, pending.through) <= 0) found[index] = event;
+        if (index !== undefined && compareKeys(event, pending.through) <= 0) found[index] = withOwnLine(event);
       }
     }
     const missing = found.filter((e) => e === undefined).length;
@@ -539,7 +539,7 @@ class ExportRun {
         this.summary.eventsRead += chunk.length;
         for (const event of chunk) {
           if (ledger.has(event.eventId)) continue;
-          const full = builder.add(event);
+          const full = builder.add(withOwnLine(event));
           if (full) await this.deliverLate(full);
         }
       }

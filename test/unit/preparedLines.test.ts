@@ -1,7 +1,7 @@
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import type { AuditEvent, KeyedEvent } from "../../shared/auditEvent";
-import { lineBuffers, prepareEvents, type Preparation } from "../../shared/batching";
+import { lineBuffers, prepareEvents, withOwnLine, type Preparation } from "../../shared/batching";
 import { fastGzip } from "../../shared/fastGzip";
 import { lineText } from "../../shared/sentinelRecord";
 
@@ -78,5 +78,16 @@ describe("prepareEvents' lines", () => {
 
   it("are none for no events", () => {
     expect(prepareEvents([], PLAIN)).toEqual([]);
+  });
+});
+
+describe("withOwnLine", () => {
+  it("copies the line out of its handoff buffer, unchanged", () => {
+    const prepared = prepareEvents(keyed(["a", "b", "c"]), PLAIN);
+    const own = withOwnLine(prepared[1]!);
+    expect(lineText(own.line)).toBe(lineText(prepared[1]!.line));
+    expect(own.line.buffer).not.toBe(prepared[1]!.line.buffer);
+    expect(own.line.buffer.byteLength).toBe(prepared[1]!.line.byteLength);
+    expect({ ...own, line: undefined }).toEqual({ ...prepared[1]!, line: undefined });
   });
 });
