@@ -82,10 +82,6 @@ export function prepareEvents(events: readonly KeyedEvent[], { redaction, ingest
   return prepared;
 }
 
-export function prepareEvent(keyed: KeyedEvent, preparation: Preparation): PreparedEvent {
-  return prepareEvents([keyed], preparation)[0]!;
-}
-
 /**
  * The event with a copy of its line, for events picked out of a scan one here and one there
  * (late rows, a resumed batch): a view would keep its whole handoff buffer alive for one line.

@@ -30,7 +30,7 @@ import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "./timestam
  */
 
 export interface AuditSource {
-  /** Events with key > after and event_time < toUs, in key order, in chunks, prepared for the sinks (prepareEvent). */
+  /** Events with key > after and event_time < toUs, in key order, in chunks, prepared for the sinks (prepareEvents). */
   scan(filter: AuditFilter, after: EventKey, toUs: number, preparation: Preparation): AsyncIterable<PreparedEvent[]>;
   /** Event counts per hour index in [fromUs, toUs). */
   countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>>;

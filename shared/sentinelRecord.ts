@@ -66,7 +66,7 @@ export function toSentinelRecord(event: AuditEvent): SentinelAuditRecord {
 }
 
 /**
- * The record of an event from its archive line (prepareEvent's JSON of the redacted event):
+ * The record of an event from its archive line (prepareEvents' JSON of the redacted event):
  * the same record toSentinelRecord makes of the event, since the line holds every column and
  * no undefined value.
  */

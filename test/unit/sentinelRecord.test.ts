@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { syntheticRows } from "../../sandbox/sqlWarehouse/synthetic";
 import { REDACTED, eventFromRow, type AuditEvent } from "../../shared/auditEvent";
-import { BatchBuilder, prepareEvent, type BatchLimits, type PreparedEvent } from "../../shared/batching";
+import { BatchBuilder, prepareEvents, type BatchLimits, type PreparedEvent } from "../../shared/batching";
 import {
   MAX_FIELD_BYTES,
   TRUNCATED_KEYS_PARAM,
@@ -110,8 +110,8 @@ describe("sentinelRecordBytes", () => {
     for (const variant of variants()) expect(worked(variant)).toBe(exact(variant));
   });
 
-  it("is what prepareEvent records, so calls are cut on the true sizes of the records sent", () => {
-    const prepared = prepareEvent({ timeUs: 1, eventId: event.event_id, event }, { redaction: [{ key: "user", action: "mask" }], ingestionOn: true });
+  it("is what prepareEvents records, so calls are cut on the true sizes of the records sent", () => {
+    const prepared = prepareEvents([{ timeUs: 1, eventId: event.event_id, event }], { redaction: [{ key: "user", action: "mask" }], ingestionOn: true })[0]!;
     const sent = sentinelRecordFromLine(prepared.line);
     expect(prepared.recordBytes).toBe(Buffer.byteLength(JSON.stringify(sent), "utf8"));
     expect(sent.RequestParams?.user).toBe(REDACTED);
@@ -119,7 +119,7 @@ describe("sentinelRecordBytes", () => {
 
   it("builds from the archive line the record toSentinelRecord makes of the event", () => {
     for (const variant of variants()) {
-      const line = prepareEvent({ timeUs: 1, eventId: variant.event_id, event: variant }, { redaction: [], ingestionOn: true }).line;
+      const { line } = prepareEvents([{ timeUs: 1, eventId: variant.event_id, event: variant }], { redaction: [], ingestionOn: true })[0]!;
       expect(JSON.stringify(sentinelRecordFromLine(line))).toBe(JSON.stringify(toSentinelRecord(variant)));
     }
   });
