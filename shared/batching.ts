@@ -44,15 +44,20 @@ export interface PreparedBatch {
 /**
  * Prepares events together: their lines are written one by one, as each is serialized, into
  * one buffer of the exact size (so a line's string is garbage at once instead of living on
- * until the handoff), and each event's line is a view of it.
+ * until the handoff), and each event's line is a view of it. With `toEvent`, each item (a
+ * driver's row) becomes its event only when its turn comes, so an event's object tree is
+ * garbage as soon as its line is written, instead of a whole handoff's trees living (and being
+ * copied by the garbage collector) until the last line is written.
  */
-export function prepareEvents(events: readonly KeyedEvent[], { redaction, ingestionOn }: Preparation): PreparedEvent[] {
-  const prepared = new Array<PreparedEvent>(events.length);
-  const ends = new Array<number>(events.length);
+export function prepareEvents(events: readonly KeyedEvent[], preparation: Preparation): PreparedEvent[];
+export function prepareEvents<T>(items: readonly T[], preparation: Preparation, toEvent: (item: T) => KeyedEvent): PreparedEvent[];
+export function prepareEvents(items: readonly unknown[], { redaction, ingestionOn }: Preparation, toEvent?: (item: unknown) => KeyedEvent): PreparedEvent[] {
+  const prepared = new Array<PreparedEvent>(items.length);
+  const ends = new Array<number>(items.length);
   let used = 0;
   scratch ??= Buffer.allocUnsafeSlow(SCRATCH_BYTES);
-  for (let i = 0; i < events.length; i++) {
-    const keyed = events[i]!;
+  for (let i = 0; i < items.length; i++) {
+    const keyed = toEvent ? toEvent(items[i]) : (items[i] as KeyedEvent);
     const event = applyRedaction(keyed.event, redaction);
     const json = JSON.stringify(event);
     // Room for the most UTF-8 the line can take (3 bytes per UTF-16 unit), so it is measured

@@ -137,7 +137,7 @@ type RowSource = (query: BoundQuery) => AsyncIterable<Record<string, unknown>[]>
 
 /** Rows of the export's query turned into prepared events (on whichever thread reads them). */
 export function prepareRows(rows: readonly Record<string, unknown>[], preparation: Preparation): PreparedEvent[] {
-  return prepareEvents(rows.map(eventFromRow), preparation);
+  return prepareEvents(rows, preparation, eventFromRow);
 }
 
 export async function countRowsByHour(rows: RowSource, filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {

@@ -79,6 +79,18 @@ describe("prepareEvents' lines", () => {
   it("are none for no events", () => {
     expect(prepareEvents([], PLAIN)).toEqual([]);
   });
+
+  it("are the same when each item becomes its event only in its turn", () => {
+    const events = keyed(values);
+    const seen: number[] = [];
+    const prepared = prepareEvents([0, 1, 2, 3, 4, 5], PLAIN, (i) => {
+      seen.push(i);
+      return events[i]!;
+    });
+    expect(seen).toEqual([0, 1, 2, 3, 4, 5]);
+    const direct = prepareEvents(events, PLAIN);
+    expect(prepared.map((p) => ({ ...p, line: lineText(p.line) }))).toEqual(direct.map((p) => ({ ...p, line: lineText(p.line) })));
+  });
 });
 
 describe("withOwnLine", () => {
