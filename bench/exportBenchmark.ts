@@ -15,8 +15,11 @@ import { createInterface } from "node:readline";
 import { ensureLocalTls } from "../sandbox/tls";
 import type { IngestionStats } from "../sandbox/logsIngestion";
 import type { SandboxContract } from "../sandbox/stack";
+import type { SinksFloor } from "./sinksFloor";
 
 const MAX_CALL_BYTES = 1_048_576; // the service's limit per call (1 MB)
+/** Events the sinks' least work is measured on: enough for a steady figure per event, in a second or two. */
+const FLOOR_EVENTS = 20_000;
 
 /**
  * Node sizes V8's heap from the memory its container may use (the cgroup limit), so on a
@@ -86,7 +89,9 @@ async function main(): Promise<void> {
       results.push({ bare, exported, stats });
       log(`  bare ${fmt(rate(bare.run))} events/s, export ${fmt(rate(exported.run))} events/s: ratio ${(rate(exported.run) / rate(bare.run)).toFixed(2)}`);
     }
-    report(results, instanceMemory);
+    log(`The sinks' least work, measured alone on ${fmt(FLOOR_EVENTS)} synthetic events...`);
+    const floor = await workerProcess<SinksFloor>(["floor", String(FLOOR_EVENTS)], process.env, heapFlags);
+    report(results, floor, instanceMemory);
   } finally {
     sandbox.kill("SIGTERM");
     await new Promise((resolve) => sandbox.once("exit", resolve));
@@ -119,7 +124,7 @@ async function measured(sandboxPid: number, run: () => Promise<WorkerResult>): P
  * round: on a shared machine, interference only ever slows a run down. Peak RSS is the highest
  * of any round.
  */
-function report(results: RoundResult[], instanceMemory: string): void {
+function report(results: RoundResult[], floor: SinksFloor, instanceMemory: string): void {
   const fastest = (side: "bare" | "exported"): Measured => results.map((r) => r[side]).reduce((a, b) => (b.run.seconds < a.run.seconds ? b : a));
   const bare = fastest("bare");
   const exported = fastest("exported");
@@ -163,9 +168,20 @@ function report(results: RoundResult[], instanceMemory: string): void {
       `on a ${instanceMemory} MB instance (${cores} ${cores > 1 ? "cores" : "core"}; the warehouse and the sinks elsewhere) its CPU allows the export at most ${fmt(perSecond)} events/s (${fmt(perSecond * 3600)} an hour), and caps the ratio at ${(cpuPerEventUs(bare.run) / cpuPerEventUs(exported.run)).toFixed(2)} (bare CPU / export CPU per event)`,
     );
   }
+  // What the sinks' required parts cost alone, on top of the bare read, bounds the ratio whatever the export does.
+  const floorUs = ((floor.clientCpuSeconds + floor.archiveGzipCpuSeconds) * 1e6) / floor.events;
+  const floorSeconds = (floorUs * exported.run.events) / 1e6;
+  print(
+    `the sinks' least work, measured alone on ${fmt(floor.events)} events: the Logs Ingestion client's upload of their records (${fmt(floor.calls)} calls, answered at once) ${perEventUs(floor.clientCpuSeconds, floor.events)} us an event, the archive's gzip ${perEventUs(floor.archiveGzipCpuSeconds, floor.events)} us`,
+  );
+  print(
+    `with only that on top of the bare read the ratio could reach at most ${(bare.run.seconds / ((bare.run.cpuSeconds + floorSeconds + exported.standInCpu) / cpus)).toFixed(2)} on this machine (with the export's stand-ins' CPU) ` +
+      `and ${(cpuPerEventUs(bare.run) / (cpuPerEventUs(bare.run) + floorUs)).toFixed(2)} where the process's CPU is the limit; the export's own work beyond it: ${(cpuPerEventUs(exported.run) - cpuPerEventUs(bare.run) - floorUs).toFixed(1)} us an event`,
+  );
   print(`\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(rate(exported.run))}, peak RSS ${peakRss("exported").toFixed(0)} MB, calls ${stats.calls}`);
 }
 
+const perEventUs = (cpuSeconds: number, events: number): string => ((cpuSeconds * 1e6) / events).toFixed(1);
 const rate = (run: WorkerResult): number => (run.seconds > 0 ? run.events / run.seconds : 0);
 const cpuPerEventUs = (run: WorkerResult): number => (run.events > 0 ? (run.cpuSeconds * 1e6) / run.events : 0);
 const cpuFloor = (side: Measured): number => (side.run.cpuSeconds + side.standInCpu) / cpus;
@@ -201,13 +217,15 @@ function startSandbox(events: number): Promise<{ sandbox: ChildProcess; contract
 }
 
 function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv, heapFlags: string[]): Promise<WorkerResult> {
-  const child = spawn(process.execPath, [...heapFlags, join(__dirname, "worker.js"), mode], { env, stdio: ["ignore", "pipe", "inherit"] });
+  return workerProcess<WorkerResult>([mode], env, heapFlags);
+}
+
+function workerProcess<T>(args: string[], env: NodeJS.ProcessEnv, heapFlags: string[]): Promise<T> {
+  const child = spawn(process.execPath, [...heapFlags, join(__dirname, "worker.js"), ...args], { env, stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout.on("data", (d: Buffer) => (out += d.toString()));
   return new Promise((resolve, reject) => {
-    child.on("exit", (code) =>
-      code === 0 ? resolve(JSON.parse(out.trim()) as WorkerResult) : reject(new Error(`the ${mode} worker exited with code ${code}`)),
-    );
+    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as T) : reject(new Error(`the ${args[0]} worker exited with code ${code}`))));
   });
 }
 

@@ -2,6 +2,7 @@
  * One measured side of the benchmark, in a process of its own so its peak RSS is its own:
  *   bare   - the export's query through the driver, fetched in chunks and thrown away
  *   export - one full export cycle (Blob + Log Analytics), exactly as `dbx-audit run`
+ *   floor  - the sinks' least work on N synthetic events, measured alone (sinksFloor.ts)
  * Settings come from the environment (the sandbox's app settings). Prints one JSON line.
  */
 import { loadConfig, resolveStart } from "../shared/config";
@@ -9,9 +10,14 @@ import { createAzureCredential } from "../shared/composition";
 import { Warehouse } from "../shared/databricks";
 import { runExportCycle } from "../shared/exportCycle";
 import { scanQuery } from "../shared/auditQueries";
+import { measureSinksFloor } from "./sinksFloor";
 
 async function main(): Promise<void> {
   const mode = process.argv[2];
+  if (mode === "floor") {
+    process.stdout.write(`${JSON.stringify(await measureSinksFloor(Number(process.argv[3]), 3))}\n`);
+    return;
+  }
   const config = loadConfig(process.env);
   const started = performance.now();
   let events = 0;
@@ -27,7 +33,7 @@ async function main(): Promise<void> {
     events = summary.eventsDelivered;
     detail = summary;
   } else {
-    throw new Error(`usage: worker bare|export (got '${mode}')`);
+    throw new Error(`usage: worker bare|export|floor N (got '${mode}')`);
   }
   const seconds = (performance.now() - started) / 1000;
   const usage = process.resourceUsage();
