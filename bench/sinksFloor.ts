@@ -14,7 +14,7 @@ import { createHttpHeaders, type HttpClient } from "@azure/core-rest-pipeline";
 import type { TokenCredential } from "@azure/identity";
 import { LogsIngestionClient } from "@azure/monitor-ingestion";
 import { eventFromRow } from "../shared/auditEvent";
-import { prepareEvents } from "../shared/batching";
+import { prepareEvents } from "../shared/export/batching";
 import { fastGzip } from "../shared/fastGzip";
 import { useFastGzip } from "../shared/logsIngestion";
 import { sentinelRecordFromLine } from "../shared/sentinelRecord";

@@ -8,7 +8,7 @@
 import { loadConfig, resolveStart } from "../shared/config";
 import { createAzureCredential } from "../shared/composition";
 import { Warehouse } from "../shared/databricks";
-import { runExportCycle } from "../shared/exportCycle";
+import { runExportCycle } from "../shared/export/cycle";
 import { scanQuery } from "../shared/auditQueries";
 import { measureSinksFloor } from "./sinksFloor";
 

@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import type { Command } from "commander";
+import type { ExportState } from "../shared/export/state";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { BlobExportStore } from "../shared/blobStore";
 import { fail } from "./exit";
@@ -61,9 +62,7 @@ async function demo(rows: number): Promise<void> {
     if (names.length > 5) say(`  ... and ${names.length - 5} more`);
     say(`  events per workspace: ${[...perWorkspace].map(([w, n]) => `${w === "0" ? "account-level" : w}=${n}`).join(", ")}`);
     say(`Log Analytics: ${received} records accepted on stream ${contract.logsIngestion.streamName} (DatabricksAudit_CL columns)`);
-    say(
-      `State: cursor at ${state ? new Date(Math.floor(state.state.cursor.timeUs / 1000)).toISOString() : "?"} (${contract.storage.container}/_state/export.json); a second run exports only what is new.`,
-    );
+    say(`State: cursor at ${cursorOf(state?.state)} (${contract.storage.container}/_state/export.json); a second run exports only what is new.`);
     say(`Rows in the warehouse: ${await stack.warehouse.rowCount()} (the export reads the default service list up to now minus the settle delay).`);
     if (sample) {
       say();
@@ -82,4 +81,10 @@ function runChild(args: string[], env: NodeJS.ProcessEnv): Promise<number> {
     child.on("error", reject);
     child.on("exit", (code) => resolve(code ?? 1));
   });
+}
+
+/** Where the archive's cursor stands (the first source's, as the demo runs one). */
+function cursorOf(state: ExportState | undefined): string {
+  const source = state ? Object.values(state.sources)[0] : undefined;
+  return source ? new Date(Math.floor(source.cursor.timeUs / 1000)).toISOString() : "?";
 }

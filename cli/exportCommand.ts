@@ -3,7 +3,8 @@ import { once } from "node:events";
 import type { Command } from "commander";
 import { loadConfig, readWorkspaceIds, type AuditFilter } from "../shared/config";
 import { createAzureCredential } from "../shared/composition";
-import { Warehouse } from "../shared/databricks";
+import { Warehouse, isExpiredResultLinkError } from "../shared/databricks";
+import { boundedScan } from "../shared/export/boundedScan";
 import { ConfigError } from "../shared/errors";
 import { parseTimestampMicros, microsToIso } from "../shared/timestamps";
 import { collect, settingsFrom } from "./settings";
@@ -103,7 +104,14 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
   const bar = progressBar(flags.progress !== false && !toStdout, startUs!, endUs!);
   let events = 0;
   try {
-    for await (const chunk of warehouse.scan(filter, { timeUs: startUs!, eventId: "" }, endUs!, { redaction: config.redaction, ingestionOn: false })) {
+    const scan = boundedScan(warehouse, {
+      filter,
+      after: { timeUs: startUs!, eventId: "" },
+      toUs: endUs!,
+      preparation: { redaction: config.redaction, ingestionOn: false },
+      isRecoverable: isExpiredResultLinkError,
+    });
+    for await (const chunk of scan) {
       if (!out.write(Buffer.concat(chunk.map((e) => e.line)))) await once(out, "drain");
       events += chunk.length;
       bar.update(chunk[chunk.length - 1]!.timeUs, events);

@@ -1,7 +1,9 @@
 import type { Command } from "commander";
-import { loadConfig } from "../shared/config";
-import { formatSummary, runExportCycle } from "../shared/exportCycle";
-import type { ExportSummary } from "../shared/exporter";
+import { DEFAULTS, loadConfig } from "../shared/config";
+import { DeliveryError } from "../shared/errors";
+import { readHostFunctionTimeout } from "../shared/hostSettings";
+import { formatSummary, runExportCycle } from "../shared/export/cycle";
+import type { ExportSummary } from "../shared/export/engine";
 import { fail } from "./exit";
 import { progressBar, type Progress } from "./progress";
 
@@ -30,11 +32,15 @@ export function registerRunCommand(program: Command): void {
 }
 
 async function run(flags: RunFlags): Promise<void> {
-  const config = loadConfig(process.env);
+  // The same settings the deployed app runs with, checked the same way (host.json included).
+  const config = loadConfig(process.env, { storage: true, functionTimeout: readHostFunctionTimeout() ?? DEFAULTS.functionTimeoutHost });
   const maxCycles = flags.untilCaughtUp ? Number(flags.maxCycles) : 1;
   if (!Number.isInteger(maxCycles) || maxCycles < 1) throw new Error(`--max-cycles must be a whole number above 0; got '${flags.maxCycles}'.`);
   const log = { info: (m: string) => process.stderr.write(`${m}\n`), warn: (m: string) => process.stderr.write(`warning: ${m}\n`) };
   let bar: Progress | undefined;
+  // Log Analytics lagging fails a cycle after the archive did its work: the archive goes on,
+  // and the command fails at the end with the last reason.
+  let lagging: DeliveryError | undefined;
   for (let cycle = 1; cycle <= maxCycles; cycle++) {
     let summary: ExportSummary;
     try {
@@ -44,11 +50,16 @@ async function run(flags: RunFlags): Promise<void> {
           bar.update(cursorUs, eventsDelivered);
         },
       });
+    } catch (error) {
+      if (!(error instanceof DeliveryError) || !error.summary) throw error;
+      lagging = error;
+      summary = error.summary as ExportSummary;
     } finally {
       bar?.stop();
       bar = undefined;
     }
-    process.stdout.write(`${flags.json ? JSON.stringify(summary) : formatSummary(summary, config.logsIngestion !== undefined)}\n`);
-    if (summary.caughtUp) return;
+    process.stdout.write(`${flags.json ? JSON.stringify(summary) : formatSummary(summary)}\n`);
+    if (summary.caughtUp) break;
   }
+  if (lagging) throw lagging;
 }

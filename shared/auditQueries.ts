@@ -57,8 +57,8 @@ function timeClauses(fromUs: number, toUs: number, bag: ParamBag): string[] {
   ];
 }
 
-/** Events after `after` (exclusive) with event_time < toUs, in export order. */
-export function scanQuery(filter: AuditFilter, after: EventKey, toUs: number): BoundQuery {
+/** Events after `after` (exclusive) with event_time < toUs, in export order; at most `limit` of them when given. */
+export function scanQuery(filter: AuditFilter, after: EventKey, toUs: number, limit?: number): BoundQuery {
   const bag = new ParamBag();
   const afterTime = `timestamp_micros(CAST(${bag.add("after_us", after.timeUs)} AS BIGINT))`;
   const where = [
@@ -67,9 +67,19 @@ export function scanQuery(filter: AuditFilter, after: EventKey, toUs: number): B
     ...filterClauses(filter, bag),
   ];
   return {
-    sql: `SELECT ${SELECT_COLUMNS} FROM ${AUDIT_TABLE} WHERE ${where.join(" AND ")} ORDER BY event_time, event_id`,
+    sql: `SELECT ${SELECT_COLUMNS} FROM ${AUDIT_TABLE} WHERE ${where.join(" AND ")} ORDER BY event_time, event_id${limitClause(limit)}`,
     params: bag.params,
   };
+}
+
+/**
+ * A row limit: the project's own constant, never input, written as a checked integer literal
+ * (a LIMIT must be a constant, and parameter markers there are not portable).
+ */
+function limitClause(limit: number | undefined): string {
+  if (limit === undefined) return "";
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`A query's row limit must be a whole number above 0; got ${limit}.`);
+  return ` LIMIT ${limit}`;
 }
 
 /** Events in [fromUs, toUs), in export order (the CLI's export window). */

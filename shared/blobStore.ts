@@ -1,14 +1,15 @@
 import { gunzip as gunzipCallback } from "node:zlib";
 import { promisify } from "node:util";
 import type { ContainerClient } from "@azure/storage-blob";
-import { parseState, type ExportState } from "./exportState";
+import { batchBlobName, journalBlobName, parseState, type ExportState } from "./export/state";
 import { statusOf } from "./errors";
-import { StateConflictError, type ExportStore, type StoredState } from "./exporter";
+import { StateConflictError, type BatchRecord, type DeadLetter, type ExportStore, type JournalEntry, type StoredState } from "./export/ports";
 import { fastGzip } from "./fastGzip";
 
 const gunzip = promisify(gunzipCallback);
 
 export const STATE_BLOB = "_state/export.json";
+const NEWLINE = 0x0a;
 
 /**
  * The archive and the export's state in one private container. State writes are conditional
@@ -52,27 +53,71 @@ export class BlobExportStore implements ExportStore {
     return body.length;
   }
 
-  async writeIds(name: string, ids: readonly string[]): Promise<void> {
-    const body = await fastGzip(Buffer.from(ids.join("\n"), "utf8"));
-    await this.container.getBlockBlobClient(name).upload(body, body.length);
-  }
-
-  async readIds(name: string): Promise<string[] | null> {
-    const blob = this.container.getBlobClient(name);
-    try {
-      const body = await gunzip(await blob.downloadToBuffer());
-      const text = body.toString("utf8");
-      return text ? text.split("\n") : [];
-    } catch (error) {
-      if (statusOf(error) === 404) return null;
-      throw error;
+  async readArchiveLines(name: string): Promise<Uint8Array[] | null> {
+    const body = await this.download(name);
+    if (!body) return null;
+    const text = await gunzip(body);
+    const lines: Uint8Array[] = [];
+    let start = 0;
+    for (let end = text.indexOf(NEWLINE); end >= 0; end = text.indexOf(NEWLINE, start)) {
+      lines.push(text.subarray(start, end + 1));
+      start = end + 1;
     }
+    return lines;
   }
 
-  async readEventIds(names: readonly string[]): Promise<Set<string>> {
+  /**
+   * A batch blob: gzipped JSON of the batch's event_ids, archive blobs and calls. Version 1
+   * wrote the event_ids alone, one per line: both read back.
+   */
+  async writeBatch(id: string, batch: BatchRecord): Promise<void> {
+    const body = await fastGzip(Buffer.from(JSON.stringify({ version: 2, ...batch }), "utf8"));
+    await this.container.getBlockBlobClient(batchBlobName(id)).upload(body, body.length);
+  }
+
+  async readBatch(id: string): Promise<BatchRecord | null> {
+    const body = await this.download(batchBlobName(id));
+    if (!body) return null;
+    const text = (await gunzip(body)).toString("utf8");
+    if (text.startsWith("{")) {
+      const batch = JSON.parse(text) as BatchRecord;
+      return { ids: batch.ids, blobs: batch.blobs ?? null, calls: batch.calls ?? null };
+    }
+    return { ids: text ? text.split("\n") : [], blobs: null, calls: null };
+  }
+
+  async readEventIds(batchIds: readonly string[]): Promise<Set<string>> {
     const ids = new Set<string>();
-    for (const name of names) for (const id of (await this.readIds(name)) ?? []) ids.add(id);
+    for (const id of batchIds) for (const eventId of (await this.readBatch(id))?.ids ?? []) ids.add(eventId);
     return ids;
+  }
+
+  async deleteBatches(batchIds: readonly string[]): Promise<void> {
+    await this.deletePaths(batchIds.map(batchBlobName));
+  }
+
+  async writeJournal(source: string, seq: number, entry: JournalEntry): Promise<void> {
+    const body = JSON.stringify(entry);
+    await this.container.getBlockBlobClient(journalBlobName(source, seq)).upload(body, Buffer.byteLength(body), {
+      blobHTTPHeaders: { blobContentType: "application/json" },
+    });
+  }
+
+  async readJournal(source: string, seq: number): Promise<JournalEntry | null> {
+    const text = await this.readText(journalBlobName(source, seq));
+    return text ? (JSON.parse(text.body) as JournalEntry) : null;
+  }
+
+  async deleteJournal(source: string, seq: number): Promise<void> {
+    await this.deletePaths([journalBlobName(source, seq)]);
+  }
+
+  async writeDeadLetters(name: string, letters: readonly DeadLetter[]): Promise<string> {
+    const body = letters.map((letter) => `${JSON.stringify(letter)}\n`).join("");
+    await this.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), {
+      blobHTTPHeaders: { blobContentType: "application/x-ndjson" },
+    });
+    return name;
   }
 
   async deletePaths(names: readonly string[]): Promise<void> {
@@ -92,6 +137,15 @@ export class BlobExportStore implements ExportStore {
     const names: string[] = [];
     for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
     return names;
+  }
+
+  private async download(name: string): Promise<Buffer | null> {
+    try {
+      return await this.container.getBlobClient(name).downloadToBuffer();
+    } catch (error) {
+      if (statusOf(error) === 404) return null;
+      throw error;
+    }
   }
 
   private async readText(name: string): Promise<{ body: string; etag: string } | null> {

@@ -57,6 +57,9 @@ export const DEFAULTS = {
   settleDelay: "PT10M",
   lateHorizon: "PT24H",
   timeBudget: "PT20M",
+  queryTimeout: "PT10M",
+  /** The Functions host's own default for the Flex Consumption plan, when host.json sets none. */
+  functionTimeoutHost: "00:30:00",
   workspaceLookbackHours: 24,
 } as const;
 
@@ -108,6 +111,7 @@ export interface AppConfig {
   settleDelayMs: number;
   lateHorizonMs: number;
   timeBudgetMs: number;
+  queryTimeoutMs: number;
   workspaceLookbackHours: number;
 }
 
@@ -116,6 +120,11 @@ export type Settings = Readonly<Record<string, string | undefined>>;
 /** What a caller needs besides the Databricks settings: the export needs storage, the check does not. */
 export interface ConfigNeeds {
   storage: boolean;
+  /**
+   * The Functions host's functionTimeout (host.json, or AzureFunctionsJobHost__functionTimeout),
+   * as the host states it (e.g. '00:30:00'); a time budget that does not fit in it is refused.
+   */
+  functionTimeout?: string;
 }
 
 /**
@@ -153,6 +162,16 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
   const settleDelayMs = readDuration(read("EXPORT_SETTLE_DELAY"), DEFAULTS.settleDelay, "EXPORT_SETTLE_DELAY", problems, { max: 24 * 3600_000 });
   const lateHorizonMs = readDuration(read("EXPORT_LATE_HORIZON"), DEFAULTS.lateHorizon, "EXPORT_LATE_HORIZON", problems, { max: 30 * 86_400_000 });
   const timeBudgetMs = readDuration(read("EXPORT_TIME_BUDGET"), DEFAULTS.timeBudget, "EXPORT_TIME_BUDGET", problems, { min: 10_000, max: 24 * 3600_000 });
+  checkBudgetFitsHost(
+    timeBudgetMs,
+    read("EXPORT_TIME_BUDGET") ?? DEFAULTS.timeBudget,
+    read("AzureFunctionsJobHost__functionTimeout") ?? needs.functionTimeout,
+    problems,
+  );
+  const queryTimeoutMs = readDuration(read("EXPORT_QUERY_TIMEOUT"), DEFAULTS.queryTimeout, "EXPORT_QUERY_TIMEOUT", problems, {
+    min: 10_000,
+    max: 6 * 3600_000,
+  });
   const start = readStart(read("EXPORT_START"), problems);
   const lookback = read("CHECK_WORKSPACE_LOOKBACK_HOURS");
   const workspaceLookbackHours = lookback === undefined ? DEFAULTS.workspaceLookbackHours : Number(lookback);
@@ -175,8 +194,41 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     settleDelayMs,
     lateHorizonMs,
     timeBudgetMs,
+    queryTimeoutMs,
     workspaceLookbackHours,
   };
+}
+
+/** Time a run needs after its budget to finish the calls and writes in flight and release its lock. */
+export const BUDGET_MARGIN_MS = 2 * 60_000;
+
+/**
+ * A run stops starting work at EXPORT_TIME_BUDGET and then finishes what is in flight: the
+ * budget plus that margin must fit in the host's functionTimeout, or the host kills the run
+ * mid-batch every time (it still loses nothing, but never gets anywhere).
+ */
+function checkBudgetFitsHost(budgetMs: number, budgetText: string, functionTimeout: string | undefined, problems: string[]): void {
+  if (functionTimeout === undefined) return;
+  const hostMs = parseHostTimeout(functionTimeout);
+  if (hostMs === undefined) {
+    problems.push(`The Functions host's functionTimeout must look like '00:30:00' (hh:mm:ss) or be -1 for none; got '${functionTimeout}'.`);
+    return;
+  }
+  if (hostMs === Infinity || budgetMs + BUDGET_MARGIN_MS <= hostMs) return;
+  problems.push(
+    `EXPORT_TIME_BUDGET ('${budgetText}') must leave ${formatDuration(BUDGET_MARGIN_MS)} to finish in-flight work inside the host's functionTimeout (${functionTimeout}, from host.json or AzureFunctionsJobHost__functionTimeout): ` +
+      `set it to at most ${formatDuration(Math.max(0, hostMs - BUDGET_MARGIN_MS))}, or raise functionTimeout.`,
+  );
+}
+
+/** host.json's functionTimeout: 'hh:mm:ss' or 'd.hh:mm:ss'; -1 means none. Milliseconds, Infinity for none. */
+export function parseHostTimeout(text: string): number | undefined {
+  const value = text.trim();
+  if (value === "-1") return Infinity;
+  const match = /^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?$/.exec(value);
+  if (!match) return undefined;
+  const [, days = "0", hours, minutes, seconds] = match;
+  return ((Number(days) * 24 + Number(hours)) * 3600 + Number(minutes) * 60 + Number(seconds)) * 1000;
 }
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;

@@ -3,10 +3,10 @@ import type { DBSQLClient } from "@databricks/sql";
 import type IDBSQLSession from "@databricks/sql/dist/contracts/IDBSQLSession";
 import type IOperation from "@databricks/sql/dist/contracts/IOperation";
 import { eventFromRow } from "./auditEvent";
-import { hourlyCountQuery, scanQuery, type BoundQuery, type EventKey } from "./auditQueries";
+import { hourlyCountQuery, scanQuery, type BoundQuery } from "./auditQueries";
 import type { AuditFilter, DatabricksSettings } from "./config";
-import type { AuditSource } from "./exporter";
-import { prepareEvents, type PreparedEvent, type Preparation } from "./batching";
+import type { AuditSource, ScanRequest } from "./export/ports";
+import { prepareEvents, type PreparedEvent, type Preparation } from "./export/batching";
 
 /**
  * The Databricks SQL warehouse, through the official driver. Authenticates with a PAT when
@@ -20,7 +20,16 @@ export interface WarehouseOptions {
   retryMaxAttempts?: number;
   /** Socket timeout in ms (a cold warehouse can take minutes to answer). */
   socketTimeoutMs?: number;
+  /**
+   * Each statement's timeout (the warehouse cancels it after this long), and how long any one
+   * answer of the driver may take before the query counts as hung: a hung or timed-out query
+   * fails the run cleanly instead of holding it until the function times out.
+   */
+  queryTimeoutMs?: number;
 }
+
+/** How much longer than the statement's own timeout the driver may take to report it. */
+const HANG_GRACE_MS = 60_000;
 
 export const DEFAULT_FETCH_ROWS = 5_000;
 
@@ -29,6 +38,7 @@ export class Warehouse implements AuditSource {
     private readonly client: DBSQLClient,
     private readonly session: IDBSQLSession,
     private readonly fetchRows: number,
+    private readonly queryTimeoutMs: number | undefined,
   ) {}
 
   static async connect(settings: DatabricksSettings, credential: TokenCredential | undefined, options: WarehouseOptions = {}): Promise<Warehouse> {
@@ -67,7 +77,7 @@ export class Warehouse implements AuditSource {
     }
     try {
       const session = await client.openSession();
-      return new Warehouse(client, session, options.fetchRows ?? DEFAULT_FETCH_ROWS);
+      return new Warehouse(client, session, options.fetchRows ?? DEFAULT_FETCH_ROWS, options.queryTimeoutMs);
     } catch (error) {
       await client.close().catch(() => undefined);
       throw markWarehouseError(error);
@@ -76,16 +86,23 @@ export class Warehouse implements AuditSource {
 
   /** Runs a query and yields its rows in chunks; the operation is closed when iteration ends, early or not. */
   async *rows(query: BoundQuery, fetchRows = this.fetchRows): AsyncGenerator<Record<string, unknown>[]> {
-    const operation: IOperation = await this.session.executeStatement(query.sql, { namedParameters: query.params, maxRows: fetchRows }).catch((e: unknown) => {
+    const timeoutMs = this.queryTimeoutMs;
+    const options = {
+      namedParameters: query.params,
+      maxRows: fetchRows,
+      ...(timeoutMs ? { queryTimeout: Math.max(1, Math.ceil(timeoutMs / 1000)) } : {}),
+    };
+    const operation: IOperation = await this.answerIn(this.session.executeStatement(query.sql, options)).catch((e: unknown) => {
       throw markWarehouseError(e);
     });
     try {
       for (;;) {
         let chunk: Record<string, unknown>[];
         try {
-          if (!(await operation.hasMoreRows())) break;
-          chunk = (await operation.fetchChunk({ maxRows: fetchRows, disableBuffering: true })) as Record<string, unknown>[];
+          if (!(await this.answerIn(operation.hasMoreRows()))) break;
+          chunk = (await this.answerIn(operation.fetchChunk({ maxRows: fetchRows, disableBuffering: true }))) as Record<string, unknown>[];
         } catch (error) {
+          if (error instanceof QueryHungError) void operation.cancel().catch(() => undefined);
           throw markWarehouseError(error);
         }
         if (chunk.length > 0) yield chunk;
@@ -93,6 +110,27 @@ export class Warehouse implements AuditSource {
     } finally {
       await operation.close().catch(() => undefined);
     }
+  }
+
+  /** The driver's answer, or QueryHungError when it takes longer than the query timeout allows. */
+  private answerIn<T>(work: Promise<T>): Promise<T> {
+    const timeoutMs = this.queryTimeoutMs;
+    if (!timeoutMs) return work;
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(
+        () =>
+          reject(
+            new QueryHungError(
+              `The SQL warehouse did not answer within ${Math.round((timeoutMs + HANG_GRACE_MS) / 1000)} s (EXPORT_QUERY_TIMEOUT ${Math.round(timeoutMs / 1000)} s plus a grace period); the query was abandoned.`,
+            ),
+          ),
+        timeoutMs + HANG_GRACE_MS,
+      );
+      timer.unref();
+    });
+    work.catch(() => undefined);
+    return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
   }
 
   async all(query: BoundQuery): Promise<Record<string, unknown>[]> {
@@ -119,8 +157,8 @@ export class Warehouse implements AuditSource {
     }
   }
 
-  async *scan(filter: AuditFilter, after: EventKey, toUs: number, preparation: Preparation): AsyncGenerator<PreparedEvent[]> {
-    for await (const chunk of this.rows(scanQuery(filter, after, toUs))) yield prepareRows(chunk, preparation);
+  async *scan(request: ScanRequest): AsyncGenerator<PreparedEvent[]> {
+    for await (const chunk of this.rows(scanQuery(request.filter, request.after, request.toUs, request.limit))) yield prepareRows(chunk, request.preparation);
   }
 
   countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
@@ -146,6 +184,17 @@ export async function countRowsByHour(rows: RowSource, filter: AuditFilter, from
     for (const row of chunk) counts.set(Number(row.hour_index), Number(row.event_count));
   }
   return counts;
+}
+
+/** A query whose answer never came (see WarehouseOptions.queryTimeoutMs). */
+export class QueryHungError extends Error {
+  override readonly name = "QueryHungError";
+}
+
+/** The driver's error for a CloudFetch result link used after its expiry: the query can simply be issued again. */
+export function isExpiredResultLinkError(error: unknown): boolean {
+  const message = (error as { message?: unknown } | null)?.message;
+  return typeof message === "string" && /CloudFetch link has expired/i.test(message);
 }
 
 /** Tags an error as the warehouse's, so messages blame the right system. */

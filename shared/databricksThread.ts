@@ -2,11 +2,11 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Worker, isMainThread, parentPort, workerData, type MessagePort } from "node:worker_threads";
 import type { AccessToken, TokenCredential } from "@azure/identity";
-import { scanQuery, type BoundQuery, type EventKey } from "./auditQueries";
-import { lineBuffers, type PreparedEvent, type Preparation } from "./batching";
+import { scanQuery, type BoundQuery } from "./auditQueries";
+import { lineBuffers, type PreparedEvent, type Preparation } from "./export/batching";
 import type { AuditFilter, DatabricksSettings } from "./config";
 import { Warehouse, countRowsByHour, markWarehouseError, prepareRows, type WarehouseOptions } from "./databricks";
-import type { AuditSource } from "./exporter";
+import type { AuditSource, ScanRequest } from "./export/ports";
 
 /**
  * The SQL warehouse on a thread of its own. Turning the driver's Arrow batches into rows is
@@ -104,8 +104,8 @@ export class ThreadedWarehouse implements AuditSource {
   }
 
   /** The export's events, prepared on the reader thread. */
-  scan(filter: AuditFilter, after: EventKey, toUs: number, preparation: Preparation): AsyncGenerator<PreparedEvent[]> {
-    return this.stream<PreparedEvent>(scanQuery(filter, after, toUs), preparation);
+  scan(request: ScanRequest): AsyncGenerator<PreparedEvent[]> {
+    return this.stream<PreparedEvent>(scanQuery(request.filter, request.after, request.toUs, request.limit), request.preparation);
   }
 
   countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {

@@ -15,9 +15,20 @@ export class ConcurrentRunError extends Error {
   override readonly name = "ConcurrentRunError";
 }
 
-/** Some events were not delivered to a sink; progress up to the failure is saved. */
+/** A run lost its lock mid-way (another run took over, or the lock expired): it stopped at once and must fail. */
+export class LockLostError extends Error {
+  override readonly name = "LockLostError";
+}
+
+/** Some events were not delivered to a sink; progress up to the failure is saved. `summary` is the run's, when it got that far. */
 export class DeliveryError extends Error {
   override readonly name = "DeliveryError";
+  constructor(
+    message: string,
+    readonly summary?: unknown,
+  ) {
+    super(message);
+  }
 }
 
 /** The HTTP status an Azure SDK or driver error carries, if any. */

@@ -2,7 +2,7 @@ import type { TokenCredential } from "@azure/identity";
 import { LogsIngestionClient, isAggregateLogsUploadError } from "@azure/monitor-ingestion";
 import type { LogsIngestionSettings } from "./config";
 import { fastGzip } from "./fastGzip";
-import type { IngestionSink } from "./exporter";
+import type { IngestionSink } from "./export/ports";
 import type { SentinelAuditRecord } from "./sentinelRecord";
 
 export interface IngestionClientOptions {
@@ -21,7 +21,7 @@ export class LogsIngestionSink implements IngestionSink {
 
   constructor(
     private readonly settings: LogsIngestionSettings,
-    credential: TokenCredential,
+    private readonly credential: TokenCredential,
     options: IngestionClientOptions = {},
   ) {
     this.client = new LogsIngestionClient(settings.endpoint, credential, {
@@ -47,8 +47,8 @@ export class LogsIngestionSink implements IngestionSink {
    * authentication and permission and ingests nothing. (The client skips empty uploads, so
    * this one call is made directly.) Returns the HTTP status and the service's error text.
    */
-  async probe(credential: TokenCredential, scope = LOGS_INGESTION_SCOPE): Promise<{ status: number; message: string }> {
-    const token = await credential.getToken(scope);
+  async check(scope = LOGS_INGESTION_SCOPE): Promise<{ status: number; message: string }> {
+    const token = await this.credential.getToken(scope);
     if (!token) throw new Error(`The Azure credential returned no token for ${scope}.`);
     const url = `${this.settings.endpoint}/dataCollectionRules/${encodeURIComponent(this.settings.ruleId)}/streams/${encodeURIComponent(this.settings.streamName)}?api-version=2023-01-01`;
     const response = await fetch(url, {
@@ -65,6 +65,11 @@ export class LogsIngestionSink implements IngestionSink {
       // not JSON: keep the text
     }
     return { status: response.status, message: message.slice(0, 500) };
+  }
+
+  /** check()'s HTTP status: 204 when the token, rule and stream are fine. */
+  async probe(): Promise<number> {
+    return (await this.check()).status;
   }
 }
 

@@ -9,8 +9,9 @@ import { DEFAULTS, loadConfig, type AppConfig, type ConfigNeeds, type Settings }
 import { Warehouse, warehouseErrorKind } from "./databricks";
 import { SYSTEM_TABLE_GRANTS_REMEDIATION } from "./remediation";
 import { ConfigError, describeError, ensureError, redactSecrets, statusOf } from "./errors";
-import type { ExportState } from "./exportState";
+import type { ExportState } from "./export/state";
 import { LOGS_INGESTION_SCOPE, LogsIngestionSink } from "./logsIngestion";
+import { assessLogAnalyticsLag } from "./checks/logAnalyticsLag";
 
 /**
  * The prerequisite checks behind the `checkPrerequisites` HTTP function and `dbx-audit check`.
@@ -32,6 +33,7 @@ export const CHECK_NAMES = [
   "blob_container",
   "logs_ingestion",
   "export_freshness",
+  "log_analytics_lag",
 ] as const;
 
 export type CheckName = (typeof CHECK_NAMES)[number];
@@ -160,12 +162,12 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
       record(await blobContainerCheck(container, config!.storage.container, budget));
     }
     const blob = results.get("blob_container")!;
-    if (broken.has("schedule")) {
-      record(configSkip("export_freshness", ["schedule"])!);
-    } else if (!container || blob.status === "FAIL") {
-      record(skipped("export_freshness", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"));
+    if (!container || blob.status === "FAIL") {
+      for (const name of ["export_freshness", "log_analytics_lag"] as const) record(skipped(name, "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"));
     } else {
-      record(await exportFreshnessCheck(new BlobExportStore(container), config!.schedule, now(), budget));
+      const [freshness, lag] = await exportStateChecks(new BlobExportStore(container), config!, broken.has("schedule"), now(), budget);
+      record(freshness ?? configSkip("export_freshness", ["schedule"])!);
+      record(lag);
     }
   };
 
@@ -703,7 +705,7 @@ async function logsIngestionCheck(config: AppConfig, credential: TokenCredential
   const settings = config.logsIngestion!;
   const target = `stream '${settings.streamName}' of rule ${settings.ruleId} at ${settings.endpoint}`;
   const ms = budget.stepMs(INGESTION_TIMEOUT_MS);
-  const probe = await timed(() => new LogsIngestionSink(settings, credential, { maxRetries: 0 }).probe(credential), ms);
+  const probe = await timed(() => new LogsIngestionSink(settings, credential, { maxRetries: 0 }).check(), ms);
   if (probe.kind === "timeout") {
     return {
       name: "logs_ingestion",
@@ -784,26 +786,35 @@ function describeFetchError(error: unknown): string {
 // ---------------------------------------------------------------------------------------------
 // export_freshness
 
-async function exportFreshnessCheck(store: BlobExportStore, schedule: string, nowMs: number, budget: Budget): Promise<CheckResult> {
+/** export_freshness (undefined when the schedule setting is broken) and log_analytics_lag, from one read of the state. */
+async function exportStateChecks(
+  store: BlobExportStore,
+  config: AppConfig,
+  scheduleBroken: boolean,
+  nowMs: number,
+  budget: Budget,
+): Promise<[CheckResult | undefined, CheckResult]> {
   const ms = budget.stepMs(BLOB_STEP_TIMEOUT_MS);
   const read = await timed(() => store.readState(), ms);
+  const both = (result: Omit<CheckResult, "name">): [CheckResult | undefined, CheckResult] => [
+    scheduleBroken ? undefined : { name: "export_freshness", ...result },
+    { name: "log_analytics_lag", ...result },
+  ];
   if (read.kind === "timeout") {
-    return {
-      name: "export_freshness",
-      status: "WARN",
-      detail: `Reading ${STATE_BLOB} took longer than ${seconds(ms)}.`,
-      remediation: "Retry in a few minutes.",
-    };
+    return both({ status: "WARN", detail: `Reading ${STATE_BLOB} took longer than ${seconds(ms)}.`, remediation: "Retry in a few minutes." });
   }
   if (read.kind === "failed") {
-    return {
-      name: "export_freshness",
+    return both({
       status: "FAIL",
       detail: `Could not read the export state ${STATE_BLOB}: ${describeError(read.error)}`,
       remediation: "Restore the state blob from a blob version or snapshot, or delete it to restart from EXPORT_START (see TROUBLESHOOTING.md).",
-    };
+    });
   }
-  return { name: "export_freshness", ...assessFreshness(read.value?.state ?? null, schedule, nowMs) };
+  const state = read.value?.state ?? null;
+  return [
+    scheduleBroken ? undefined : { name: "export_freshness", ...assessFreshness(state, config.schedule, nowMs) },
+    { name: "log_analytics_lag", ...assessLogAnalyticsLag(state, config.logsIngestion !== undefined) },
+  ];
 }
 
 /**

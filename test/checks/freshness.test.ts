@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { AUDIT_COLUMNS } from "../../shared/auditEvent";
-import { initialState, type ExportState } from "../../shared/exportState";
+import { initialState, type ExportState } from "../../shared/export/state";
 import { assessFreshness, auditColumnsCheck, formatAge, runChecks, scheduleIntervalMs, worstStatus } from "../../shared/prerequisites";
 
 const MIN = 60_000;
@@ -8,7 +8,7 @@ const HOUR = 60 * MIN;
 const NOW = Date.parse("2025-03-10T12:00:00.000Z");
 
 function stateWith(fields: Partial<ExportState>): ExportState {
-  return { ...initialState((NOW - 48 * HOUR) * 1000), ...fields };
+  return { ...initialState(), ...fields };
 }
 
 const ago = (ms: number): string => new Date(NOW - ms).toISOString();

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DEVSTORE_KEY } from "../../sandbox/azurite";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 import { BlobExportStore, STATE_BLOB } from "../../shared/blobStore";
-import { initialState, type ExportState } from "../../shared/exportState";
+import { initialState, type ExportState } from "../../shared/export/state";
 import { runChecks, type CheckName, type CheckReport, type CheckResult } from "../../shared/prerequisites";
 import { auditRow, isoMicros } from "../support/auditRows";
 
@@ -63,7 +63,7 @@ async function writeState(fields: Partial<ExportState> | null): Promise<void> {
     if (current) await store.deletePaths([STATE_BLOB]);
     return;
   }
-  await store.writeState({ ...initialState((Date.now() - 48 * 3_600_000) * 1000), ...fields }, current?.etag ?? null);
+  await store.writeState({ ...initialState(), ...fields }, current?.etag ?? null);
 }
 
 const hoursAgo = (hours: number): string => new Date(Date.now() - hours * 3_600_000).toISOString();

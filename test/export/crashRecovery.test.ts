@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../sandbox/stack";
-import type { ExportOptions } from "../../shared/exporter";
+import type { ExportOptions } from "../../shared/export/engine";
 import { MAX_CALL_BYTES, type SentinelAuditRecord } from "../../shared/sentinelRecord";
 import { auditRow, isoMicros } from "../support/auditRows";
 import { ALL_ROWS, CrashSwitch, archivedEvents, containerFor, expectExactlyOnce, exportOnce, ingestedRecords, startStack } from "../support/exportHarness";

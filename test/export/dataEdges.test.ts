@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../sandbox/stack";
-import type { ExportOptions } from "../../shared/exporter";
+import type { ExportOptions } from "../../shared/export/engine";
 import { TRUNCATION_MARKER, TRUNCATED_KEYS_PARAM } from "../../shared/sentinelRecord";
 import { REDACTED } from "../../shared/auditEvent";
 import { auditRow, isoMicros, type AuditRow } from "../support/auditRows";

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../sandbox/stack";
 import { ConcurrentRunError, DeliveryError } from "../../shared/errors";
-import type { ExportOptions } from "../../shared/exporter";
+import type { ExportOptions, ExportSummary } from "../../shared/export/engine";
 import { auditRow, isoMicros } from "../support/auditRows";
 import { ALL_ROWS, archivedEvents, containerFor, expectExactlyOnce, exportOnce, ingestedRecords, startStack } from "../support/exportHarness";
 
@@ -79,24 +79,39 @@ describe("overlapping runs", () => {
 });
 
 describe("Log Analytics failing some calls", () => {
-  it("re-sends only the records of the failed calls on the next run", async () => {
+  it("archives everything anyway, and the next run sends from the archive only the records of the calls that failed", async () => {
     const s = await scenario(120, 1);
     s.options.batchEvents = 100; // ~31 KB records: about four calls per batch
     stack.logsIngestion.setFaults({ failCallNumbers: [2, 3] });
-    await expect(
-      exportOnce({ stack, container: s.container, options: s.options, now: () => s.now, ingestionOptions: { maxRetries: 0 } }),
-    ).rejects.toBeInstanceOf(DeliveryError);
+    const failed = await exportOnce({ stack, container: s.container, options: s.options, now: () => s.now, ingestionOptions: { maxRetries: 0 } }).catch(
+      (error: unknown) => error,
+    );
+    expect(failed).toBeInstanceOf(DeliveryError);
+    const lagging = (failed as DeliveryError).summary as ExportSummary;
+    expect(lagging.eventsDelivered).toBe(s.ids.length);
+    expect(lagging.logAnalytics).toMatchObject({ status: "behind", remediation: expect.stringMatching(/next run catches up from the archive/) });
+    expect(lagging.logAnalytics.eventsBehind).toBeGreaterThan(0);
+    expectExactlyOnce(
+      (await archivedEvents(s.container)).map((e) => e.event_id),
+      s.ids,
+      "blob, while Log Analytics lags",
+    );
     const firstRun = stack.logsIngestion.stats();
     const received = ingestedRecords(stack).length;
     expect(received).toBeGreaterThan(0);
     expect(received).toBeLessThan(s.ids.length);
 
     stack.logsIngestion.setFaults({});
+    const queriesBefore = stack.warehouse.stats().statements;
     const summary = await exportOnce({ stack, container: s.container, options: s.options, now: () => s.now });
-    expect(summary.resumedBatch).toBe(true);
+    expect(summary.eventsDelivered).toBe(0);
+    expect(summary.logAnalytics).toMatchObject({ status: "current", batchesBehind: 0 });
+    expect(summary.logAnalytics.batchesReadBack).toBeGreaterThan(0);
     const secondRun = stack.logsIngestion.stats();
-    // The resumed batch re-sent exactly its failed calls; everything after came fresh.
+    // Only the failed calls' records were sent again, read back from the archive: the
+    // warehouse was asked only for what is new (nothing) and the late-row counts.
     expect(secondRun.records - firstRun.records).toBe(s.ids.length - received);
+    expect(stack.warehouse.stats().statements - queriesBefore).toBeLessThanOrEqual(3);
     await expectDelivered(s);
   });
 

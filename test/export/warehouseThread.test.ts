@@ -5,7 +5,7 @@ import type { SandboxStack } from "../../sandbox/stack";
 import { DATABRICKS_DEFAULT_SCOPE, type DatabricksSettings } from "../../shared/config";
 import { Warehouse, isWarehouseError, warehouseErrorKind } from "../../shared/databricks";
 import { ThreadedWarehouse } from "../../shared/databricksThread";
-import type { PreparedEvent, Preparation } from "../../shared/batching";
+import type { PreparedEvent, Preparation } from "../../shared/export/batching";
 import { lineText } from "../../shared/sentinelRecord";
 import { auditRow, isoMicros } from "../support/auditRows";
 import { ALL_ROWS, hostOf, identityCredential, startStack } from "../support/exportHarness";
@@ -38,7 +38,13 @@ const PREPARATION: Preparation = { redaction: [{ key: "i", action: "mask" }], in
 
 async function scanAll(source: { scan: Warehouse["scan"] }): Promise<PreparedEvent[]> {
   const events: PreparedEvent[] = [];
-  for await (const chunk of source.scan(ALL_ROWS, { timeUs: T0 * 1000, eventId: "" }, (T0 + ROWS * 1000) * 1000, PREPARATION)) events.push(...chunk);
+  for await (const chunk of source.scan({
+    filter: ALL_ROWS,
+    after: { timeUs: T0 * 1000, eventId: "" },
+    toUs: (T0 + ROWS * 1000) * 1000,
+    preparation: PREPARATION,
+  }))
+    events.push(...chunk);
   return events;
 }
 
@@ -70,7 +76,12 @@ describe("the warehouse reader thread", () => {
     try {
       const sizes: number[] = [];
       const got: PreparedEvent[] = [];
-      for await (const chunk of threaded.scan(ALL_ROWS, { timeUs: T0 * 1000, eventId: "" }, (T0 + ROWS * 1000) * 1000, PREPARATION)) {
+      for await (const chunk of threaded.scan({
+        filter: ALL_ROWS,
+        after: { timeUs: T0 * 1000, eventId: "" },
+        toUs: (T0 + ROWS * 1000) * 1000,
+        preparation: PREPARATION,
+      })) {
         sizes.push(chunk.length);
         got.push(...chunk);
       }
@@ -87,7 +98,12 @@ describe("the warehouse reader thread", () => {
     const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 10 });
     try {
       let chunks = 0;
-      for await (const chunk of threaded.scan(ALL_ROWS, { timeUs: 0, eventId: "" }, (T0 + ROWS * 1000) * 1000, PREPARATION)) {
+      for await (const chunk of threaded.scan({
+        filter: ALL_ROWS,
+        after: { timeUs: 0, eventId: "" },
+        toUs: (T0 + ROWS * 1000) * 1000,
+        preparation: PREPARATION,
+      })) {
         expect(chunk.length).toBeGreaterThan(0);
         chunks += 1;
         if (chunks === 2) break;
@@ -101,7 +117,9 @@ describe("the warehouse reader thread", () => {
 
   it("fails the read, rather than waiting forever, when the reader thread dies; close() still returns", async () => {
     const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 10 });
-    const reading = threaded.scan(ALL_ROWS, { timeUs: 0, eventId: "" }, (T0 + ROWS * 1000) * 1000, PREPARATION)[Symbol.asyncIterator]();
+    const reading = threaded
+      .scan({ filter: ALL_ROWS, after: { timeUs: 0, eventId: "" }, toUs: (T0 + ROWS * 1000) * 1000, preparation: PREPARATION })
+      [Symbol.asyncIterator]();
     expect((await reading.next()).done).toBe(false);
     // The thread ending on its own (out of memory, say): reached through the private field on purpose.
     await (threaded as unknown as { worker: Worker }).worker.terminate();

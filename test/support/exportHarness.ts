@@ -6,8 +6,9 @@ import { BlobExportStore } from "../../shared/blobStore";
 import { DATABRICKS_DEFAULT_SCOPE, type AuditFilter, type DatabricksSettings } from "../../shared/config";
 import { Warehouse, type WarehouseOptions } from "../../shared/databricks";
 import { ThreadedWarehouse } from "../../shared/databricksThread";
-import type { AuditSource, ExportDeps, ExportOptions, ExportStore, IngestionSink } from "../../shared/exporter";
-import { runExport } from "../../shared/exporter";
+import type { ExportDeps, ExportOptions } from "../../shared/export/engine";
+import { runExport } from "../../shared/export/engine";
+import type { AuditSource, ExportStore, IngestionSink } from "../../shared/export/ports";
 import { LogsIngestionSink, type IngestionClientOptions } from "../../shared/logsIngestion";
 import type { SentinelAuditRecord } from "../../shared/sentinelRecord";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
@@ -55,10 +56,15 @@ export function crashingStore(store: ExportStore, sw: CrashSwitch): ExportStore 
     readState: () => sw.around("readState", () => store.readState()),
     writeState: (state, etag) => sw.around("writeState", () => store.writeState(structuredClone(state), etag)),
     writeArchive: (name, lines) => sw.around("writeArchive", () => store.writeArchive(name, lines)),
-    writeIds: (name, ids) => sw.around("writeIds", () => store.writeIds(name, ids)),
-    readIds: (name) => sw.around("readIds", () => store.readIds(name)),
-    readEventIds: (names) => sw.around("readEventIds", () => store.readEventIds(names)),
-    deletePaths: (names) => sw.around("deletePaths", () => store.deletePaths(names)),
+    readArchiveLines: (name) => sw.around("readArchiveLines", () => store.readArchiveLines(name)),
+    writeBatch: (id, batch) => sw.around("writeBatch", () => store.writeBatch(id, batch)),
+    readBatch: (id) => sw.around("readBatch", () => store.readBatch(id)),
+    readEventIds: (ids) => sw.around("readEventIds", () => store.readEventIds(ids)),
+    deleteBatches: (ids) => sw.around("deleteBatches", () => store.deleteBatches(ids)),
+    writeJournal: (source, seq, entry) => sw.around("writeJournal", () => store.writeJournal(source, seq, entry)),
+    readJournal: (source, seq) => sw.around("readJournal", () => store.readJournal(source, seq)),
+    deleteJournal: (source, seq) => sw.around("deleteJournal", () => store.deleteJournal(source, seq)),
+    writeDeadLetters: (name, letters) => sw.around("writeDeadLetters", () => store.writeDeadLetters(name, letters)),
   };
 }
 
@@ -70,14 +76,15 @@ export function crashingSink(sink: IngestionSink, sw: CrashSwitch): IngestionSin
       sw.step("before logsIngestionCall");
       await sink.send(records);
     },
+    probe: () => sink.probe(),
   };
 }
 
 export function crashingSource(source: AuditSource, sw: CrashSwitch): AuditSource {
   return {
-    async *scan(filter, after, toUs, preparation) {
+    async *scan(request) {
       sw.step("before query");
-      for await (const chunk of source.scan(filter, after, toUs, preparation)) {
+      for await (const chunk of source.scan(request)) {
         sw.step("after fetch");
         yield chunk;
       }

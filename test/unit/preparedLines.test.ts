@@ -1,7 +1,7 @@
 import { gunzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import type { AuditEvent, KeyedEvent } from "../../shared/auditEvent";
-import { lineBuffers, prepareEvents, withOwnLine, type Preparation } from "../../shared/batching";
+import { lineBuffers, prepareEvents, withOwnLine, type Preparation } from "../../shared/export/batching";
 import { fastGzip } from "../../shared/fastGzip";
 import { lineText } from "../../shared/sentinelRecord";
 

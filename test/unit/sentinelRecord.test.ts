@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { syntheticRows } from "../../sandbox/sqlWarehouse/synthetic";
 import { REDACTED, eventFromRow, type AuditEvent } from "../../shared/auditEvent";
-import { BatchBuilder, prepareEvents, type BatchLimits, type PreparedEvent } from "../../shared/batching";
+import { BatchBuilder, prepareEvents, type BatchLimits, type PreparedEvent } from "../../shared/export/batching";
 import {
   MAX_FIELD_BYTES,
   TRUNCATED_KEYS_PARAM,

@@ -1,6 +1,6 @@
-import { applyRedaction, type KeyedEvent } from "./auditEvent";
-import type { RedactionRule } from "./config";
-import { MAX_CALL_BYTES, sentinelRecordBytes } from "./sentinelRecord";
+import { applyRedaction, type KeyedEvent } from "../auditEvent";
+import type { RedactionRule } from "../config";
+import { MAX_CALL_BYTES, sentinelRecordBytes } from "../sentinelRecord";
 
 /**
  * An event turned, once, into what the sinks take: the archive's JSON line (redacted) and,

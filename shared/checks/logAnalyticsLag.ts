@@ -1,0 +1,46 @@
+import { redactSecrets } from "../errors";
+import { logAnalyticsBacklog, type ExportState } from "../export/state";
+
+type Status = "PASS" | "WARN" | "FAIL";
+
+/**
+ * How far Log Analytics is behind the Blob archive, and why: it follows the archive on its
+ * own progress, so a refused or unreachable Log Analytics lags (and later catches up) while
+ * the archive stays current. Also counts the records Log Analytics refused alone (dead-lettered).
+ */
+export function assessLogAnalyticsLag(state: ExportState | null, logAnalyticsOn: boolean): { status: Status; detail: string; remediation: string } {
+  if (!logAnalyticsOn) {
+    return { status: "PASS", detail: "Log Analytics forwarding is off: nothing waits for it.", remediation: "" };
+  }
+  const sources = Object.entries(state?.sources ?? {});
+  if (sources.length === 0) return { status: "PASS", detail: "Nothing archived yet, so nothing waits for Log Analytics.", remediation: "" };
+  let status: Status = "PASS";
+  const details: string[] = [];
+  const remediations = new Set<string>();
+  for (const [name, source] of sources) {
+    const la = source.logAnalytics;
+    const backlog = logAnalyticsBacklog(source);
+    const label = sources.length > 1 ? `source ${name}: ` : "";
+    if (backlog.batches === 0) details.push(`${label}Log Analytics is current with the archive`);
+    else
+      details.push(
+        `${label}Log Analytics is ${backlog.batches} batch(es) (${backlog.events} events) behind the archive${la.laggingSince ? ` since ${la.laggingSince}` : ""}` +
+          (la.lastError ? `; last error at ${la.lastError.at}: ${redactSecrets(la.lastError.message)}` : " (catching up)"),
+      );
+    if (la.lastError && backlog.batches > 0) {
+      status = "FAIL";
+      remediations.add(la.lastError.remediation);
+    } else if (backlog.batches > 0 && status === "PASS") {
+      status = "WARN";
+      remediations.add("It is catching up from the archive run by run; if the backlog does not shrink, look at the exportAuditLogs invocations.");
+    }
+    if (la.deadLettered > 0) {
+      details.push(`${label}${la.deadLettered} record(s) refused by Log Analytics on their own are in dead-letter blobs (dead-letter/logs-ingestion/)`);
+      if (status === "PASS") status = "WARN";
+      remediations.add(
+        "Read the reason in each dead-letter blob, fix its cause, then re-send them with 'dbx-audit redrive' (see TROUBLESHOOTING.md); the archive has the full events.",
+      );
+    }
+  }
+  return { status, detail: `${details.join("; ")}.`, remediation: [...remediations].join(" ") };
+}
