@@ -4,6 +4,7 @@ import { registerRunCommand } from "./runCommand";
 import { registerSandboxCommand } from "./sandboxCommand";
 import { registerDemoCommand } from "./demoCommand";
 import { registerCheckCommand } from "./checkCommand";
+import { registerRedriveCommand } from "./redriveCommand";
 
 const program = new Command()
   .name("dbx-audit")
@@ -14,6 +15,7 @@ const program = new Command()
 registerExportCommand(program);
 registerRunCommand(program);
 registerCheckCommand(program);
+registerRedriveCommand(program);
 registerSandboxCommand(program);
 registerDemoCommand(program);
 

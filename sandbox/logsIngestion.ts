@@ -61,6 +61,8 @@ export interface IngestionFaults {
   failCallNumbers?: number[];
   /** Answer 403 like a caller without the Monitoring Metrics Publisher role on the DCR. */
   forbidden?: boolean;
+  /** Answer 400, storing nothing, for any call holding a record with one of these EventIds: a record the service refuses on its own. */
+  rejectEventIds?: string[];
 }
 
 export interface IngestionStats {
@@ -221,6 +223,11 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     if (!Array.isArray(parsed)) {
       throw new HttpError(400, "InvalidPayload", "The request body must be a JSON array of records.");
     }
+    const refused = faults.rejectEventIds;
+    const bad = refused ? parsed.find((record: unknown) => refused.includes(String((record as { EventId?: unknown } | null)?.EventId))) : undefined;
+    if (bad !== undefined) {
+      throw new HttpError(400, "InvalidRecord", `Record with EventId '${String((bad as { EventId?: unknown }).EventId)}' cannot be ingested (simulated).`);
+    }
     let edited = false;
     const records = parsed.map((record: unknown, index) => {
       const stored = checkRecord(record, index, columns, stream);
@@ -328,7 +335,7 @@ function validateFaults(input: unknown): IngestionFaults {
     return value;
   };
   for (const key of Object.keys(f)) {
-    if (!["throttle", "serverError", "failCallNumbers", "forbidden"].includes(key)) throw new TypeError(`unknown fault '${key}'`);
+    if (!["throttle", "serverError", "failCallNumbers", "forbidden", "rejectEventIds"].includes(key)) throw new TypeError(`unknown fault '${key}'`);
   }
   if (f.throttle !== undefined) {
     const t = f.throttle as Record<string, unknown>;
@@ -351,6 +358,10 @@ function validateFaults(input: unknown): IngestionFaults {
   if (f.forbidden !== undefined) {
     if (typeof f.forbidden !== "boolean") throw new TypeError("forbidden must be a boolean");
     out.forbidden = f.forbidden;
+  }
+  if (f.rejectEventIds !== undefined) {
+    if (!Array.isArray(f.rejectEventIds) || !f.rejectEventIds.every((id) => typeof id === "string")) throw new TypeError("rejectEventIds must be an array of strings");
+    out.rejectEventIds = f.rejectEventIds as string[];
   }
   return out;
 }

@@ -5,6 +5,7 @@ import { batchBlobName, journalBlobName, parseState, type ExportState } from "./
 import { statusOf } from "./errors";
 import { StateConflictError, type BatchRecord, type DeadLetter, type ExportStore, type JournalEntry, type StoredState } from "./export/ports";
 import { fastGzip } from "./fastGzip";
+import { DEAD_LETTER_PREFIX, type DeadLetterStore } from "./export/redrive";
 
 const gunzip = promisify(gunzipCallback);
 
@@ -16,7 +17,7 @@ const NEWLINE = 0x0a;
  * (ifMatch its ETag, ifNoneMatch "*" when creating): a writer that lost a race gets 412/409,
  * surfaced as StateConflictError, and never overwrites the winner.
  */
-export class BlobExportStore implements ExportStore {
+export class BlobExportStore implements ExportStore, DeadLetterStore {
   constructor(private readonly container: ContainerClient) {}
 
   /** Creates the container (private: Databricks warns that audit data is sensitive) if it is missing. */
@@ -118,6 +119,20 @@ export class BlobExportStore implements ExportStore {
       blobHTTPHeaders: { blobContentType: "application/x-ndjson" },
     });
     return name;
+  }
+
+  async listDeadLetters(): Promise<string[]> {
+    return this.listNames(DEAD_LETTER_PREFIX);
+  }
+
+  async readDeadLetters(name: string): Promise<DeadLetter[]> {
+    const body = await this.download(name);
+    if (!body) return [];
+    return body
+      .toString("utf8")
+      .split("\n")
+      .filter((line) => line.length > 0)
+      .map((line) => JSON.parse(line) as DeadLetter);
   }
 
   async deletePaths(names: readonly string[]): Promise<void> {

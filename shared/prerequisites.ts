@@ -811,9 +811,11 @@ async function exportStateChecks(
     });
   }
   const state = read.value?.state ?? null;
+  const listed = await timed(() => store.listDeadLetters(), budget.stepMs(BLOB_STEP_TIMEOUT_MS));
+  const deadLetters = listed.kind === "done" ? listed.value : [];
   return [
     scheduleBroken ? undefined : { name: "export_freshness", ...assessFreshness(state, config.schedule, nowMs) },
-    { name: "log_analytics_lag", ...assessLogAnalyticsLag(state, config.logsIngestion !== undefined) },
+    { name: "log_analytics_lag", ...assessLogAnalyticsLag(state, config.logsIngestion !== undefined, deadLetters) },
   ];
 }
 

@@ -158,7 +158,7 @@ export class SourceArchiver {
       await Promise.race([batches.return?.(undefined), sleep(5000)]).catch(() => undefined);
     }
     if (compareKeys(this.sourceState.cursor, { timeUs: targetUs, eventId: "" }) < 0) {
-      this.locked.ensureHeld();
+      await this.locked.confirmHeld();
       await this.locked.save((state) => {
         state.sources[this.options.source]!.cursor = { timeUs: targetUs, eventId: "" };
       });
@@ -208,7 +208,7 @@ export class SourceArchiver {
   /** Names the batch and writes its batch blob: harmless if the run dies before recording it (a retry overwrites it). */
   private async ready(kind: BatchKind, from: EventKey, prepared: PreparedBatch): Promise<ReadyBatch> {
     const id = batchId(this.options.source, kind, from, prepared.events);
-    this.locked.ensureHeld();
+    await this.locked.confirmHeld();
     await this.store.writeBatch(id, {
       ids: prepared.events.map((e) => e.eventId),
       blobs: blobNamesOf(prepared.events, id),
@@ -229,7 +229,7 @@ export class SourceArchiver {
       count: events.length,
       seq: this.sourceState.archivedBatches,
     };
-    this.locked.ensureHeld();
+    await this.locked.confirmHeld();
     await this.locked.save((state) => {
       state.sources[source]!.pending = pending;
     });
@@ -247,7 +247,7 @@ export class SourceArchiver {
     const present = events.filter((e): e is PreparedEvent => e !== undefined);
     await this.writeBlobs(pending, present);
     if (this.options.ingestionOn) {
-      this.locked.ensureHeld();
+      await this.locked.confirmHeld();
       await this.store.writeJournal(this.options.source, pending.seq, {
         batchId: pending.id,
         count: present.length,
@@ -264,7 +264,7 @@ export class SourceArchiver {
     const ref = ledgerRef(pending.id, pending.seq);
     const dropped = new Set<string>();
     const ingestionOn = this.options.ingestionOn;
-    this.locked.ensureHeld();
+    await this.locked.confirmHeld();
     await this.locked.save((state) => {
       const source = state.sources[this.options.source]!;
       for (const [hour, count] of perHour) {
@@ -317,7 +317,7 @@ export class SourceArchiver {
     const worker = async (): Promise<void> => {
       for (let item = queue.shift(); item; item = queue.shift()) {
         const [name, lines] = item;
-        this.locked.ensureHeld();
+        await this.locked.confirmHeld();
         this.progress.bytesArchived += await this.store.writeArchive(name, lines);
         this.progress.blobsWritten += 1;
       }

@@ -25,6 +25,8 @@ export class LockedState {
   private writing = false;
   private lost: LockLostError | undefined;
   private heldUntilMs = 0;
+  /** Set while a 412 is being looked into: nothing may be sent until it is known whose write it was. */
+  private verifying: Promise<unknown> | undefined;
   private readonly aborter = new AbortController();
   private heartbeat: NodeJS.Timeout | undefined;
 
@@ -93,6 +95,12 @@ export class LockedState {
     }
   }
 
+  /** ensureHeld(), after waiting for any 412 being looked into: call before anything leaves the process. */
+  async confirmHeld(): Promise<void> {
+    if (this.verifying) await this.verifying;
+    this.ensureHeld();
+  }
+
   get isLost(): boolean {
     return this.lost !== undefined;
   }
@@ -135,12 +143,17 @@ export class LockedState {
         try {
           this.etag = await this.store.writeState(this.state, this.etag);
         } catch (error) {
-          if (!(error instanceof StateConflictError) || !(await this.wasOwnWrite())) throw error;
+          if (!(error instanceof StateConflictError)) throw error;
+          const verifying = this.wasOwnWrite();
+          this.verifying = verifying;
+          const own = await verifying.finally(() => (this.verifying = undefined));
+          if (!own) throw error;
         }
         this.heldUntilMs = release ? 0 : expiresAtMs;
         for (const { resolve } of group) resolve();
       } catch (error) {
         if (error instanceof StateConflictError) {
+          this.verifying = undefined;
           this.loseLock("The export state was changed by another run while this one held the lock (HTTP 412: the lock must have expired and been taken over).");
         }
         for (const { reject } of group) reject(this.lost ?? error);

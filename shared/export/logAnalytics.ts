@@ -4,6 +4,7 @@ import { parseLedgerRef, ledgerRefs, type ArchivedBatch } from "./archiver";
 import type { LockedState } from "./lockedState";
 import type { DeadLetter, ExportLog, ExportStore, IngestionSink } from "./ports";
 import type { SourceState } from "./state";
+import { DEAD_LETTER_PREFIX } from "./redrive";
 
 /**
  * Log Analytics' side of one source: it follows the archive, batch by batch in the archive's
@@ -167,7 +168,7 @@ export class LogAnalyticsFollower {
           const event = batch.events[i];
           if (event) records.push(sentinelRecordFromLine(event.line));
         }
-        this.locked.ensureHeld();
+        await this.locked.confirmHeld();
         let letters: DeadLetter[];
         try {
           letters = records.length > 0 ? await this.sendOrSplit(records, true) : [];
@@ -175,7 +176,7 @@ export class LogAnalyticsFollower {
           this.stop(classify(error), error);
           return;
         }
-        this.locked.ensureHeld();
+        await this.locked.confirmHeld();
         if (letters.length > 0) {
           const name = await this.store.writeDeadLetters(deadLetterBlobName(this.options.source, batch.id, index), letters);
           this.progress.deadLetterBlobs.push(name);
@@ -198,7 +199,7 @@ export class LogAnalyticsFollower {
       return;
     }
     const events = batch.events.filter((e) => e !== undefined).length;
-    this.locked.ensureHeld();
+    await this.locked.confirmHeld();
     await this.locked.save((state) => {
       const source = state.sources[this.options.source]!;
       const la = source.logAnalytics;
@@ -236,9 +237,9 @@ export class LogAnalyticsFollower {
       }
       if (records.length === 1) return [{ reason: describeError(error), status, eventId: records[0]!.EventId, record: records[0]! }];
       const half = Math.ceil(records.length / 2);
-      this.locked.ensureHeld();
+      await this.locked.confirmHeld();
       const left = await this.sendOrSplit(records.slice(0, half), false);
-      this.locked.ensureHeld();
+      await this.locked.confirmHeld();
       return [...left, ...(await this.sendOrSplit(records.slice(half), false))];
     }
   }
@@ -320,5 +321,5 @@ function eventIdOf(line: Uint8Array): string {
 }
 
 export function deadLetterBlobName(source: string, batchId: string, call: number): string {
-  return `dead-letter/logs-ingestion/source=${source}/${batchId}-call${call}.jsonl`;
+  return `${DEAD_LETTER_PREFIX}source=${source}/${batchId}-call${call}.jsonl`;
 }

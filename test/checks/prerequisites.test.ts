@@ -99,7 +99,7 @@ describe("runChecks against the local stack", () => {
 
     expect(report.checks.filter((c) => c.status !== "PASS")).toEqual([]);
     expect(report.status).toBe("PASS");
-    expect(report.checks).toHaveLength(9);
+    expect(report.checks).toHaveLength(10);
     const checks = byName(report);
     expect(checks.azure_authentication.detail).toMatch(/Databricks .*token obtained/);
     expect(checks.workspace_filter.detail).toContain(`${ACTIVE_WORKSPACE}: 3`);

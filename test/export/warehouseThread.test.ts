@@ -117,9 +117,8 @@ describe("the warehouse reader thread", () => {
 
   it("fails the read, rather than waiting forever, when the reader thread dies; close() still returns", async () => {
     const threaded = await ThreadedWarehouse.connect(withPat(), undefined, { fetchRows: 10 });
-    const reading = threaded
-      .scan({ filter: ALL_ROWS, after: { timeUs: 0, eventId: "" }, toUs: (T0 + ROWS * 1000) * 1000, preparation: PREPARATION })
-      [Symbol.asyncIterator]();
+    const scan = threaded.scan({ filter: ALL_ROWS, after: { timeUs: 0, eventId: "" }, toUs: (T0 + ROWS * 1000) * 1000, preparation: PREPARATION });
+    const reading = scan[Symbol.asyncIterator]();
     expect((await reading.next()).done).toBe(false);
     // The thread ending on its own (out of memory, say): reached through the private field on purpose.
     await (threaded as unknown as { worker: Worker }).worker.terminate();

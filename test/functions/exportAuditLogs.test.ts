@@ -78,15 +78,21 @@ describe("exportAuditLogs (timer)", () => {
     expect(stack.identity.requests().some((r) => r.resource.startsWith("https://storage.azure.com"))).toBe(true);
   });
 
-  it("fails the invocation when Log Analytics refuses, saying what was not delivered", async () => {
+  it("archives anyway, then fails the invocation when Log Analytics refuses, with a summary line saying how far behind and why", async () => {
     const start = Date.now() - 2 * 3600_000;
     await stack.warehouse.appendRows([auditRow(isoMicros(start * 1000))]);
     Object.assign(process.env, stack.contract.env, { EXPORT_START: new Date(start).toISOString(), EXPORT_CONTAINER: "timer-forbidden" });
     stack.logsIngestion.setFaults({ forbidden: true });
     const { context, lines } = invocation();
-    await expect(exportAuditLogs(timer, context)).rejects.toThrow(/Log Analytics did not accept/);
+    await expect(exportAuditLogs(timer, context)).rejects.toThrow(
+      /archive is complete up to .* but Log Analytics is 1 batch\(es\) \(1 events\) behind it: .*HTTP 403/,
+    );
     stack.logsIngestion.setFaults({});
     expect(lines.some((l) => l.level === "error" && l.text.includes("exportAuditLogs failed"))).toBe(true);
+    const summary = lines.find((l) => l.text.startsWith("export "));
+    expect(summary?.text).toMatch(
+      /delivered 1 .*Log Analytics 1 batch\(es\) \/ 1 events behind the archive since .*Fix: Give the app's identity the Monitoring Metrics Publisher role/,
+    );
   });
 
   it("fails with every invalid setting named, before any I/O", async () => {

@@ -109,6 +109,13 @@ export interface RunSetup {
   readerThread?: boolean;
   ingestionOptions?: IngestionClientOptions;
   onProgress?: ExportDeps["onProgress"];
+  /** Another data collection rule ID than the sandbox's (a DCR that was replaced). */
+  ruleId?: string;
+  /** Wrap the real parts, to inject faults or observe calls. */
+  wrapStore?: (store: ExportStore) => ExportStore;
+  wrapSink?: (sink: IngestionSink) => IngestionSink;
+  wrapSource?: (source: AuditSource) => AuditSource;
+  log?: ExportDeps["log"];
 }
 
 let credential: ManagedIdentityCredential | undefined;
@@ -141,19 +148,20 @@ export async function exportOnce(setup: RunSetup): ReturnType<typeof runExport> 
       : new LogsIngestionSink(
           {
             endpoint: setup.stack.contract.logsIngestion.endpoint,
-            ruleId: setup.stack.contract.logsIngestion.ruleId,
+            ruleId: setup.ruleId ?? setup.stack.contract.logsIngestion.ruleId,
             streamName: setup.stack.contract.logsIngestion.streamName,
           },
           identityCredential(),
           { maxRetries: 2, retryDelayInMs: 50, maxRetryDelayInMs: 200, ...setup.ingestionOptions },
         );
   const sw = setup.crash;
+  const wrap = <T>(part: T, wrapper: ((part: T) => T) | undefined): T => (wrapper ? wrapper(part) : part);
   const deps: ExportDeps = {
-    source: sw ? crashingSource(warehouse, sw) : warehouse,
-    store: sw ? crashingStore(store, sw) : store,
-    ...(sink ? { ingestion: sw ? crashingSink(sink, sw) : sink } : {}),
+    source: wrap(sw ? crashingSource(warehouse, sw) : warehouse, setup.wrapSource),
+    store: wrap(sw ? crashingStore(store, sw) : store, setup.wrapStore),
+    ...(sink ? { ingestion: wrap(sw ? crashingSink(sink, sw) : sink, setup.wrapSink) } : {}),
     now: setup.now,
-    log: { info: () => undefined, warn: () => undefined },
+    log: setup.log ?? { info: () => undefined, warn: () => undefined },
     ...(setup.onProgress ? { onProgress: setup.onProgress } : {}),
   };
   try {
@@ -175,6 +183,17 @@ export async function archivedEvents(container: ContainerClient): Promise<AuditE
     for (const line of await store.readArchive(name)) events.push(JSON.parse(line) as AuditEvent);
   }
   return events;
+}
+
+/** The real Logs Ingestion client against the sandbox's stand-in, with short retries. */
+export function ingestionSink(stack: SandboxStack, options: IngestionClientOptions = {}): LogsIngestionSink {
+  const { endpoint, ruleId, streamName } = stack.contract.logsIngestion;
+  return new LogsIngestionSink({ endpoint, ruleId, streamName }, identityCredential(), {
+    maxRetries: 2,
+    retryDelayInMs: 50,
+    maxRetryDelayInMs: 200,
+    ...options,
+  });
 }
 
 export function ingestedRecords(stack: SandboxStack): SentinelAuditRecord[] {
