@@ -224,10 +224,9 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
       throw new HttpError(400, "InvalidPayload", "The request body must be a JSON array of records.");
     }
     const refused = faults.rejectEventIds;
-    const bad = refused ? parsed.find((record: unknown) => refused.includes(String((record as { EventId?: unknown } | null)?.EventId))) : undefined;
-    if (bad !== undefined) {
-      throw new HttpError(400, "InvalidRecord", `Record with EventId '${String((bad as { EventId?: unknown }).EventId)}' cannot be ingested (simulated).`);
-    }
+    const eventIdOf = (record: unknown): string => String((record as { EventId?: unknown } | null)?.EventId);
+    const bad: unknown = refused ? (parsed as unknown[]).find((record) => refused.includes(eventIdOf(record))) : undefined;
+    if (bad !== undefined) throw new HttpError(400, "InvalidRecord", `Record with EventId '${eventIdOf(bad)}' cannot be ingested (simulated).`);
     let edited = false;
     const records = parsed.map((record: unknown, index) => {
       const stored = checkRecord(record, index, columns, stream);
@@ -360,8 +359,9 @@ function validateFaults(input: unknown): IngestionFaults {
     out.forbidden = f.forbidden;
   }
   if (f.rejectEventIds !== undefined) {
-    if (!Array.isArray(f.rejectEventIds) || !f.rejectEventIds.every((id) => typeof id === "string")) throw new TypeError("rejectEventIds must be an array of strings");
-    out.rejectEventIds = f.rejectEventIds as string[];
+    if (!Array.isArray(f.rejectEventIds) || !f.rejectEventIds.every((id) => typeof id === "string"))
+      throw new TypeError("rejectEventIds must be an array of strings");
+    out.rejectEventIds = f.rejectEventIds;
   }
   return out;
 }
