@@ -26,6 +26,8 @@ export interface WarehouseOptions {
    * fails the run cleanly instead of holding it until the function times out.
    */
   queryTimeoutMs?: number;
+  /** How much longer than queryTimeoutMs an answer may take before the query counts as hung (default 60 s). */
+  hangGraceMs?: number;
 }
 
 /** How much longer than the statement's own timeout the driver may take to report it. */
@@ -39,6 +41,7 @@ export class Warehouse implements AuditSource {
     private readonly session: IDBSQLSession,
     private readonly fetchRows: number,
     private readonly queryTimeoutMs: number | undefined,
+    private readonly hangGraceMs: number,
   ) {}
 
   static async connect(settings: DatabricksSettings, credential: TokenCredential | undefined, options: WarehouseOptions = {}): Promise<Warehouse> {
@@ -77,7 +80,7 @@ export class Warehouse implements AuditSource {
     }
     try {
       const session = await client.openSession();
-      return new Warehouse(client, session, options.fetchRows ?? DEFAULT_FETCH_ROWS, options.queryTimeoutMs);
+      return new Warehouse(client, session, options.fetchRows ?? DEFAULT_FETCH_ROWS, options.queryTimeoutMs, options.hangGraceMs ?? HANG_GRACE_MS);
     } catch (error) {
       await client.close().catch(() => undefined);
       throw markWarehouseError(error);
@@ -122,10 +125,10 @@ export class Warehouse implements AuditSource {
         () =>
           reject(
             new QueryHungError(
-              `The SQL warehouse did not answer within ${Math.round((timeoutMs + HANG_GRACE_MS) / 1000)} s (EXPORT_QUERY_TIMEOUT ${Math.round(timeoutMs / 1000)} s plus a grace period); the query was abandoned.`,
+              `The SQL warehouse did not answer within ${Math.round((timeoutMs + this.hangGraceMs) / 1000)} s (EXPORT_QUERY_TIMEOUT ${Math.round(timeoutMs / 1000)} s plus a grace period); the query was abandoned. If the warehouse is overloaded or starting, the next run retries; if queries are just slow, raise EXPORT_QUERY_TIMEOUT.`,
             ),
           ),
-        timeoutMs + HANG_GRACE_MS,
+        timeoutMs + this.hangGraceMs,
       );
       timer.unref();
     });

@@ -5,7 +5,17 @@ import { BlobExportStore } from "../../shared/blobStore";
 import type { ExportOptions } from "../../shared/export/engine";
 import { MAX_CALL_BYTES, type SentinelAuditRecord } from "../../shared/sentinelRecord";
 import { auditRow, isoMicros } from "../support/auditRows";
-import { ALL_ROWS, CrashSwitch, archivedEvents, containerFor, expectExactlyOnce, exportOnce, ingestedRecords, startStack } from "../support/exportHarness";
+import {
+  overriding,
+  ALL_ROWS,
+  CrashSwitch,
+  archivedEvents,
+  containerFor,
+  expectExactlyOnce,
+  exportOnce,
+  ingestedRecords,
+  startStack,
+} from "../support/exportHarness";
 
 /**
  * The process dies at every step of a run (after each fetch, blob write, Log Analytics call,
@@ -121,14 +131,14 @@ describe("a run that dies at any step, then runs again (reader thread, four call
         container,
         options,
         now: () => NOW,
-        wrapStore: (store) => ({
-          ...store,
-          writeArchive: async (blobName, lines) => {
-            archiveWrites += 1;
-            if (archiveWrites === 3) throw new Error("the process died (simulated)");
-            return store.writeArchive(blobName, lines);
-          },
-        }),
+        wrapStore: (store) =>
+          overriding(store, {
+            writeArchive: async (blobName, lines) => {
+              archiveWrites += 1;
+              if (archiveWrites === 3) throw new Error("the process died (simulated)");
+              return store.writeArchive(blobName, lines);
+            },
+          }),
       }).catch(() => undefined);
       const state = (await new BlobExportStore(container).readState())!.state;
       expect(state.sources.default?.pending).not.toBeNull();

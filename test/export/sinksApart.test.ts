@@ -61,7 +61,8 @@ async function failedSummary(run: Promise<unknown>): Promise<ExportSummary> {
 describe("Log Analytics refusing for good", () => {
   it("keeps archiving through runs of 403 and 404, says how far behind and why, then catches up from the archive exactly once", async () => {
     const s = await scenario(6, 60);
-    const hourOf = (h: number) => s.t0 + h * HOUR + 20 * 60_000;
+    // A run at hour h + 5 min reads up to hour h - 5 min (the settle delay is 10 min).
+    const hourOf = (h: number) => s.t0 + h * HOUR + 5 * 60_000;
 
     // Run 1 (2 hours of events): the identity lost its role on the DCR.
     stack.logsIngestion.setFaults({ forbidden: true });

@@ -51,6 +51,20 @@ export class CrashSwitch {
   }
 }
 
+/** A store that delegates to `store` (a class instance: its methods bound), with some methods replaced. */
+export function overriding(store: ExportStore, overrides: Partial<ExportStore>): ExportStore {
+  const bound = {} as Record<string, unknown>;
+  for (const key of Object.getOwnPropertyNames(Object.getPrototypeOf(store)) as (keyof ExportStore)[]) {
+    const member = (store as unknown as Record<string, unknown>)[key];
+    if (typeof member === "function" && key !== ("constructor" as keyof ExportStore)) bound[key] = member.bind(store);
+  }
+  for (const key of Object.keys(store) as (keyof ExportStore)[]) {
+    const member = (store as unknown as Record<string, unknown>)[key];
+    if (typeof member === "function") bound[key] = member;
+  }
+  return { ...(bound as unknown as ExportStore), ...overrides };
+}
+
 export function crashingStore(store: ExportStore, sw: CrashSwitch): ExportStore {
   return {
     readState: () => sw.around("readState", () => store.readState()),

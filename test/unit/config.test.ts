@@ -111,3 +111,34 @@ describe("parseServerHostname", () => {
     expect(parseServerHostname(input)).toEqual(expected);
   });
 });
+
+describe("the time budget and the Functions host's timeout", () => {
+  const withHost = (settings: Record<string, string>, functionTimeout: string) => {
+    try {
+      loadConfig({ ...minimal, ...settings }, { storage: true, functionTimeout });
+      return [];
+    } catch (error) {
+      return [...(error as ConfigError).problems];
+    }
+  };
+
+  it("accepts the default budget inside host.json's 30 minutes, and any budget without a host limit", () => {
+    expect(withHost({}, "00:30:00")).toEqual([]);
+    expect(withHost({ EXPORT_TIME_BUDGET: "PT28M" }, "00:30:00")).toEqual([]);
+    expect(withHost({ EXPORT_TIME_BUDGET: "PT5H" }, "-1")).toEqual([]);
+    expect(loadConfig(minimal).queryTimeoutMs).toBe(10 * 60_000);
+  });
+
+  it("refuses a budget above the host's functionTimeout (or without room to finish), naming both and what would fit", () => {
+    const [problem] = withHost({ EXPORT_TIME_BUDGET: "PT45M" }, "00:30:00");
+    expect(problem).toMatch(/EXPORT_TIME_BUDGET \('PT45M'\) must leave PT2M .*functionTimeout \(00:30:00.*set it to at most PT28M/);
+    expect(withHost({ EXPORT_TIME_BUDGET: "PT29M" }, "00:30:00")).toHaveLength(1);
+    // The app setting that overrides host.json wins.
+    expect(withHost({ EXPORT_TIME_BUDGET: "PT45M", AzureFunctionsJobHost__functionTimeout: "01:00:00" }, "00:30:00")).toEqual([]);
+  });
+
+  it("names a functionTimeout it cannot read, and an invalid EXPORT_QUERY_TIMEOUT", () => {
+    expect(withHost({}, "half an hour")[0]).toMatch(/functionTimeout must look like '00:30:00'/);
+    expect(withHost({ EXPORT_QUERY_TIMEOUT: "5s" }, "00:30:00")[0]).toMatch(/EXPORT_QUERY_TIMEOUT must be an ISO-8601 duration/);
+  });
+});
