@@ -19,6 +19,7 @@ import dns from "node:dns";
 import { syncBuiltinESMExports } from "node:module";
 import net from "node:net";
 import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
 import workerThreads from "node:worker_threads";
 
 const MARK = Symbol.for("dbx-audit.netGuard");
@@ -158,14 +159,20 @@ function passItOn() {
 
   // Children given an `env` of their own: every public way to start one takes its options as
   // the first plain object after the command.
-  for (const name of ["spawn", "spawnSync", "execFile", "execFileSync", "exec", "execSync", "fork"]) {
-    const original = childProcess[name];
-    if (typeof original !== "function") continue;
-    childProcess[name] = function guardedChildProcess(...args) {
+  const withGuardedEnv = (original) =>
+    function guardedChildProcess(...args) {
       const at = args.findIndex((a, i) => i > 0 && a !== null && typeof a === "object" && !Array.isArray(a));
       if (at > 0 && args[at].env && typeof args[at].env === "object") args[at] = { ...args[at], env: guardedEnv(args[at].env) };
       return original.apply(this, args);
     };
+  for (const name of ["spawn", "spawnSync", "execFile", "execFileSync", "exec", "execSync", "fork"]) {
+    const original = childProcess[name];
+    if (typeof original !== "function") continue;
+    const guarded = withGuardedEnv(original);
+    // exec and execFile resolve to { stdout, stderr } under util.promisify through this hook.
+    const promisified = original[promisify.custom];
+    if (typeof promisified === "function") guarded[promisify.custom] = withGuardedEnv(promisified);
+    childProcess[name] = guarded;
   }
 
   const OriginalWorker = workerThreads.Worker;

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from "node:child_process";
+import { execFile, spawn, spawnSync } from "node:child_process";
 import dgram from "node:dgram";
 import dns from "node:dns";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -7,6 +7,7 @@ import net from "node:net";
 import { tmpdir } from "node:os";
 import tls from "node:tls";
 import { join, resolve } from "node:path";
+import { promisify } from "node:util";
 import { Worker } from "node:worker_threads";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DATABRICKS_DEFAULT_SCOPE } from "../../shared/config";
@@ -223,7 +224,9 @@ describe("netGuard in child processes", () => {
     const inherited = await run(["-e", probeScript(OUTSIDE, 443)]);
     const fresh = await run(["-e", probeScript(OUTSIDE, 443)], { PATH: process.env.PATH });
     const sync = spawnSync(process.execPath, ["-e", probeScript(OUTSIDE, 443)], { encoding: "utf8", env: { PATH: process.env.PATH } });
-    for (const out of [inherited.out, fresh.out, sync.stdout]) {
+    // util.promisify keeps exec/execFile's { stdout, stderr } answer.
+    const { stdout: promised } = await promisify(execFile)(process.execPath, ["-e", probeScript(OUTSIDE, 443)], { env: { PATH: process.env.PATH } });
+    for (const out of [inherited.out, fresh.out, sync.stdout, promised]) {
       expect(out).toMatch(/^ERR_NET_GUARD /);
       expect(out).toMatch(REFUSED);
       expect(out).toContain(`${OUTSIDE}:443`);
