@@ -7,9 +7,14 @@ export function registerSandboxCommand(program: Command): void {
     .description(
       "Start the local stack (SQL warehouse stand-in, Azurite, Logs Ingestion and managed identity stand-ins) on loopback; print one JSON line describing it; run until SIGINT/SIGTERM.",
     )
-    .option("--events <file>", "load these audit rows (JSONL, the table's column names)")
-    .option("--synthetic <n>", "load N synthetic audit rows", (v) => Number(v))
-    .action(async (flags: { events?: string; synthetic?: number }) => {
+    .option(
+      "--events <file>",
+      "load these audit rows (JSONL, the table's column names); repeat for several regions: one warehouse stand-in per file, named region1, region2, ... in flag order",
+      (file: string, files: string[]) => [...files, file],
+      [] as string[],
+    )
+    .option("--synthetic <n>", "load N synthetic audit rows (into the first warehouse)", (v) => Number(v))
+    .action(async (flags: { events: string[]; synthetic?: number }) => {
       try {
         if (flags.synthetic !== undefined && (!Number.isInteger(flags.synthetic) || flags.synthetic < 0)) {
           throw new Error(`--synthetic must be a whole number of rows (0 or more); got '${String(flags.synthetic)}'.`);
@@ -17,7 +22,7 @@ export function registerSandboxCommand(program: Command): void {
         // Test-support code: loaded only when asked for, never by the Functions host.
         const { startSandboxStack, stopOnSignals } = await import("../sandbox/stack.js");
         const stack = await startSandboxStack({
-          ...(flags.events ? { eventsFile: flags.events } : {}),
+          eventsFiles: flags.events,
           ...(flags.synthetic !== undefined ? { synthetic: flags.synthetic } : {}),
         });
         stopOnSignals(stack);

@@ -5,40 +5,62 @@ import { BlobServiceClient } from "@azure/storage-blob";
 import { startAzurite, type AzuriteBlob } from "./azurite";
 import { startIdentityEndpoint, type IdentityEndpoint } from "./identityEndpoint";
 import { startLogsIngestion, type LogsIngestion } from "./logsIngestion";
-import { startSqlWarehouse } from "./sqlWarehouse/server";
+import type { SqlWarehouse } from "./sqlWarehouse/server";
 import { ensureLocalTls } from "./tls";
+import { regionName, startWarehouses, type WarehouseGroup } from "./warehouses";
 
 /**
  * The whole sandbox on loopback with free ports: the SQL warehouse stand-in, Azurite (blob),
  * the Logs Ingestion stand-in and the managed identity endpoint, plus the contract object
  * (DESIGN.md, "The sandbox (local stack) contract") that `dbx-audit sandbox` prints as one
  * JSON line and that tests, the demo and the benchmark all use.
+ *
+ * With several events files there is one warehouse stand-in per file, a region each:
+ * `databricksSources` lists them in flag order, and `databricks` is the first one (without its
+ * name), so single-warehouse users read the same key as before.
  */
 export interface SandboxContract {
-  databricks: {
-    /** `127.0.0.1:<port>` */
-    serverHostname: string;
-    httpPath: string;
-    /** A PAT-shaped token with SELECT on system.access.audit. */
-    token: string;
-    /** A token that opens a session but gets INSUFFICIENT_PERMISSIONS on system.access.audit. */
-    noGrantToken: string;
-    /** The local CA every sandbox HTTPS server is signed with. */
-    caCertPath: string;
-    /** `https://127.0.0.1:<port>/admin`; POST {adminUrl}/events (JSONL) appends rows. */
-    adminUrl: string;
-  };
+  databricks: WarehouseEndpoint;
+  /** Every warehouse in flag order (one entry when there is one warehouse). */
+  databricksSources: DatabricksSource[];
   storage: { connectionString: string; container: string };
   logsIngestion: { endpoint: string; ruleId: string; streamName: string; receivedUrl: string };
-  /** Every app setting a timer cycle needs, pointing at the sandbox. */
+  /**
+   * Every app setting a timer cycle needs, pointing at the sandbox. DATABRICKS_SERVER_HOSTNAME
+   * and DATABRICKS_HTTP_PATH name the first warehouse; DATABRICKS_SOURCES (a JSON array of
+   * `{ name, serverHostname, httpPath }`) names every warehouse, one element when there is one.
+   */
   env: Record<string, string>;
 }
 
-export type SqlWarehouse = Awaited<ReturnType<typeof startSqlWarehouse>>;
+/** One warehouse stand-in as the contract describes it. */
+export interface WarehouseEndpoint {
+  /** `127.0.0.1:<port>` */
+  serverHostname: string;
+  httpPath: string;
+  /** A PAT-shaped token with SELECT on system.access.audit (the same for every warehouse). */
+  token: string;
+  /** A token that opens a session but gets INSUFFICIENT_PERMISSIONS on system.access.audit. */
+  noGrantToken: string;
+  /** The local CA every sandbox HTTPS server is signed with. */
+  caCertPath: string;
+  /** `https://127.0.0.1:<port>/admin`; POST {adminUrl}/events (JSONL) appends rows to this warehouse only. */
+  adminUrl: string;
+}
+
+export interface DatabricksSource extends WarehouseEndpoint {
+  /** `region1`, `region2`, ... in flag order: a valid setting value, stable across runs. */
+  name: string;
+}
+
+export type { SqlWarehouse };
 
 export interface SandboxStack {
   contract: SandboxContract;
+  /** The first warehouse (`warehouses[0]`). */
   warehouse: SqlWarehouse;
+  /** One warehouse per events file, in flag order; one when no file or a single file was given. */
+  warehouses: SqlWarehouse[];
   blob: AzuriteBlob;
   logsIngestion: LogsIngestion;
   identity: IdentityEndpoint;
@@ -47,9 +69,11 @@ export interface SandboxStack {
 }
 
 export interface SandboxStackOptions {
-  /** JSONL of audit rows in the table's column names (event_time, service_name, ...). */
+  /** JSONL of audit rows in the table's column names (event_time, service_name, ...). Same as `eventsFiles: [eventsFile]`. */
   eventsFile?: string;
-  /** Append this many synthetic rows. */
+  /** One warehouse stand-in per file (a region each), loaded with that file's rows, in this order. */
+  eventsFiles?: string[];
+  /** Append this many synthetic rows (to the first warehouse only). */
   synthetic?: number;
 }
 
@@ -60,6 +84,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
   if (options.synthetic !== undefined && (!Number.isInteger(options.synthetic) || options.synthetic < 0)) {
     throw new RangeError(`synthetic must be a whole number of rows (0 or more), got ${options.synthetic}`);
   }
+  const eventsFiles = [...(options.eventsFile ? [options.eventsFile] : []), ...(options.eventsFiles ?? [])];
   const tls = await ensureLocalTls();
   const token = patLike();
   const noGrantToken = patLike();
@@ -69,7 +94,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
     startIdentityEndpoint(),
     startLogsIngestion({ tls: { cert: tls.cert, key: tls.key } }),
     startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
-    startSqlWarehouse({ tls: { cert: tls.cert, key: tls.key }, token, noGrantToken, port: 0 }),
+    startWarehouses(Math.max(1, eventsFiles.length), { tls: { cert: tls.cert, key: tls.key }, token, noGrantToken }),
   ] as const);
   const closers: (() => Promise<void>)[] = [];
   for (const result of started) if (result.status === "fulfilled") closers.push(() => result.value.close());
@@ -83,32 +108,43 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
     await closeAll().catch(() => undefined);
     throw failed.reason;
   }
-  const [identity, logsIngestion, blob, warehouse] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+  const [identity, logsIngestion, blob, { warehouses }] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
     IdentityEndpoint,
     LogsIngestion,
     AzuriteBlob,
-    SqlWarehouse,
+    WarehouseGroup,
   ];
+  const warehouse = warehouses[0]!;
 
   try {
     // The archive container exists in a provisioned deployment (private: no public access).
     await BlobServiceClient.fromConnectionString(blob.connectionString).getContainerClient(SANDBOX_CONTAINER).createIfNotExists();
 
-    if (options.eventsFile) await loadEventsFile(warehouse, options.eventsFile);
+    for (const [index, file] of eventsFiles.entries()) await loadEventsFile(warehouses[index]!, file);
     if (options.synthetic) await warehouse.appendSynthetic(options.synthetic);
 
-    const range = await warehouse.eventTimeRange();
-    const exportStart = range ? floorToHour(range.min) : new Date(Date.now() - 24 * 3600_000).toISOString();
+    const exportStart = (await earliestEventHour(warehouses)) ?? new Date(Date.now() - 24 * 3600_000).toISOString();
+    const databricksSources = warehouses.map((w, index): DatabricksSource => ({
+      name: regionName(index),
+      serverHostname: w.serverHostname,
+      httpPath: w.httpPath,
+      token,
+      noGrantToken,
+      caCertPath: tls.caCertPath,
+      adminUrl: w.adminUrl,
+    }));
+    const first = databricksSources[0]!;
 
     const contract: SandboxContract = {
       databricks: {
-        serverHostname: warehouse.serverHostname,
-        httpPath: warehouse.httpPath,
+        serverHostname: first.serverHostname,
+        httpPath: first.httpPath,
         token,
         noGrantToken,
         caCertPath: tls.caCertPath,
-        adminUrl: warehouse.adminUrl,
+        adminUrl: first.adminUrl,
       },
+      databricksSources,
       storage: { connectionString: blob.connectionString, container: SANDBOX_CONTAINER },
       logsIngestion: {
         endpoint: logsIngestion.endpoint,
@@ -119,6 +155,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
       env: {
         DATABRICKS_SERVER_HOSTNAME: warehouse.serverHostname,
         DATABRICKS_HTTP_PATH: warehouse.httpPath,
+        DATABRICKS_SOURCES: JSON.stringify(databricksSources.map(({ name, serverHostname, httpPath }) => ({ name, serverHostname, httpPath }))),
         DATABRICKS_WORKSPACE_IDS: "",
         IDENTITY_ENDPOINT: identity.endpoint,
         IDENTITY_HEADER: identity.header,
@@ -132,7 +169,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         DATABRICKS_TELEMETRY_DISABLED: "true",
       },
     };
-    return { contract, warehouse, blob, logsIngestion, identity, close: closeAll };
+    return { contract, warehouse, warehouses, blob, logsIngestion, identity, close: closeAll };
   } catch (error) {
     await closeAll().catch(() => undefined);
     throw error;
@@ -208,6 +245,13 @@ async function appendBatch(warehouse: Pick<SqlWarehouse, "appendRows">, rows: Re
     const first = lastLine - rows.length + 1;
     throw new Error(`${file}: rows ending at line ${lastLine} (from about line ${first}) were refused: ${(error as Error).message}`, { cause: error });
   }
+}
+
+/** The hour of the earliest event across the warehouses; undefined when they are all empty. */
+async function earliestEventHour(warehouses: Pick<SqlWarehouse, "eventTimeRange">[]): Promise<string | undefined> {
+  const ranges = await Promise.all(warehouses.map((w) => w.eventTimeRange()));
+  // floorToHour always gives the same ISO-8601 UTC shape, so the smallest string is the earliest.
+  return ranges.flatMap((range) => (range ? [floorToHour(range.min)] : [])).sort()[0];
 }
 
 /** `2025-01-02 03:04:05.123456` or `2025-01-02T03:04:05Z` (UTC) -> `2025-01-02T03:00:00.000Z`. */

@@ -1,33 +1,86 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DBSQLClient } from "@databricks/sql";
-import type { SandboxContract } from "../../sandbox/stack";
+import type { DatabricksSource, SandboxContract } from "../../sandbox/stack";
 
 /** `dbx-audit sandbox` as a user (or an acceptance test) drives it: the JSON line, the admin URLs, SIGTERM. */
 const launcher = join(__dirname, "..", "..", "bin", "dbx-audit.js");
 let sandbox: ChildProcess;
 let contract: SandboxContract;
+let firstLine: string;
+let stdout = "";
+let dir: string;
+
+const row = (event_time: string, event_id: string, workspace_id = "123") => ({
+  event_time,
+  event_id,
+  service_name: "jobs",
+  action_name: "runNow",
+  workspace_id,
+});
+// Region 2 holds the earliest event: EXPORT_START must look at every warehouse, not the first.
+const REGION1_ROWS = [row("2025-03-01T10:15:00.000001Z", "r1-a"), row("2025-03-01T11:20:00.000002Z", "r1-b"), row("2025-03-02T00:00:00Z", "r1-c")];
+const REGION2_ROWS = [row("2025-02-01T07:30:00.5Z", "r2-a", "456"), row("2025-02-01T08:00:00Z", "r2-b", "456")];
+const toJsonl = (rows: object[]) => rows.map((r) => JSON.stringify(r)).join("\n") + "\n";
 
 beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), "dbx-audit-sandbox-events-"));
+  writeFileSync(join(dir, "eu.jsonl"), toJsonl(REGION1_ROWS));
+  writeFileSync(join(dir, "us.jsonl"), toJsonl(REGION2_ROWS));
   // Without NODE_EXTRA_CA_CERTS pointing at the sandbox CA: the launcher must cope by itself.
   const env = { ...process.env, NODE_EXTRA_CA_CERTS: "" };
-  sandbox = spawn(process.execPath, [launcher, "sandbox", "--synthetic", "1000"], { env, stdio: ["ignore", "pipe", "inherit"] });
-  const line = await new Promise<string>((resolve, reject) => {
+  const args = [launcher, "sandbox", "--synthetic", "1000", "--events", join(dir, "eu.jsonl"), "--events", join(dir, "us.jsonl")];
+  sandbox = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "inherit"] });
+  sandbox.stdout!.on("data", (chunk: Buffer) => (stdout += chunk.toString("utf8")));
+  firstLine = await new Promise<string>((resolve, reject) => {
     sandbox.once("exit", (code) => reject(new Error(`sandbox exited with ${code}`)));
     createInterface({ input: sandbox.stdout! }).once("line", resolve);
   });
-  contract = JSON.parse(line) as SandboxContract;
+  contract = JSON.parse(firstLine) as SandboxContract;
 }, 60_000);
 
 afterAll(() => {
   if (sandbox.exitCode === null) sandbox.kill("SIGKILL");
+  rmSync(dir, { recursive: true, force: true });
 });
+
+/** The real driver against one warehouse of the contract, with that entry's token and CA. */
+async function query<T>(source: DatabricksSource, sql: string): Promise<T[]> {
+  const client = new DBSQLClient({ logger: { log: () => undefined } });
+  const [host, port] = source.serverHostname.split(":");
+  await client.connect({
+    host: host!,
+    port: Number(port),
+    path: source.httpPath,
+    token: source.token,
+    customCaCert: readFileSync(source.caCertPath),
+    telemetryEnabled: false,
+  });
+  try {
+    const session = await client.openSession();
+    const op = await session.executeStatement(sql);
+    const rows = (await op.fetchAll()) as T[];
+    await op.close();
+    await session.close();
+    return rows;
+  } finally {
+    await client.close();
+  }
+}
+
+const count = async (source: DatabricksSource) => Number((await query<{ n: number }>(source, "SELECT count(*) AS n FROM system.access.audit"))[0]!.n);
+const eventIds = async (source: DatabricksSource) =>
+  (await query<{ event_id: string }>(source, "SELECT event_id FROM system.access.audit ORDER BY event_id")).map((r) => r.event_id);
 
 describe("dbx-audit sandbox", () => {
   it("prints one JSON line with every key of the contract", () => {
+    expect(stdout.startsWith(`${firstLine}\n`)).toBe(true);
+    expect(firstLine).not.toContain("\n");
+    expect(Object.keys(contract).sort()).toEqual(["databricks", "databricksSources", "env", "logsIngestion", "storage"]);
     expect(Object.keys(contract.databricks).sort()).toEqual(["adminUrl", "caCertPath", "httpPath", "noGrantToken", "serverHostname", "token"]);
     expect(contract.databricks.serverHostname).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(contract.databricks.adminUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/admin$/);
@@ -36,6 +89,7 @@ describe("dbx-audit sandbox", () => {
     for (const name of [
       "DATABRICKS_SERVER_HOSTNAME",
       "DATABRICKS_HTTP_PATH",
+      "DATABRICKS_SOURCES",
       "IDENTITY_ENDPOINT",
       "IDENTITY_HEADER",
       "EXPORT_STORAGE_CONNECTION_STRING",
@@ -49,27 +103,44 @@ describe("dbx-audit sandbox", () => {
     expect(readFileSync(contract.databricks.caCertPath, "utf8")).toContain("BEGIN CERTIFICATE");
   });
 
-  it("serves the synthetic rows to the real driver and appends rows through POST {adminUrl}/events", async () => {
-    const client = new DBSQLClient({ logger: { log: () => undefined } });
-    const [host, port] = contract.databricks.serverHostname.split(":");
-    await client.connect({ host: host!, port: Number(port), path: contract.databricks.httpPath, token: contract.databricks.token, telemetryEnabled: false });
-    const session = await client.openSession();
-    const count = async () => {
-      const op = await session.executeStatement("SELECT count(*) AS n FROM system.access.audit");
-      const [row] = (await op.fetchAll()) as { n: number }[];
-      await op.close();
-      return Number(row!.n);
-    };
-    expect(await count()).toBe(1000);
-    const rows = [
-      { event_time: "2026-01-01T00:00:00.000001Z", event_id: "posted-1", service_name: "accounts", action_name: "login", workspace_id: "0" },
-      { event_time: "2026-01-01T00:00:00.000002Z", event_id: "posted-2", service_name: "jobs", action_name: "runNow", workspace_id: "123" },
-    ];
-    const response = await fetch(`${contract.databricks.adminUrl}/events`, { method: "POST", body: rows.map((r) => JSON.stringify(r)).join("\n") });
+  it("lists one warehouse per --events file, in flag order, each on its own port, path and admin URL", () => {
+    const sources = contract.databricksSources;
+    expect(sources.map((s) => s.name)).toEqual(["region1", "region2"]);
+    for (const source of sources) {
+      expect(Object.keys(source).sort()).toEqual(["adminUrl", "caCertPath", "httpPath", "name", "noGrantToken", "serverHostname", "token"]);
+      expect(source.serverHostname).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(source.adminUrl).toBe(`https://${source.serverHostname}/admin`);
+    }
+    expect(new Set(sources.map((s) => s.serverHostname)).size).toBe(2);
+    expect(new Set(sources.map((s) => s.httpPath)).size).toBe(2);
+    const { name, ...first } = sources[0]!;
+    expect(name).toBe("region1");
+    expect(contract.databricks).toEqual(first);
+  });
+
+  it("configures every warehouse in env, the first one also through the single-source settings", () => {
+    expect(JSON.parse(contract.env.DATABRICKS_SOURCES!)).toEqual(
+      contract.databricksSources.map(({ name, serverHostname, httpPath }) => ({ name, serverHostname, httpPath })),
+    );
+    expect(contract.env.DATABRICKS_SERVER_HOSTNAME).toBe(contract.databricksSources[0]!.serverHostname);
+    expect(contract.env.DATABRICKS_HTTP_PATH).toBe(contract.databricksSources[0]!.httpPath);
+    // The earliest event of all (region 2's), floored to its hour.
+    expect(contract.env.EXPORT_START).toBe("2025-02-01T07:00:00.000Z");
+  });
+
+  it("serves each warehouse's own rows to the real driver (the synthetic ones go to the first)", async () => {
+    const [region1, region2] = contract.databricksSources as [DatabricksSource, DatabricksSource];
+    expect(await count(region1)).toBe(1000 + REGION1_ROWS.length);
+    expect(await eventIds(region2)).toEqual(REGION2_ROWS.map((r) => r.event_id));
+  });
+
+  it("appends rows through POST {adminUrl}/events to that warehouse only", async () => {
+    const [region1, region2] = contract.databricksSources as [DatabricksSource, DatabricksSource];
+    const posted = [row("2026-01-01T00:00:00.000001Z", "posted-1", "0"), row("2026-01-01T00:00:00.000002Z", "posted-2")];
+    const response = await fetch(`${region2.adminUrl}/events`, { method: "POST", body: toJsonl(posted) });
     expect(response.status).toBe(200);
-    expect(await count()).toBe(1002);
-    await session.close();
-    await client.close();
+    expect(await eventIds(region2)).toEqual([...posted, ...REGION2_ROWS].map((r) => r.event_id).sort());
+    expect(await count(region1)).toBe(1000 + REGION1_ROWS.length);
   });
 
   it("lists accepted Log Analytics records at receivedUrl (JSONL)", async () => {
@@ -78,12 +149,31 @@ describe("dbx-audit sandbox", () => {
     expect(await response.text()).toBe("");
   });
 
-  it("stops everything on SIGTERM and exits 0", async () => {
+  it("stops everything on SIGTERM, every warehouse included, and exits 0", async () => {
     const exited = new Promise<number | null>((resolve) => sandbox.once("exit", (code) => resolve(code)));
     sandbox.kill("SIGTERM");
     expect(await exited).toBe(0);
     await expect(fetch(contract.logsIngestion.receivedUrl)).rejects.toThrow();
     const blobPort = /BlobEndpoint=https:\/\/127\.0\.0\.1:(\d+)/.exec(contract.storage.connectionString)![1];
     await expect(fetch(`https://127.0.0.1:${blobPort}/`)).rejects.toThrow();
+    for (const source of contract.databricksSources) await expect(fetch(`${source.adminUrl}/events`)).rejects.toThrow();
+  });
+});
+
+describe("dbx-audit sandbox with an events file it cannot load", () => {
+  it("exits with an error that names the file and the line, printing no contract", async () => {
+    writeFileSync(join(dir, "good.jsonl"), toJsonl(REGION1_ROWS));
+    writeFileSync(join(dir, "bad.jsonl"), `${JSON.stringify(REGION2_ROWS[0])}\n{"event_time": oops}\n`);
+    const child = spawn(process.execPath, [launcher, "sandbox", "--events", join(dir, "good.jsonl"), "--events", join(dir, "bad.jsonl")], {
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code).not.toBe(0);
+    expect(out).toBe("");
+    expect(err).toContain(`${join(dir, "bad.jsonl")}:2: not valid JSON`);
   });
 });

@@ -4,10 +4,23 @@
 // machine. Loopback means 127.0.0.0/8, ::1 (and its IPv4-mapped forms) and the name "localhost".
 // Unix sockets, named pipes and the IPC channel a parent process opens (vitest's worker channel)
 // are not TCP connects and keep working.
+//
+// It follows the code it guards into worker threads and child processes (see passItOn):
+// - child processes: it adds itself to NODE_OPTIONS, in this process's environment (which
+//   children inherit) and in any `env` a child_process call is given;
+// - worker threads (Node 20): a worker created from a file runs the `--import` preloads of
+//   its execArgv, which it inherits from the parent thread unless `execArgv` is given, and of
+//   NODE_OPTIONS as the process started or as its `env` option says; a worker from `eval`
+//   code runs no preloads at all. So the guard adds itself to a given `execArgv` and `env`,
+//   and puts a synchronous `require` of itself in front of `eval` code.
+import childProcess from "node:child_process";
 import dgram from "node:dgram";
 import dns from "node:dns";
 import { syncBuiltinESMExports } from "node:module";
 import net from "node:net";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import workerThreads from "node:worker_threads";
 
 const MARK = Symbol.for("dbx-audit.netGuard");
 
@@ -126,6 +139,56 @@ function install() {
     return originalSend.apply(this, args);
   };
 
-  // Make `import { lookup } from "node:dns"` in ES modules see the guarded functions too.
+  passItOn();
+
+  // Make `import { lookup } from "node:dns"` (and child_process, worker_threads) in ES modules
+  // see the guarded functions too.
   syncBuiltinESMExports();
+}
+
+/** Loads this guard into every worker thread and child process started from here on. */
+function passItOn() {
+  const url = import.meta.url; // file:///...: no spaces or quotes to escape in NODE_OPTIONS
+  const path = fileURLToPath(url);
+  const mentionsGuard = (text) => typeof text === "string" && (text.includes(url) || text.includes(path));
+  const withGuard = (nodeOptions) => (mentionsGuard(nodeOptions) ? nodeOptions : `${nodeOptions ? `${nodeOptions} ` : ""}--import=${url}`);
+  const guardedEnv = (env) => (mentionsGuard(env.NODE_OPTIONS) ? env : { ...env, NODE_OPTIONS: withGuard(env.NODE_OPTIONS) });
+
+  // Children that inherit this environment (no `env` option) start with the guard.
+  process.env.NODE_OPTIONS = withGuard(process.env.NODE_OPTIONS);
+
+  // Children given an `env` of their own: every public way to start one takes its options as
+  // the first plain object after the command.
+  const withGuardedEnv = (original) =>
+    function guardedChildProcess(...args) {
+      const at = args.findIndex((a, i) => i > 0 && a !== null && typeof a === "object" && !Array.isArray(a));
+      if (at > 0 && args[at].env && typeof args[at].env === "object") args[at] = { ...args[at], env: guardedEnv(args[at].env) };
+      return original.apply(this, args);
+    };
+  for (const name of ["spawn", "spawnSync", "execFile", "execFileSync", "exec", "execSync", "fork"]) {
+    const original = childProcess[name];
+    if (typeof original !== "function") continue;
+    const guarded = withGuardedEnv(original);
+    // exec and execFile resolve to { stdout, stderr } under util.promisify through this hook.
+    const promisified = original[promisify.custom];
+    if (typeof promisified === "function") guarded[promisify.custom] = withGuardedEnv(promisified);
+    childProcess[name] = guarded;
+  }
+
+  const OriginalWorker = workerThreads.Worker;
+  workerThreads.Worker = class GuardedWorker extends OriginalWorker {
+    constructor(filename, options = {}) {
+      const guarded = { ...options };
+      let code = filename;
+      if (guarded.eval) {
+        // Same line, so the code's own line numbers stay as they were.
+        code = `require(${JSON.stringify(path)});${filename}`;
+      } else {
+        // execArgv may not repeat the parent's V8 flags, so add to a given one, never copy.
+        if (Array.isArray(guarded.execArgv) && !mentionsGuard(guarded.execArgv.join(" "))) guarded.execArgv = [...guarded.execArgv, `--import=${url}`];
+        if (guarded.env && typeof guarded.env === "object") guarded.env = guardedEnv(guarded.env);
+      }
+      super(code, guarded);
+    }
+  };
 }
