@@ -82,7 +82,7 @@ export class SourceArchiver {
     private readonly locked: LockedState,
     private readonly log: ExportLog,
     private readonly timeLeft: () => boolean,
-    private readonly onArchived: (batch: ArchivedBatch) => void,
+    private readonly onArchived: (batch: ArchivedBatch) => Promise<void> | void,
     private readonly onProgress?: (cursorUs: number) => void,
   ) {}
 
@@ -302,7 +302,7 @@ export class SourceArchiver {
     this.progress.batches += 1;
     this.progress.eventsArchived += present.length;
     if (pending.kind === "late") this.progress.lateEventsArchived += present.length;
-    this.onArchived({ seq: pending.seq, id: pending.id, events, calls });
+    await this.onArchived({ seq: pending.seq, id: pending.id, events, calls });
   }
 
   private async writeBlobs(pending: PendingBatch, events: readonly PreparedEvent[]): Promise<void> {

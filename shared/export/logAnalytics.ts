@@ -50,6 +50,8 @@ interface BatchToSend {
 }
 
 const DEFAULT_HELD_BATCHES = 2;
+/** Longest the archive waits for a slot while Log Analytics follows live: past it, the batch is read back later. */
+const MAX_PACING_MS = 30_000;
 
 export class LogAnalyticsFollower {
   readonly progress: FollowerProgress = { recordsIngested: 0, ingestionCalls: 0, deadLettered: 0, deadLetterBlobs: [], batchesSent: 0, batchesReadBack: 0 };
@@ -57,6 +59,9 @@ export class LogAnalyticsFollower {
   private readonly held = new Map<number, ArchivedBatch>();
   /** Batches committed to the archive and known to this follower: the ones before this number may be sent. */
   private committed: number;
+  /** Batches archived before this run: until it has sent them, it is catching up and the archive never waits for it. */
+  private readonly backlogEnd: number;
+  private slotFreed: (() => void) | undefined;
   private archiveDone = false;
   private wake: (() => void) | undefined;
 
@@ -70,17 +75,38 @@ export class LogAnalyticsFollower {
     private readonly timeLeft: () => boolean,
   ) {
     this.committed = this.sourceState.archivedBatches;
+    this.backlogEnd = this.committed;
   }
 
   private get sourceState(): SourceState {
     return this.locked.state.sources[this.options.source]!;
   }
 
-  /** The archive committed a batch: keep its events for sending if Log Analytics is close enough behind. */
-  offer(batch: ArchivedBatch): void {
+  /**
+   * The archive committed a batch: keep its events for sending. While Log Analytics follows
+   * live and healthy, the archive is paced by it (waiting at most MAX_PACING_MS for a free
+   * slot, so memory stays bounded); while it catches up, has failed, or is slower than that,
+   * the batch is left to be read back from the archive later and the archive goes on.
+   */
+  async offer(batch: ArchivedBatch): Promise<void> {
     this.committed = Math.max(this.committed, batch.seq + 1);
-    const next = this.sourceState.logAnalytics.nextBatch;
-    if (!this.failure && batch.seq >= next && this.held.size < (this.options.heldBatches ?? DEFAULT_HELD_BATCHES)) this.held.set(batch.seq, batch);
+    this.notify();
+    const capacity = this.options.heldBatches ?? DEFAULT_HELD_BATCHES;
+    const live = (): boolean => !this.failure && !this.locked.isLost && this.sourceState.logAnalytics.nextBatch >= this.backlogEnd;
+    if (!live() || batch.seq < this.sourceState.logAnalytics.nextBatch) return;
+    const deadline = Date.now() + MAX_PACING_MS;
+    while (this.held.size >= capacity && live() && Date.now() < deadline) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, Math.max(1, deadline - Date.now()));
+        timer.unref();
+        this.slotFreed = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+      this.slotFreed = undefined;
+    }
+    if (this.held.size < capacity && live() && batch.seq >= this.sourceState.logAnalytics.nextBatch) this.held.set(batch.seq, batch);
     this.notify();
   }
 
@@ -104,6 +130,7 @@ export class LogAnalyticsFollower {
       if (!this.timeLeft()) return;
       const held = this.held.get(next);
       this.held.delete(next);
+      this.slotFreed?.();
       const batch = held ?? (await this.readBack(next));
       if (!batch) return;
       await this.sendBatch(next, batch);
@@ -249,6 +276,7 @@ export class LogAnalyticsFollower {
     if (error !== null && this.locked.isLost) throw ensureError(error);
     this.failure = failure;
     this.held.clear();
+    this.slotFreed?.();
     this.log.warn(`Log Analytics stopped for this run and is behind the archive: ${failure.message} ${failure.remediation}`);
   }
 

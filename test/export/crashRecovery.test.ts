@@ -42,7 +42,7 @@ const options: ExportOptions = {
   settleDelayMs: 10 * 60_000,
   lateHorizonMs: 24 * 3600_000,
   timeBudgetMs: 3600_000,
-  batchEvents: 30,
+  batchEvents: 300,
   lockTtlMs: LOCK_TTL,
   uploadConcurrency: CALLS_IN_FLIGHT,
 };
@@ -57,11 +57,11 @@ function rows(count: number, startMs: number, stepMs: number): Record<string, un
 
 beforeAll(async () => {
   stack = await startStack();
-  const first = rows(45, T0, 200_000);
+  const first = rows(260, T0, 50_000);
   await stack.warehouse.appendRows(first);
   firstIds.push(...first.map((r) => r.event_id as string));
   // Late rows: in the hours already exported, appended after the first export ran.
-  lateRows = rows(24, T0 + 1000, 300_000);
+  lateRows = rows(130, T0 + 1000, 80_000);
   lateIds.push(...lateRows.map((r) => r.event_id as string));
 }, 180_000);
 
@@ -76,15 +76,25 @@ const run = (container: ContainerClient, crash?: CrashSwitch, now = NOW) =>
  * For every step of the run that `prepare` leads up to: a fresh container, `prepare`, the run
  * dying at that step, a run after the lock expired; then both sinks are checked.
  */
-async function everyCrash(name: string, prepare: (container: ContainerClient) => Promise<void>, expected: () => string[]): Promise<number> {
+/** Which steps of the reference run to crash at: all of them, or the part of the run under test. */
+type StepRange = (steps: readonly string[]) => [first: number, last: number];
+const allSteps: StepRange = (steps) => [1, steps.length];
+
+async function everyCrash(
+  name: string,
+  prepare: (container: ContainerClient) => Promise<void>,
+  expected: () => string[],
+  minCalls: number,
+  range: StepRange = allSteps,
+): Promise<number> {
   const referenceContainer = containerFor(stack, `${name}-reference`);
   await prepare(referenceContainer);
   const reference = new CrashSwitch();
   await run(referenceContainer, reference).catch(() => undefined);
   await referenceContainer.delete();
-  const stepCount = reference.steps.length;
-  expect(reference.steps.filter((s) => s === "before logsIngestionCall").length).toBeGreaterThan(2);
-  for (let crashAt = 1; crashAt <= stepCount; crashAt++) {
+  const [first, last] = range(reference.steps);
+  expect(reference.steps.slice(first - 1, last).filter((s) => s === "before logsIngestionCall").length).toBeGreaterThanOrEqual(minCalls);
+  for (let crashAt = first; crashAt <= last; crashAt++) {
     const container = containerFor(stack, `${name}-at-${crashAt}`);
     await prepare(container);
     stack.logsIngestion.reset();
@@ -94,6 +104,7 @@ async function everyCrash(name: string, prepare: (container: ContainerClient) =>
     await run(container, sw).catch(() => undefined);
     if (!sw.dead) continue; // this run took fewer steps than the reference
     const summary = await run(container, undefined, NOW + LOCK_TTL + 1000);
+    if (process.env.CRASH_TEST_TRACE) process.stderr.write(`${name} ${crashAt}/${last} ${sw.steps[crashAt - 1]}\n`);
     expect(summary.caughtUp).toBe(true);
     const where = `${name}: crash at step ${crashAt} (${sw.steps[crashAt - 1]})`;
     expectExactlyOnce(
@@ -104,7 +115,7 @@ async function everyCrash(name: string, prepare: (container: ContainerClient) =>
     expectAtMostInFlightResent(ingestedRecords(stack), idsOfThisRun(expected()), where);
     await container.delete();
   }
-  return stepCount;
+  return last - first + 1;
 }
 
 /** The events Log Analytics gets in the run under test: what `prepare` delivered was reset away. */
@@ -118,6 +129,7 @@ describe("a run that dies at any step, then runs again (reader thread, four call
       "fresh",
       () => Promise.resolve(),
       () => firstIds,
+      4,
     );
     expect(steps).toBeGreaterThan(30);
   }, 900_000);
@@ -135,7 +147,7 @@ describe("a run that dies at any step, then runs again (reader thread, four call
           overriding(store, {
             writeArchive: async (blobName, lines) => {
               archiveWrites += 1;
-              if (archiveWrites === 3) throw new Error("the process died (simulated)");
+              if (archiveWrites === 2) throw new Error("the process died (simulated)");
               return store.writeArchive(blobName, lines);
             },
           }),
@@ -148,8 +160,13 @@ describe("a run that dies at any step, then runs again (reader thread, four call
       await store.writeState({ ...stored.state, lock: null }, stored.etag);
       preparedIds = new Set(ingestedRecords(stack).map((r) => r.EventId));
     };
-    const steps = await everyCrash("resume", prepare, () => firstIds);
-    expect(steps).toBeGreaterThan(20);
+    // The resumed batch: from the start to its commit (the first state write after its journal entry).
+    const resumePart: StepRange = (steps) => {
+      const journal = steps.indexOf("after writeJournal");
+      return [1, steps.indexOf("after writeState", journal) + 1];
+    };
+    const steps = await everyCrash("resume", prepare, () => firstIds, 0, resumePart);
+    expect(steps).toBeGreaterThan(8);
   }, 900_000);
 
   it("does so whatever step a run delivering late rows died at", async () => {
@@ -181,7 +198,9 @@ describe("a run that dies at any step, then runs again (reader thread, four call
       });
       preparedIds = new Set(firstIds);
     };
-    const steps = await everyCrash("late", prepare, () => [...firstIds, ...lateIds]);
+    // The late-row part: from the per-hour counts to the end.
+    const latePart: StepRange = (steps) => [steps.indexOf("before countByHour") + 1, steps.length];
+    const steps = await everyCrash("late", prepare, () => [...firstIds, ...lateIds], 2, latePart);
     expect(steps).toBeGreaterThan(10);
   }, 900_000);
 });
