@@ -112,11 +112,10 @@ param logsIngestionEndpoint string = ''
 param logsIngestionRuleId string = ''
 
 @allowed([
-  '20'
   '22'
 ])
-@description('Node.js major version of the Functions runtime.')
-param nodeVersion string = '20'
+@description('Node.js major version of the Functions runtime: 22 (Node 20 reached end of life on 2026-04-30).')
+param nodeVersion string = '22'
 
 @description('Memory of each Flex Consumption instance, in MB.')
 @allowed([

@@ -23,10 +23,9 @@ param applicationInsightsConnectionString string
 param appSettings object
 
 @allowed([
-  '20'
   '22'
 ])
-param nodeVersion string = '20'
+param nodeVersion string = '22'
 
 @description('Memory of each instance, in MB.')
 @allowed([
