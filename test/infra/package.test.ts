@@ -3,7 +3,6 @@ import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
 import AdmZip from "adm-zip";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -11,9 +10,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // check its contents, then do what the Flex Consumption build does with it (install, build) and
 // load the entry files the way the Functions worker does, with production dependencies only.
 
-const repo = fileURLToPath(new URL("../..", import.meta.url));
+const repo = join(__dirname, "..", "..");
 const packageScript = join(repo, "scripts", "package.mjs");
-const functionsHost = fileURLToPath(new URL("./support/functionsHost.mjs", import.meta.url));
+const functionsHost = join(__dirname, "support", "functionsHost.mjs");
 const netGuard = join(repo, "test", "support", "netGuard.mjs");
 const lockfile = JSON.parse(readFileSync(join(repo, "package-lock.json"), "utf8")) as { packages: Record<string, { dev?: boolean }> };
 /** Packages only devDependencies bring in (some devDependencies, like thrift, are also production dependencies' own). */
