@@ -118,6 +118,11 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identityClientId
       APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+      // The remote build (azure.yaml: remoteBuild: true) installs devDependencies to compile the
+      // TypeScript; this asks Oryx to keep only the production ones in what runs. The package test
+      // proves the app loads with production dependencies alone; a build that ignores the setting
+      // leaves the devDependencies beside them, unused.
+      PRUNE_DEV_DEPENDENCIES: 'true'
       // Application Insights has local authentication disabled: telemetry is sent with this identity.
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     })
