@@ -297,6 +297,29 @@ describe("infra/ Bicep", () => {
     expect(regions!.length).toBeGreaterThan(20);
   });
 
+  it("closes both storage accounts' public endpoints and integrates the app when the private network is on", () => {
+    for (const path of ["app/function-storage.bicep", "app/export-storage.bicep"]) {
+      const account = file(path).resources.find((r) => r.type === "Microsoft.Storage/storageAccounts")!;
+      const access = valueAt(account.body, "properties.publicNetworkAccess");
+      expect(access?.type, path).toBe("ternary_expression");
+      expect(access?.childForFieldName("condition")?.text, path).toBe("vnetEnabled");
+      expect(literal(access?.childForFieldName("consequence")), path).toBe("Disabled");
+      expect(literal(valueAt(account.body, "properties.networkAcls.defaultAction")?.childForFieldName("consequence")), path).toBe("Deny");
+    }
+    const main = file("main.bicep");
+    const modules = new Map(main.modules.map((m) => [m.symbol, m]));
+    for (const name of ["network", "functionStoragePrivateEndpoint", "exportStoragePrivateEndpoint"]) {
+      expect(
+        modules.get(name)?.node.namedChildren.some((n) => n?.type === "if_statement" && n.namedChildren[0]?.text === "(vnetEnabled)"),
+        name,
+      ).toBe(true);
+    }
+    for (const name of ["functionStorage", "exportStorage"]) expect(modules.get(name)?.params.get("vnetEnabled")?.text).toBe("vnetEnabled");
+    expect(modules.get("api")?.params.get("virtualNetworkSubnetId")?.text).toBe("vnetEnabled ? network!.outputs.appSubnetId : ''");
+    const groups = file("app/storage-private-endpoint.bicep").resources.find((r) => r.type === "Microsoft.Network/privateEndpoints");
+    expect(valueAt(groups?.body, "properties.privateLinkServiceConnections")?.text).toContain("'blob'");
+  });
+
   it("stops a deployment whose total retention is shorter than its interactive retention", () => {
     const logs = file("app/logs-ingestion.bicep");
     const retention = objectProperties(logs.vars.get("retentionByTable"));

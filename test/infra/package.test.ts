@@ -4,6 +4,8 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, 
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import AdmZip from "adm-zip";
+import ignore from "ignore";
+import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // The package `azd deploy` uploads (remoteBuild: true): what `npm run package` writes. These tests
@@ -43,6 +45,23 @@ function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, npm_config_update_notifier: "false", ...extra };
   return env;
 }
+
+describe("azure.yaml and .funcignore", () => {
+  it("build remotely, with an azd that checks .funcignore against it", () => {
+    const azure = parse(readFileSync(join(repo, "azure.yaml"), "utf8")) as {
+      requiredVersions?: { azd?: string };
+      services: Record<string, { project: string; language: string; host: string; remoteBuild?: boolean }>;
+    };
+    expect(azure.services.api).toMatchObject({ project: ".", host: "function", remoteBuild: true });
+    expect(azure.requiredVersions?.azd).toMatch(/^>= 1\.23\.(1[3-9]|[2-9]\d)$/);
+    // azd refuses remoteBuild: true unless .funcignore excludes node_modules; the remote build needs the sources.
+    const rules = ignore().add(readFileSync(join(repo, ".funcignore"), "utf8"));
+    expect(rules.ignores("node_modules/")).toBe(true);
+    for (const kept of ["functions/exportAuditLogs.ts", "shared/config.ts", "tsconfig.json", "tsconfig.build.json", "package-lock.json", "host.json"]) {
+      expect(rules.ignores(kept), kept).toBe(false);
+    }
+  });
+});
 
 describe("npm run package", () => {
   let work: string;
