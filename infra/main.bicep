@@ -1,6 +1,6 @@
 // Databricks audit export: a Flex Consumption Function App that copies system.access.audit to a
-// private Blob container and to Log Analytics / Microsoft Sentinel (DatabricksAudit_CL), with one
-// user-assigned identity and no keys anywhere. See infra/README.md.
+// private Blob container and to Log Analytics / Microsoft Sentinel (DatabricksAudit_CL), raises alerts
+// (DatabricksAuditAlerts_CL), with one user-assigned identity and no keys anywhere. See infra/README.md.
 
 targetScope = 'subscription'
 
@@ -13,7 +13,40 @@ targetScope = 'subscription'
 param environmentName string
 
 @minLength(1)
-@description('Region of every resource. Pick one that offers Flex Consumption (az functionapp list-flexconsumption-locations).')
+@description('Region of every resource: one that offers Flex Consumption (az functionapp list-flexconsumption-locations; the list below is the Functions quickstart template\'s).')
+@allowed([
+  'australiaeast'
+  'australiasoutheast'
+  'brazilsouth'
+  'canadacentral'
+  'centralindia'
+  'centralus'
+  'eastasia'
+  'eastus'
+  'eastus2'
+  'francecentral'
+  'germanywestcentral'
+  'italynorth'
+  'japaneast'
+  'koreacentral'
+  'northcentralus'
+  'northeurope'
+  'norwayeast'
+  'southafricanorth'
+  'southcentralus'
+  'southeastasia'
+  'southindia'
+  'spaincentral'
+  'swedencentral'
+  'uaenorth'
+  'uksouth'
+  'ukwest'
+  'westcentralus'
+  'westeurope'
+  'westus'
+  'westus2'
+  'westus3'
+])
 @metadata({
   azd: {
     type: 'location'
@@ -23,6 +56,14 @@ param location string
 
 @description('Object ID of whoever runs azd (azd sets AZURE_PRINCIPAL_ID). Used only with grantPrincipalDataAccess.')
 param principalId string = ''
+
+@description('What kind of principal principalId is: User for a person running azd, ServicePrincipal for a pipeline (azd sets AZURE_PRINCIPAL_TYPE).')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param principalType string = 'User'
 
 @description('Also let principalId read and write the audit archive and upload to the DCR, so the dbx-audit CLI works from an admin shell with az login. Off by default: the archive is sensitive.')
 param grantPrincipalDataAccess bool = false
@@ -78,6 +119,18 @@ param exportTimeBudget string = ''
 param checkWorkspaceLookbackHours string = ''
 
 // ---------------------------------------------------------------------------------------------
+// Detections (the runDetections timer; app settings of the same names)
+
+@description('DETECTIONS_SCHEDULE: six-field NCRONTAB (UTC) of runDetections; hourly at minute 15, after the export at minute 5.')
+param detectionsSchedule string = '0 15 * * * *'
+
+@description('DETECTIONS_WORKSPACE_IDS: comma-separated workspace IDs the detections look at; empty for every workspace.')
+param detectionsWorkspaceIds string = ''
+
+@description('DETECTIONS_CONFIG: blob name, in the export container, of the detections\' overrides file; empty for none.')
+param detectionsConfig string = ''
+
+// ---------------------------------------------------------------------------------------------
 // Sinks and hosting
 
 @description('Replication of the export storage account.')
@@ -100,10 +153,25 @@ param archiveCoolTierAfterDays int = 30
 @maxValue(730)
 param auditTableRetentionInDays int = 90
 
-@description('Total retention of DatabricksAudit_CL (interactive plus long-term), in days.')
+@description('Total retention of DatabricksAudit_CL (interactive plus long-term), in days; at least auditTableRetentionInDays.')
 @minValue(4)
 @maxValue(4383)
 param auditTableTotalRetentionInDays int = 365
+
+@description('Interactive retention of DatabricksAuditAlerts_CL, in days.')
+@minValue(4)
+@maxValue(730)
+param alertsTableRetentionInDays int = 90
+
+@description('Total retention of DatabricksAuditAlerts_CL (interactive plus long-term), in days; at least alertsTableRetentionInDays.')
+@minValue(4)
+@maxValue(4383)
+param alertsTableTotalRetentionInDays int = 365
+
+@description('Retention of the workspace\'s other tables (the app\'s telemetry), in days.')
+@minValue(30)
+@maxValue(730)
+param workspaceRetentionInDays int = 30
 
 @description('Optional: logs ingestion endpoint of a DCR deployed elsewhere (for example next to an existing Sentinel workspace, see infra/README.md). With logsIngestionRuleId it replaces the DCR this template creates in the app settings.')
 param logsIngestionEndpoint string = ''
@@ -112,11 +180,10 @@ param logsIngestionEndpoint string = ''
 param logsIngestionRuleId string = ''
 
 @allowed([
-  '20'
   '22'
 ])
-@description('Node.js major version of the Functions runtime.')
-param nodeVersion string = '20'
+@description('Node.js major version of the Functions runtime: 22 (Node 20 reached end of life on 2026-04-30).')
+param nodeVersion string = '22'
 
 @description('Memory of each Flex Consumption instance, in MB.')
 @allowed([
@@ -130,6 +197,12 @@ param instanceMemoryMB int = 2048
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Private network: the app reaches both storage accounts through private endpoints in a virtual network it is integrated with, and their public endpoints are closed. Off by default (every endpoint public, reachable only with Entra ID tokens).')
+param vnetEnabled bool = false
+
+@description('Also deploy the Sentinel content (sentinel/: analytic rules and the workbook) into the app\'s workspace, which must have Microsoft Sentinel enabled. Off by default; infra/README.md shows how to deploy it into another workspace.')
+param deploySentinelContent bool = false
 
 // ---------------------------------------------------------------------------------------------
 // Names
@@ -145,6 +218,7 @@ var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
 var exportContainerName = 'databricks-audit'
 var operatorPrincipalId = grantPrincipalDataAccess ? principalId : ''
+var virtualNetworkName = '${abbrs.networkVirtualNetworks}${resourceToken}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2021-04-01' = {
   name: resourceGroupName
@@ -173,6 +247,7 @@ module monitoring 'app/monitoring.bicep' = {
     applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
     location: location
     tags: tags
+    retentionInDays: workspaceRetentionInDays
   }
 }
 
@@ -184,6 +259,7 @@ module functionStorage 'app/function-storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    vnetEnabled: vnetEnabled
   }
 }
 
@@ -197,6 +273,7 @@ module exportStorage 'app/export-storage.bicep' = {
     containerName: exportContainerName
     skuName: exportStorageSkuName
     coolTierAfterDays: archiveCoolTierAfterDays
+    vnetEnabled: vnetEnabled
   }
 }
 
@@ -211,8 +288,11 @@ module logsIngestion 'app/logs-ingestion.bicep' = {
     dataCollectionRuleName: '${abbrs.insightsDataCollectionRules}databricks-audit-${resourceToken}'
     principalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: principalType
     tableRetentionInDays: auditTableRetentionInDays
     tableTotalRetentionInDays: auditTableTotalRetentionInDays
+    alertsTableRetentionInDays: alertsTableRetentionInDays
+    alertsTableTotalRetentionInDays: alertsTableTotalRetentionInDays
   }
 }
 
@@ -225,6 +305,46 @@ module rbac 'app/rbac.bicep' = {
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     principalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
+    operatorPrincipalType: principalType
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optional private network: the storage accounts' blob endpoints inside a virtual network
+
+module network 'app/vnet.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: virtualNetworkName
+    location: location
+    tags: tags
+  }
+}
+
+module functionStoragePrivateEndpoint 'app/storage-private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'functionStoragePrivateEndpoint'
+  scope: rg
+  params: {
+    name: '${abbrs.networkPrivateEndpoints}${functionStorage.outputs.name}-blob'
+    location: location
+    tags: tags
+    storageAccountName: functionStorage.outputs.name
+    subnetId: network!.outputs.privateEndpointSubnetId
+    privateDnsZoneId: network!.outputs.blobPrivateDnsZoneId
+  }
+}
+
+module exportStoragePrivateEndpoint 'app/storage-private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'exportStoragePrivateEndpoint'
+  scope: rg
+  params: {
+    name: '${abbrs.networkPrivateEndpoints}${exportStorage.outputs.name}-blob'
+    location: location
+    tags: tags
+    storageAccountName: exportStorage.outputs.name
+    subnetId: network!.outputs.privateEndpointSubnetId
+    privateDnsZoneId: network!.outputs.blobPrivateDnsZoneId
   }
 }
 
@@ -242,6 +362,7 @@ var requiredAppSettings = {
   LOGS_INGESTION_ENDPOINT: useExternalLogsIngestion ? logsIngestionEndpoint : logsIngestion.outputs.endpoint
   LOGS_INGESTION_RULE_ID: useExternalLogsIngestion ? logsIngestionRuleId : logsIngestion.outputs.ruleId
   LOGS_INGESTION_STREAM: logsIngestion.outputs.streamName
+  LOGS_INGESTION_ALERTS_STREAM: logsIngestion.outputs.alertsStreamName
 }
 
 // Set only when given, so the app's own defaults stay the single source of truth.
@@ -258,6 +379,9 @@ var optionalAppSettings = {
   EXPORT_LATE_HORIZON: exportLateHorizon
   EXPORT_TIME_BUDGET: exportTimeBudget
   CHECK_WORKSPACE_LOOKBACK_HOURS: checkWorkspaceLookbackHours
+  DETECTIONS_SCHEDULE: detectionsSchedule
+  DETECTIONS_WORKSPACE_IDS: detectionsWorkspaceIds
+  DETECTIONS_CONFIG: detectionsConfig
 }
 
 var givenOptionalAppSettings = toObject(filter(items(optionalAppSettings), setting => !empty(setting.value)), setting => setting.key, setting => setting.value)
@@ -279,10 +403,30 @@ module api 'app/api.bicep' = {
     nodeVersion: nodeVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    virtualNetworkSubnetId: vnetEnabled ? network!.outputs.appSubnetId : ''
   }
-  // Roles first, so the first start of the host can already reach its storage and Application Insights.
+  // Roles first, so the first start of the host can already reach its storage and Application Insights;
+  // with the private network, its endpoints first too.
   dependsOn: [
     rbac
+    functionStoragePrivateEndpoint
+    exportStoragePrivateEndpoint
+  ]
+}
+
+// ---------------------------------------------------------------------------------------------
+// Optional Sentinel content: the analytic rules and the workbook of sentinel/
+
+module sentinelContent 'app/sentinel-content.bicep' = if (deploySentinelContent) {
+  name: 'sentinelContent'
+  scope: rg
+  params: {
+    workspaceName: monitoring.outputs.logAnalyticsName
+    location: location
+  }
+  // The rules query both tables: they must exist first.
+  dependsOn: [
+    logsIngestion
   ]
 }
 
@@ -314,7 +458,9 @@ output EXPORT_CONTAINER string = exportStorage.outputs.containerName
 output LOGS_INGESTION_ENDPOINT string = requiredAppSettings.LOGS_INGESTION_ENDPOINT
 output LOGS_INGESTION_RULE_ID string = requiredAppSettings.LOGS_INGESTION_RULE_ID
 output LOGS_INGESTION_STREAM string = logsIngestion.outputs.streamName
+output LOGS_INGESTION_ALERTS_STREAM string = logsIngestion.outputs.alertsStreamName
 output AUDIT_TABLE_NAME string = logsIngestion.outputs.tableName
+output ALERTS_TABLE_NAME string = logsIngestion.outputs.alertsTableName
 output DATA_COLLECTION_RULE_ID string = logsIngestion.outputs.dataCollectionRuleId
 output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

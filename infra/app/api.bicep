@@ -23,10 +23,9 @@ param applicationInsightsConnectionString string
 param appSettings object
 
 @allowed([
-  '20'
   '22'
 ])
-param nodeVersion string = '20'
+param nodeVersion string = '22'
 
 @description('Memory of each instance, in MB.')
 @allowed([
@@ -40,6 +39,9 @@ param instanceMemoryMB int = 2048
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('Resource ID of the subnet (delegated to Microsoft.App/environments) the app is integrated with; empty for none.')
+param virtualNetworkSubnetId string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -73,6 +75,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     // Key Vault references (the optional DATABRICKS_ACCESS_TOKEN) resolve with this identity.
     keyVaultReferenceIdentity: identityId
     siteConfig: {
@@ -106,11 +109,20 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   resource appSettingsConfig 'config' = {
     name: 'appsettings'
     properties: union(appSettings, {
-      // Identity-based host storage: no connection string, no key.
-      AzureWebJobsStorage__accountName: storage.name
+      // Identity-based host storage: no connection string, no key. The blob endpoint alone, as the
+      // Functions quickstart does: timers keep their schedule status and singleton locks in blobs,
+      // and the host does not probe queues and tables it has no role on (__accountName would make it
+      // derive all three endpoints, and Microsoft's table then asks for Storage Table Data
+      // Contributor too, for the host's diagnostic events).
+      AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
       AzureWebJobsStorage__credential: 'managedidentity'
       AzureWebJobsStorage__clientId: identityClientId
       APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+      // The remote build (azure.yaml: remoteBuild: true) installs devDependencies to compile the
+      // TypeScript; this asks Oryx to keep only the production ones in what runs. The package test
+      // proves the app loads with production dependencies alone; a build that ignores the setting
+      // leaves the devDependencies beside them, unused.
+      PRUNE_DEV_DEPENDENCIES: 'true'
       // Application Insights has local authentication disabled: telemetry is sent with this identity.
       APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
     })

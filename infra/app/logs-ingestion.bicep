@@ -1,11 +1,16 @@
-// Log Analytics / Microsoft Sentinel sink: the DatabricksAudit_CL table, a data collection
-// endpoint (DCE) and a data collection rule (DCR) whose stream Custom-DatabricksAudit flows into
-// the table unchanged, and the Monitoring Metrics Publisher role on the DCR for the app's identity.
+// Log Analytics / Microsoft Sentinel sink: the DatabricksAudit_CL and DatabricksAuditAlerts_CL tables,
+// a data collection endpoint (DCE) and a data collection rule (DCR) whose streams
+// Custom-DatabricksAudit and Custom-DatabricksAuditAlerts flow into them unchanged, and the
+// Monitoring Metrics Publisher role on the DCR for the app's identity.
+//
+// The tables' columns and the streams come from infra/tables.json, the one declaration the app's
+// records and the local Logs Ingestion stand-in are tested against (test/infra/tables.test.ts):
+// a column the app sends that the table lacks would be dropped by Log Analytics without a word.
 //
 // main.bicep deploys this into the app's own workspace. It also deploys on its own, into the
 // resource group of an existing (Sentinel) workspace: see infra/README.md.
 
-@description('Log Analytics workspace, in this deployment\'s resource group, that receives DatabricksAudit_CL.')
+@description('Log Analytics workspace, in this deployment\'s resource group, that receives both tables.')
 param workspaceName string
 
 @description('Region of the DCE and DCR: must be the workspace\'s region.')
@@ -21,75 +26,80 @@ param principalId string
 @description('Optional object ID of an admin who may also upload (for the CLI); empty for none.')
 param operatorPrincipalId string = ''
 
+@description('What kind of principal operatorPrincipalId is.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
 @description('Days DatabricksAudit_CL stays queryable (Sentinel includes 90 days at no extra retention cost).')
 @minValue(4)
 @maxValue(730)
 param tableRetentionInDays int = 90
 
-@description('Total days DatabricksAudit_CL is kept, interactive plus long-term (system.access.audit itself keeps 365).')
+@description('Total days DatabricksAudit_CL is kept, interactive plus long-term (system.access.audit itself keeps 365). At least tableRetentionInDays.')
 @minValue(4)
 @maxValue(4383)
 param tableTotalRetentionInDays int = 365
 
-var tableName = 'DatabricksAudit_CL'
-var streamName = 'Custom-DatabricksAudit'
+@description('Days DatabricksAuditAlerts_CL stays queryable.')
+@minValue(4)
+@maxValue(730)
+param alertsTableRetentionInDays int = 90
+
+@description('Total days DatabricksAuditAlerts_CL is kept, interactive plus long-term. At least alertsTableRetentionInDays.')
+@minValue(4)
+@maxValue(4383)
+param alertsTableTotalRetentionInDays int = 365
+
+var tableDefinitions = loadJsonContent('../tables.json').tables
+var auditTableName = 'DatabricksAudit_CL'
+var alertsTableName = 'DatabricksAuditAlerts_CL'
 var destinationName = 'auditWorkspace'
+
+// A table's total retention includes its interactive retention: Log Analytics refuses a total
+// below it, late and with a less helpful message, so the deployment stops here instead.
+var retentionByTable = {
+  DatabricksAudit_CL: {
+    interactive: tableRetentionInDays
+    total: tableTotalRetentionInDays >= tableRetentionInDays ? tableTotalRetentionInDays : fail('tableTotalRetentionInDays (AUDIT_TABLE_TOTAL_RETENTION_DAYS) must be at least tableRetentionInDays (AUDIT_TABLE_RETENTION_DAYS).')
+  }
+  DatabricksAuditAlerts_CL: {
+    interactive: alertsTableRetentionInDays
+    total: alertsTableTotalRetentionInDays >= alertsTableRetentionInDays ? alertsTableTotalRetentionInDays : fail('alertsTableTotalRetentionInDays (ALERTS_TABLE_TOTAL_RETENTION_DAYS) must be at least alertsTableRetentionInDays (ALERTS_TABLE_RETENTION_DAYS).')
+  }
+}
 
 // Monitoring Metrics Publisher: the data action the Logs Ingestion API checks on the DCR.
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
-
-// The Sentinel solution's DatabricksAudit_CL column names (Azure-Sentinel Solutions/Databricks), so its
-// rules run unchanged, plus EventId and IdentityMetadata. The app sends exactly these columns: keep this
-// list in step with DATABRICKS_AUDIT_STREAM_COLUMNS in sandbox/logsIngestion.ts (the local stand-in
-// rejects any column or type the stream does not declare, as a mismatch here would lose data).
-// Types are spelled as the table API spells them; the stream declaration takes them in lower case.
-var auditColumns = [
-  { name: 'TimeGenerated', type: 'dateTime', description: 'Event time; Log Analytics replaces a value older than 2 days with the receive time.' }
-  { name: 'EventTime', type: 'dateTime', description: 'event_time: when the event happened (UTC). Always the event\'s own time.' }
-  { name: 'SchemaVersion', type: 'string', description: 'version: audit log schema version.' }
-  { name: 'AuditLevel', type: 'string', description: 'audit_level: WORKSPACE_LEVEL or ACCOUNT_LEVEL.' }
-  { name: 'AccountId', type: 'string', description: 'account_id: Databricks account ID.' }
-  { name: 'WorkspaceId', type: 'string', description: 'workspace_id; 0 for account-level events.' }
-  { name: 'ServiceName', type: 'string', description: 'service_name, e.g. accounts, clusters, secrets, unityCatalog.' }
-  { name: 'ActionName', type: 'string', description: 'action_name, e.g. login, createCluster, getSecret.' }
-  { name: 'RequestId', type: 'string', description: 'request_id.' }
-  { name: 'SessionId', type: 'string', description: 'session_id.' }
-  { name: 'SourceIPAddress', type: 'string', description: 'source_ip_address.' }
-  { name: 'UserAgent', type: 'string', description: 'user_agent.' }
-  { name: 'UserEmail', type: 'string', description: 'user_identity.email.' }
-  { name: 'UserSubjectName', type: 'string', description: 'user_identity.subject_name.' }
-  { name: 'UserIdentity', type: 'dynamic', description: 'user_identity, whole.' }
-  { name: 'RequestParams', type: 'dynamic', description: 'request_params (after the app\'s redaction).' }
-  { name: 'ResponseStatusCode', type: 'int', description: 'response.status_code.' }
-  { name: 'ResponseErrorMessage', type: 'string', description: 'response.error_message.' }
-  { name: 'ResponseResult', type: 'string', description: 'response.result.' }
-  { name: 'EventId', type: 'string', description: 'event_id: unique per event.' }
-  { name: 'IdentityMetadata', type: 'dynamic', description: 'identity_metadata: run_by, run_as.' }
-]
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
   name: workspaceName
 }
 
-resource auditTable 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = {
-  parent: workspace
-  name: tableName
-  properties: {
-    // Analytics: what Sentinel analytic rules need.
-    plan: 'Analytics'
-    retentionInDays: tableRetentionInDays
-    totalRetentionInDays: tableTotalRetentionInDays
-    schema: {
-      name: tableName
-      description: 'Databricks audit log (system.access.audit), exported by the databricks-audit-export Function App.'
-      columns: [for column in auditColumns: {
-        name: column.name
-        type: column.type
-        description: column.description
-      }]
+resource tables 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = [
+  for table in items(tableDefinitions): {
+    parent: workspace
+    name: table.key
+    properties: {
+      // Analytics: what Sentinel analytic rules need.
+      plan: 'Analytics'
+      retentionInDays: retentionByTable[table.key].interactive
+      totalRetentionInDays: retentionByTable[table.key].total
+      schema: {
+        name: table.key
+        description: table.value.description
+        columns: map(table.value.columns, column => {
+          name: column.name
+          type: column.type
+          description: column.description
+        })
+      }
     }
   }
-}
+]
 
 resource dataCollectionEndpoint 'Microsoft.Insights/dataCollectionEndpoints@2023-03-11' = {
   name: dataCollectionEndpointName
@@ -108,16 +118,15 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
   location: location
   tags: tags
   properties: {
-    description: 'Databricks audit events (stream ${streamName}) into ${tableName}, unchanged.'
+    description: 'Databricks audit events and the app\'s alerts into ${auditTableName} and ${alertsTableName}, unchanged.'
     dataCollectionEndpointId: dataCollectionEndpoint.id
-    streamDeclarations: {
-      '${streamName}': {
-        columns: [for column in auditColumns: {
-          name: column.name
-          type: toLower(column.type)
-        }]
-      }
-    }
+    // Stream declarations take the table API's types in lower case.
+    streamDeclarations: toObject(items(tableDefinitions), table => table.value.stream, table => {
+      columns: map(table.value.columns, column => {
+        name: column.name
+        type: toLower(column.type)
+      })
+    })
     destinations: {
       logAnalytics: [
         {
@@ -126,22 +135,20 @@ resource dataCollectionRule 'Microsoft.Insights/dataCollectionRules@2023-03-11' 
         }
       ]
     }
-    dataFlows: [
-      {
-        streams: [
-          streamName
-        ]
-        destinations: [
-          destinationName
-        ]
-        transformKql: 'source'
-        outputStream: 'Custom-${tableName}'
-      }
-    ]
+    dataFlows: map(items(tableDefinitions), table => {
+      streams: [
+        table.value.stream
+      ]
+      destinations: [
+        destinationName
+      ]
+      transformKql: 'source'
+      outputStream: 'Custom-${table.key}'
+    })
   }
-  // The DCR is validated against the table's schema when it is created.
+  // The DCR is validated against the tables' schemas when it is created.
   dependsOn: [
-    auditTable
+    tables
   ]
 }
 
@@ -161,6 +168,7 @@ resource operatorUploaderRole 'Microsoft.Authorization/roleAssignments@2022-04-0
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', monitoringMetricsPublisherRoleId)
     principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
   }
 }
 
@@ -169,7 +177,10 @@ output endpoint string = dataCollectionEndpoint.properties.logsIngestion.endpoin
 @description('LOGS_INGESTION_RULE_ID: the DCR\'s immutable ID (dcr-...), not its resource ID.')
 output ruleId string = dataCollectionRule.properties.immutableId
 @description('LOGS_INGESTION_STREAM')
-output streamName string = streamName
-output tableName string = tableName
+output streamName string = tableDefinitions[auditTableName].stream
+@description('LOGS_INGESTION_ALERTS_STREAM')
+output alertsStreamName string = tableDefinitions[alertsTableName].stream
+output tableName string = auditTableName
+output alertsTableName string = alertsTableName
 output dataCollectionRuleId string = dataCollectionRule.id
 output dataCollectionEndpointId string = dataCollectionEndpoint.id

@@ -12,18 +12,27 @@ param principalId string
 @description('Optional object ID of an admin who may read and write the archive (for the CLI); empty for none.')
 param operatorPrincipalId string = ''
 
+@description('What kind of principal operatorPrincipalId is.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
 // Built-in role definition IDs (the same in every tenant).
-// Storage Blob Data Owner: what the Functions host needs on AzureWebJobsStorage (the quickstart's choice);
-// it also reads the deployment package with it.
+// Storage Blob Data Owner: what Microsoft's table for identity-based AzureWebJobsStorage asks of the
+// host (api.bicep gives it the blob endpoint only, so it never needs the queue or table roles); it
+// also reads the deployment package with it.
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 // Storage Blob Data Contributor: read, write and delete blobs; what the export needs on its archive.
 var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Monitoring Metrics Publisher: lets an identity send telemetry to an Application Insights resource
 // with local authentication disabled (and, on a DCR, upload through the Logs Ingestion API).
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
-// Not assigned: Storage Queue Data Contributor (974c5e8b-45b9-4653-ba55-5f855dd0fb88) and Storage Table
-// Data Contributor (0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3). Timer and HTTP triggers keep their state in
-// blobs; queues matter only for queue/blob triggers and Durable Functions, tables only for Durable.
+// Not assigned: Storage Queue Data Contributor and Storage Table Data Contributor. Timer and HTTP
+// triggers keep their state in blobs; queues matter only for queue/blob triggers and Durable Functions,
+// tables for Durable and the host's diagnostic events, which AzureWebJobsStorage__blobServiceUri leaves off.
 
 resource functionStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: functionStorageAccountName
@@ -75,5 +84,6 @@ resource operatorExportStorageRole 'Microsoft.Authorization/roleAssignments@2022
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
     principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
   }
 }

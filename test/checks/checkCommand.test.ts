@@ -46,7 +46,7 @@ async function runCli(args: string[]): Promise<{ stdout: string; exitCode: numbe
   } finally {
     vi.restoreAllMocks();
   }
-  const exitCode = process.exitCode;
+  const exitCode = process.exitCode ?? undefined;
   process.exitCode = undefined;
   return { stdout, exitCode };
 }

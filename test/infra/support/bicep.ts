@@ -1,0 +1,293 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { dirname, join, relative, resolve } from "node:path";
+import { Language, Parser, type Node, type Tree } from "web-tree-sitter";
+
+// Bicep read with a real grammar (tree-sitter-bicep's WebAssembly build under web-tree-sitter), so
+// the checks below look at declarations, not at text that happens to look like them. No Bicep
+// compiler can be installed here; this is what stands in for `bicep build`'s syntax and
+// cross-file checks.
+
+let parser: Parser | undefined;
+
+export async function bicepParser(): Promise<Parser> {
+  if (!parser) {
+    await Parser.init();
+    const language = await Language.load(require.resolve("tree-sitter-bicep/tree-sitter-bicep.wasm"));
+    parser = new Parser();
+    parser.setLanguage(language);
+  }
+  return parser;
+}
+
+export interface SyntaxProblem {
+  line: number;
+  column: number;
+  kind: "ERROR" | "MISSING";
+  text: string;
+}
+
+export function syntaxProblems(tree: Tree): SyntaxProblem[] {
+  const problems: SyntaxProblem[] = [];
+  const walk = (node: Node): void => {
+    if (node.type === "ERROR" || node.isMissing) {
+      problems.push({
+        line: node.startPosition.row + 1,
+        column: node.startPosition.column + 1,
+        kind: node.isMissing ? "MISSING" : "ERROR",
+        text: node.text.slice(0, 80),
+      });
+    }
+    for (const child of node.children) if (child) walk(child);
+  };
+  walk(tree.rootNode);
+  return problems;
+}
+
+export interface ParamDecl {
+  name: string;
+  type: string;
+  defaultValue: Node | undefined;
+  decorators: Map<string, Node[]>;
+}
+
+export interface ModuleDecl {
+  symbol: string;
+  path: string;
+  params: Map<string, Node>;
+  node: Node;
+}
+
+export interface ResourceDecl {
+  symbol: string;
+  type: string;
+  existing: boolean;
+  body: Node;
+}
+
+export interface BicepFile {
+  path: string;
+  tree: Tree;
+  params: Map<string, ParamDecl>;
+  vars: Map<string, Node>;
+  modules: ModuleDecl[];
+  /** Every resource, nested ones included, with its full type ('Microsoft.Web/sites/config'). */
+  resources: ResourceDecl[];
+  outputs: Set<string>;
+}
+
+const named = (node: Node): Node[] => node.namedChildren.filter((child): child is Node => child !== null);
+
+/** The string a `string` node holds, when it is a plain literal (no interpolation). */
+export function stringLiteral(node: Node | undefined | null): string | undefined {
+  if (!node || node.type !== "string") return undefined;
+  const parts = named(node);
+  if (parts.some((part) => part.type !== "string_content" && part.type !== "escape_sequence")) return undefined;
+  return parts.map((part) => (part.type === "escape_sequence" ? part.text.slice(1) : part.text)).join("");
+}
+
+/** A literal's JavaScript value (string, number, boolean, null), or undefined for any expression. */
+export function literal(node: Node | undefined | null): string | number | boolean | null | undefined {
+  if (!node) return undefined;
+  switch (node.type) {
+    case "string":
+      return stringLiteral(node);
+    case "number":
+      return Number(node.text);
+    case "boolean":
+      return node.text === "true";
+    case "null":
+      return null;
+    default:
+      return undefined;
+  }
+}
+
+function propertyKey(property: Node): string | undefined {
+  const key = named(property)[0];
+  if (!key) return undefined;
+  if (key.type === "identifier") return key.text;
+  return stringLiteral(key);
+}
+
+/** The properties of an object literal, by key (nested resource declarations left out). */
+export function objectProperties(object: Node | undefined | null): Map<string, Node> {
+  const properties = new Map<string, Node>();
+  if (!object || object.type !== "object") return properties;
+  for (const property of named(object)) {
+    if (property.type !== "object_property") continue;
+    const children = named(property);
+    const key = propertyKey(property);
+    const value = children[children.length - 1];
+    if (key !== undefined && value && children.length >= 2) properties.set(key, value);
+  }
+  return properties;
+}
+
+/** The value at a dotted path of object literals ('properties.siteConfig.ftpsState'). */
+export function valueAt(object: Node | undefined, path: string): Node | undefined {
+  let current: Node | undefined = object;
+  for (const key of path.split(".")) {
+    current = objectProperties(current).get(key);
+    if (!current) return undefined;
+  }
+  return current;
+}
+
+/** A module's or resource's body: the object after `=`, through `if (...)` when there is one. */
+function declarationBody(node: Node): Node | undefined {
+  for (const child of named(node)) {
+    if (child.type === "object") return child;
+    if (child.type === "if_statement") return named(child).find((part) => part.type === "object");
+    if (child.type === "for_statement") {
+      const body = named(child).pop();
+      if (body?.type === "object") return body;
+      if (body?.type === "if_statement") return named(body).find((part) => part.type === "object");
+    }
+  }
+  return undefined;
+}
+
+function collectResources(node: Node, parentType: string | undefined, into: ResourceDecl[]): void {
+  const children = named(node);
+  const symbol = children.find((child) => child.type === "identifier")?.text ?? "";
+  const declaredType = stringLiteral(children.find((child) => child.type === "string")) ?? "";
+  const type = parentType && !declaredType.includes("/") ? `${parentType}/${declaredType.split("@")[0]}` : declaredType.split("@")[0]!;
+  const body = declarationBody(node);
+  const existing = node.children.some((child) => child?.type === "existing");
+  if (body) {
+    into.push({ symbol, type, existing, body });
+    for (const property of named(body)) {
+      const nested = named(property)[0];
+      if (property.type === "object_property" && nested?.type === "resource_declaration") collectResources(nested, type, into);
+    }
+  }
+}
+
+export function readBicep(path: string, tree: Tree): BicepFile {
+  const file: BicepFile = { path, tree, params: new Map(), vars: new Map(), modules: [], resources: [], outputs: new Set() };
+  let decorators = new Map<string, Node[]>();
+  for (const node of named(tree.rootNode)) {
+    if (node.type === "decorators") {
+      decorators = new Map();
+      for (const decorator of named(node)) {
+        const call = named(decorator)[0];
+        if (call?.type !== "call_expression") continue;
+        const name = call.childForFieldName("function")?.text ?? "";
+        const args = call.childForFieldName("arguments");
+        decorators.set(name, args ? named(args) : []);
+      }
+      continue;
+    }
+    const children = named(node);
+    const symbol = children.find((child) => child.type === "identifier")?.text ?? "";
+    if (node.type === "parameter_declaration") {
+      const typeIndex = children.findIndex((child) => child.type === "type");
+      const hasDefault = node.children.some((child) => child?.type === "=");
+      file.params.set(symbol, {
+        name: symbol,
+        type: typeIndex >= 0 ? children[typeIndex]!.text : "",
+        defaultValue: hasDefault ? children[children.length - 1] : undefined,
+        decorators,
+      });
+    } else if (node.type === "variable_declaration") {
+      const value = children[children.length - 1];
+      if (value) file.vars.set(symbol, value);
+    } else if (node.type === "module_declaration") {
+      const path = stringLiteral(children.find((child) => child.type === "string")) ?? "";
+      const body = declarationBody(node);
+      file.modules.push({ symbol, path, params: objectProperties(valueAt(body, "params")), node });
+    } else if (node.type === "resource_declaration") {
+      collectResources(node, undefined, file.resources);
+    } else if (node.type === "output_declaration") {
+      file.outputs.add(symbol);
+    }
+    decorators = new Map();
+  }
+  return file;
+}
+
+/** Every node of a (sub)tree. */
+export function* descendants(node: Node): Generator<Node> {
+  yield node;
+  for (const child of node.children) if (child) yield* descendants(child);
+}
+
+/** `symbol.outputs.name` references in a file: which module outputs it reads. */
+export function outputReferences(file: BicepFile): { module: string; output: string; line: number }[] {
+  const references: { module: string; output: string; line: number }[] = [];
+  for (const node of descendants(file.tree.rootNode)) {
+    if (node.type !== "member_expression") continue;
+    const object = node.childForFieldName("object");
+    if (object?.type !== "member_expression" || object.childForFieldName("property")?.text !== "outputs") continue;
+    const module = object.childForFieldName("object");
+    const output = node.childForFieldName("property");
+    if (module?.type === "identifier" && output) references.push({ module: module.text, output: output.text, line: node.startPosition.row + 1 });
+  }
+  return references;
+}
+
+export interface Problem {
+  file: string;
+  message: string;
+}
+
+/**
+ * Module wiring across files: each module's file exists, every parameter it is given is declared
+ * there, every parameter without a default is given, and every `module.outputs.x` read exists.
+ */
+export function moduleProblems(files: Map<string, BicepFile>, root: string): Problem[] {
+  const problems: Problem[] = [];
+  for (const file of files.values()) {
+    const where = relative(root, file.path);
+    const modules = new Map(file.modules.map((module) => [module.symbol, module]));
+    for (const module of file.modules) {
+      const target = files.get(resolve(dirname(file.path), module.path));
+      if (!target) {
+        problems.push({ file: where, message: `module ${module.symbol}: ${module.path} is not a Bicep file of this template` });
+        continue;
+      }
+      for (const given of module.params.keys()) {
+        if (!target.params.has(given))
+          problems.push({ file: where, message: `module ${module.symbol} passes ${given}, which ${module.path} does not declare` });
+      }
+      for (const param of target.params.values()) {
+        if (!param.defaultValue && !module.params.has(param.name)) {
+          problems.push({ file: where, message: `module ${module.symbol} does not pass ${param.name}, which ${module.path} requires` });
+        }
+      }
+    }
+    for (const reference of outputReferences(file)) {
+      const module = modules.get(reference.module);
+      if (!module) continue; // a resource's or an existing symbol's outputs: not a module
+      const target = files.get(resolve(dirname(file.path), module.path));
+      if (target && !target.outputs.has(reference.output)) {
+        problems.push({ file: where, message: `line ${reference.line}: ${reference.module}.outputs.${reference.output} is not an output of ${module.path}` });
+      }
+    }
+  }
+  return problems;
+}
+
+export async function readTemplate(root: string): Promise<Map<string, BicepFile>> {
+  const parser = await bicepParser();
+  const files = new Map<string, BicepFile>();
+  const walk = (dir: string): void => {
+    for (const entry of readdirSync(dir, { withFileTypes: true })) {
+      const full = join(dir, entry.name);
+      if (entry.isDirectory()) walk(full);
+      else if (entry.name.endsWith(".bicep")) {
+        const tree = parser.parse(readFileSync(full, "utf8"));
+        if (!tree) throw new Error(`${full}: the parser returned no tree`);
+        files.set(full, readBicep(full, tree));
+      }
+    }
+  };
+  walk(root);
+  return files;
+}
+
+export async function parseBicepText(text: string, path = "fixture.bicep"): Promise<BicepFile> {
+  const tree = (await bicepParser()).parse(text);
+  if (!tree) throw new Error("the parser returned no tree");
+  return readBicep(path, tree);
+}

@@ -1,0 +1,103 @@
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { DATABRICKS_AUDIT_STREAM_COLUMNS } from "../../sandbox/logsIngestion";
+import type { AuditEvent } from "../../shared/auditEvent";
+import { toSentinelRecord } from "../../shared/sentinelRecord";
+import { readTables, type TableColumn } from "./support/kusto";
+
+// infra/tables.json is the one declaration of the Log Analytics tables: Bicep builds the tables and
+// the DCR's streams from it (test/infra/bicep.test.ts), and here the records the app sends and the
+// local Logs Ingestion stand-in's stream are held to it. Log Analytics drops a column the table does
+// not have without a word, so a column added in the code and not in the table must fail here.
+
+const repo = join(__dirname, "..", "..");
+const tables = readTables(repo);
+const audit = tables.DatabricksAudit_CL!;
+
+/** Every column the record has and the table lacks, the other way round, or with a value of another type. */
+function columnMismatches(record: Record<string, unknown>, columns: readonly TableColumn[]): string[] {
+  const problems: string[] = [];
+  const declared = new Map(columns.map((column) => [column.name, column.type.toLowerCase()]));
+  for (const [name, value] of Object.entries(record)) {
+    const type = declared.get(name);
+    if (!type) {
+      problems.push(`${name} is sent but not a column of the table`);
+      continue;
+    }
+    if (value === null || value === undefined) continue;
+    const fits =
+      type === "string"
+        ? typeof value === "string"
+        : type === "datetime"
+          ? typeof value === "string" && !Number.isNaN(Date.parse(value))
+          : type === "int" || type === "long"
+            ? Number.isInteger(value)
+            : type === "real"
+              ? typeof value === "number"
+              : type === "boolean"
+                ? typeof value === "boolean"
+                : type === "dynamic";
+    if (!fits) problems.push(`${name} is sent as ${typeof value}, the column is ${type}`);
+  }
+  for (const name of declared.keys()) if (!(name in record)) problems.push(`${name} is a column the app never sends`);
+  return problems;
+}
+
+/** An event with every field set, so every column of its record carries a value of its type. */
+const event: AuditEvent = {
+  account_id: "acc-0000-1111",
+  workspace_id: "1234567890123456",
+  version: "2.0",
+  event_time: "2026-01-02T03:04:05.123456Z",
+  event_date: "2026-01-02",
+  source_ip_address: "10.1.2.3:443",
+  user_agent: "agent/1.0",
+  session_id: "session-1",
+  user_identity: { email: "alice@example.com", subject_name: "alice" },
+  service_name: "accounts",
+  action_name: "login",
+  request_id: "req-1",
+  request_params: { user: "alice@example.com" },
+  response: { status_code: 401, error_message: "denied", result: "failed" },
+  audit_level: "WORKSPACE_LEVEL",
+  event_id: "8d6b7a2e-0000-4000-8000-000000000001",
+  identity_metadata: { run_by: "alice@example.com", run_as: "bob@example.com" },
+};
+
+describe("infra/tables.json", () => {
+  it("declares both tables with unique columns, a TimeGenerated, and a stream named after each", () => {
+    expect(Object.keys(tables).sort()).toEqual(["DatabricksAuditAlerts_CL", "DatabricksAudit_CL"]);
+    for (const [name, table] of Object.entries(tables)) {
+      expect(table.stream, name).toBe(`Custom-${name.replace(/_CL$/, "")}`);
+      const names = table.columns.map((column) => column.name);
+      expect(new Set(names).size, name).toBe(names.length);
+      expect(table.columns.find((column) => column.name === "TimeGenerated")?.type, name).toBe("dateTime");
+      for (const column of table.columns)
+        expect(["string", "int", "long", "real", "boolean", "dateTime", "dynamic"], `${name}.${column.name}`).toContain(column.type);
+    }
+    expect(tables.DatabricksAuditAlerts_CL!.columns.map((column) => column.name)).toContain("AlertId");
+  });
+
+  it("has exactly the columns of the record the export sends to DatabricksAudit_CL, each with its type", () => {
+    const record = toSentinelRecord(event) as unknown as Record<string, unknown>;
+    expect(Object.keys(record).sort()).toEqual(audit.columns.map((column) => column.name).sort());
+    expect(columnMismatches(record, audit.columns)).toEqual([]);
+  });
+
+  it("reports a column the code sends and the table lacks, and a value of the wrong type", () => {
+    const record: Record<string, unknown> = { ...(toSentinelRecord(event) as unknown as Record<string, unknown>), ClusterId: "0102-abc" };
+    record.ResponseStatusCode = "401";
+    delete record.IdentityMetadata;
+    expect(columnMismatches(record, audit.columns)).toEqual([
+      "ResponseStatusCode is sent as string, the column is int",
+      "ClusterId is sent but not a column of the table",
+      "IdentityMetadata is a column the app never sends",
+    ]);
+  });
+
+  it("is the stream the local Logs Ingestion stand-in accepts", () => {
+    expect(DATABRICKS_AUDIT_STREAM_COLUMNS.map((column) => ({ name: column.name, type: column.type }))).toEqual(
+      audit.columns.map((column) => ({ name: column.name, type: column.type.toLowerCase() })),
+    );
+  });
+});
