@@ -138,7 +138,14 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     return value ? value : undefined;
   };
 
-  const databricks = readDatabricks(read, problems);
+  const sources = readSources(read("DATABRICKS_SOURCES"), problems);
+  const first = sources?.[0];
+  // DATABRICKS_SOURCES names the warehouses; the single-source settings, when also set, must agree with its first.
+  const databricks = readDatabricks((name) => {
+    if (first && name === "DATABRICKS_SERVER_HOSTNAME") return agreeing(name, read(name), first.serverHostname, problems);
+    if (first && name === "DATABRICKS_HTTP_PATH") return agreeing(name, read(name), first.httpPath, problems);
+    return read(name);
+  }, problems);
   const azureClientId = read("AZURE_CLIENT_ID");
   if (azureClientId && !GUID.test(azureClientId)) {
     problems.push(`AZURE_CLIENT_ID must be the client ID (a GUID) of a user-assigned managed identity; got '${azureClientId}'.`);
@@ -447,4 +454,73 @@ function splitList(value: string): string[] {
 /** Where a first run starts, given the clock. */
 export function resolveStart(start: ExportStart, nowMs: number): number {
   return start.kind === "at" ? start.us : (nowMs - start.ms) * 1000;
+}
+
+export interface SourceSettings {
+  name: string;
+  serverHostname: string;
+  httpPath: string;
+  workspaceIds?: string[];
+}
+
+const SOURCE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,39}$/;
+
+/**
+ * DATABRICKS_SOURCES: a JSON array of the SQL warehouses to read, one per region
+ * (`[{"name": "westeurope", "serverHostname": "...", "httpPath": "...", "workspaceIds": ["..."]}]`).
+ * Each problem names the source and the field. This version exports one warehouse per app: a
+ * list of several is refused rather than silently reading only the first.
+ */
+function readSources(value: string | undefined, problems: string[]): SourceSettings[] | undefined {
+  if (value === undefined) return undefined;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    problems.push(
+      `DATABRICKS_SOURCES must be a JSON array such as '[{"name": "westeurope", "serverHostname": "adb-1.7.azuredatabricks.net", "httpPath": "/sql/1.0/warehouses/abc"}]'; it is not valid JSON.`,
+    );
+    return undefined;
+  }
+  if (!Array.isArray(parsed) || parsed.length === 0) {
+    problems.push("DATABRICKS_SOURCES must be a non-empty JSON array of {name, serverHostname, httpPath, workspaceIds?} objects, one per SQL warehouse.");
+    return undefined;
+  }
+  const sources: SourceSettings[] = [];
+  const before = problems.length;
+  parsed.forEach((entry: unknown, index) => {
+    const source = (entry ?? {}) as Record<string, unknown>;
+    const label = typeof source.name === "string" && source.name ? `DATABRICKS_SOURCES source '${source.name}'` : `DATABRICKS_SOURCES[${index}]`;
+    if (typeof source.name !== "string" || !SOURCE_NAME.test(source.name))
+      problems.push(`${label}: name must be 1-40 letters, digits, '-' or '_', starting with a letter (e.g. 'westeurope').`);
+    if (typeof source.serverHostname !== "string" || !parseServerHostname(source.serverHostname)) {
+      problems.push(
+        `${label}: serverHostname must be the warehouse's server hostname, optionally with ':port', e.g. 'adb-1234567890123456.7.azuredatabricks.net'.`,
+      );
+    }
+    if (typeof source.httpPath !== "string" || !/^\/[A-Za-z0-9._~/-]+$/.test(source.httpPath))
+      problems.push(`${label}: httpPath must be a path such as '/sql/1.0/warehouses/1234567890abcdef'.`);
+    const ids = source.workspaceIds;
+    if (ids !== undefined && (!Array.isArray(ids) || !ids.every((id) => typeof id === "string" && WORKSPACE_ID.test(id)))) {
+      problems.push(`${label}: workspaceIds must be a list of numeric workspace IDs as strings, e.g. ["1234567890123456"].`);
+    }
+    sources.push(source as unknown as SourceSettings);
+  });
+  const names = sources.map((s) => s.name);
+  const repeated = names.filter((name, i) => names.indexOf(name) !== i);
+  if (repeated.length > 0) problems.push(`DATABRICKS_SOURCES: each source needs its own name; repeated: ${[...new Set(repeated)].join(", ")}.`);
+  if (problems.length === before && sources.length > 1) {
+    problems.push(
+      `DATABRICKS_SOURCES lists ${sources.length} warehouses (${names.join(", ")}), and this version exports one warehouse per app. List one, or deploy one app per region and set AUDIT_INCLUDE_ACCOUNT_LEVEL=false in all but one (account-level events appear in every region).`,
+    );
+  }
+  return problems.length === before ? sources : undefined;
+}
+
+/** A single-source setting next to DATABRICKS_SOURCES: absent, or the same as the first source's. */
+function agreeing(name: string, given: string | undefined, fromSources: string, problems: string[]): string {
+  if (given !== undefined && given !== fromSources) {
+    problems.push(`${name} ('${given}') and the first source of DATABRICKS_SOURCES ('${fromSources}') disagree: set one of them, or make them the same.`);
+  }
+  return fromSources;
 }

@@ -142,3 +142,36 @@ describe("the time budget and the Functions host's timeout", () => {
     expect(withHost({ EXPORT_QUERY_TIMEOUT: "5s" }, "00:30:00")[0]).toMatch(/EXPORT_QUERY_TIMEOUT must be an ISO-8601 duration/);
   });
 });
+
+describe("DATABRICKS_SOURCES", () => {
+  const source = { name: "westeurope", serverHostname: "adb-1234567890123456.7.azuredatabricks.net", httpPath: "/sql/1.0/warehouses/abcdef1234567890" };
+  const withSources = (sources: unknown, extra: Record<string, string> = {}) =>
+    problemsOf({ EXPORT_STORAGE_ACCOUNT_URL: minimal.EXPORT_STORAGE_ACCOUNT_URL, DATABRICKS_SOURCES: JSON.stringify(sources), ...extra });
+
+  it("takes one source as the warehouse, alone or next to the same single-source settings", () => {
+    expect(withSources([source])).toEqual([]);
+    expect(withSources([source], { DATABRICKS_SERVER_HOSTNAME: source.serverHostname, DATABRICKS_HTTP_PATH: source.httpPath })).toEqual([]);
+    const config = loadConfig({ EXPORT_STORAGE_ACCOUNT_URL: minimal.EXPORT_STORAGE_ACCOUNT_URL, DATABRICKS_SOURCES: JSON.stringify([source]) });
+    expect(config.databricks).toMatchObject({ host: "adb-1234567890123456.7.azuredatabricks.net", httpPath: source.httpPath });
+  });
+
+  it("names the source and the field of each problem", () => {
+    const problems = withSources([
+      { ...source, httpPath: "sql" },
+      { name: "9bad", serverHostname: "https://x y", httpPath: "/p", workspaceIds: [12] },
+    ]);
+    expect(problems.join("\n")).toMatch(/source 'westeurope': httpPath must be a path/);
+    expect(problems.join("\n")).toMatch(/source '9bad': name must be/);
+    expect(problems.join("\n")).toMatch(/source '9bad': serverHostname must be/);
+    expect(problems.join("\n")).toMatch(/source '9bad': workspaceIds must be a list of numeric workspace IDs/);
+    expect(withSources("nope")[0]).toMatch(/DATABRICKS_SOURCES must be a non-empty JSON array/);
+    expect(withSources([source], { DATABRICKS_HTTP_PATH: "/sql/1.0/warehouses/other" })[0]).toMatch(
+      /DATABRICKS_HTTP_PATH .* and the first source of DATABRICKS_SOURCES .* disagree/,
+    );
+  });
+
+  it("refuses several warehouses rather than silently reading only the first", () => {
+    const [problem] = withSources([source, { ...source, name: "eastus" }]);
+    expect(problem).toMatch(/lists 2 warehouses \(westeurope, eastus\), and this version exports one warehouse per app/);
+  });
+});
