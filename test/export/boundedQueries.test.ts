@@ -4,7 +4,7 @@ import type { ExportOptions } from "../../shared/export/engine";
 import type { AuditSource, ScanRequest } from "../../shared/export/ports";
 import { isExpiredResultLinkError } from "../../shared/databricks";
 import { auditRow, isoMicros } from "../support/auditRows";
-import { overriding, ALL_ROWS, archivedEvents, containerFor, expectExactlyOnce, exportOnce, ingestedRecords, startStack } from "../support/exportHarness";
+import { expectBothSinksOnce, overriding, ALL_ROWS, archivedEvents, containerFor, expectExactlyOnce, exportOnce, startStack } from "../support/exportHarness";
 
 /**
  * Bounded work per query: every query reads a slice bounded by time and by rows, a resumed
@@ -71,16 +71,7 @@ describe("bounded slices", () => {
     // The quiet 40 days took a handful of queries, not one per hour.
     const quietQueries = requests.filter((r) => r.after.timeUs >= (s.t0 + 2 * DAY) * 1000);
     expect(quietQueries.length).toBeLessThan(12);
-    expectExactlyOnce(
-      (await archivedEvents(s.container)).map((e) => e.event_id),
-      s.ids,
-      "blob",
-    );
-    expectExactlyOnce(
-      ingestedRecords(stack).map((r) => r.EventId),
-      s.ids,
-      "Log Analytics",
-    );
+    await expectBothSinksOnce(stack, s.container, s.ids);
   });
 
   it("re-reads a resumed batch with the run's own filter, in bounded queries", async () => {
@@ -188,15 +179,6 @@ describe("a query that fails in a way a new query fixes", () => {
     expect(failed).toBe(true);
     expect(summary.caughtUp).toBe(true);
     expect(warnings.some((w) => /issued again from the last event read: CloudFetch link has expired/.test(w))).toBe(true);
-    expectExactlyOnce(
-      (await archivedEvents(s.container)).map((e) => e.event_id),
-      s.ids,
-      "blob",
-    );
-    expectExactlyOnce(
-      ingestedRecords(stack).map((r) => r.EventId),
-      s.ids,
-      "Log Analytics",
-    );
+    await expectBothSinksOnce(stack, s.container, s.ids);
   });
 });

@@ -3,7 +3,16 @@ import type { SandboxStack } from "../../sandbox/stack";
 import { ConcurrentRunError, DeliveryError } from "../../shared/errors";
 import type { ExportOptions, ExportSummary } from "../../shared/export/engine";
 import { auditRow, isoMicros } from "../support/auditRows";
-import { ALL_ROWS, archivedEvents, containerFor, expectExactlyOnce, exportOnce, ingestedRecords, startStack } from "../support/exportHarness";
+import {
+  expectBothSinksOnce,
+  ALL_ROWS,
+  archivedEvents,
+  containerFor,
+  expectExactlyOnce,
+  exportOnce,
+  ingestedRecords,
+  startStack,
+} from "../support/exportHarness";
 
 /** Overlapping runs and failing sinks: partial failures re-send only what failed. */
 let stack: SandboxStack;
@@ -39,16 +48,7 @@ async function scenario(rowCount: number, bigEvery = 0) {
 }
 
 async function expectDelivered(s: Awaited<ReturnType<typeof scenario>>): Promise<void> {
-  expectExactlyOnce(
-    (await archivedEvents(s.container)).map((e) => e.event_id),
-    s.ids,
-    "blob",
-  );
-  expectExactlyOnce(
-    ingestedRecords(stack).map((r) => r.EventId),
-    s.ids,
-    "Log Analytics",
-  );
+  await expectBothSinksOnce(stack, s.container, s.ids);
 }
 
 describe("overlapping runs", () => {

@@ -6,9 +6,20 @@ import { LockLostError } from "../../shared/errors";
 import type { ExportOptions } from "../../shared/export/engine";
 import { StateConflictError, type ExportStore, type IngestionSink } from "../../shared/export/ports";
 import type { ExportState } from "../../shared/export/state";
-import { MAX_CALL_BYTES, type SentinelAuditRecord } from "../../shared/sentinelRecord";
+import type { SentinelAuditRecord } from "../../shared/sentinelRecord";
 import { auditRow, isoMicros } from "../support/auditRows";
-import { overriding, ALL_ROWS, archivedEvents, containerFor, expectExactlyOnce, exportOnce, ingestedRecords, startStack } from "../support/exportHarness";
+import {
+  expectAtMostCallsResent,
+  expectBothSinksOnce,
+  overriding,
+  ALL_ROWS,
+  archivedEvents,
+  containerFor,
+  expectExactlyOnce,
+  exportOnce,
+  ingestedRecords,
+  startStack,
+} from "../support/exportHarness";
 
 /**
  * Losing the lock is a failure, not a success: a run whose state write meets a 412 after it
@@ -137,16 +148,7 @@ describe("a 412 on a state write after the run held the lock", () => {
     const summary = await exportOnce({ stack, container: s.container, options: s.options, now: () => s.t0 + 2 * HOUR, wrapStore });
     expect(writes).toBeGreaterThan(4);
     expect(summary.caughtUp).toBe(true);
-    expectExactlyOnce(
-      (await archivedEvents(s.container)).map((e) => e.event_id),
-      s.ids,
-      "blob",
-    );
-    expectExactlyOnce(
-      ingestedRecords(stack).map((r) => r.EventId),
-      s.ids,
-      "Log Analytics",
-    );
+    await expectBothSinksOnce(stack, s.container, s.ids);
   });
 });
 
@@ -229,17 +231,3 @@ describe("a run that outlives its lock", () => {
     expect(STATE_BLOB).toBe("_state/export.json");
   });
 });
-
-/** No event lost; what was sent twice is at most `calls` Log Analytics calls' worth. */
-function expectAtMostCallsResent(records: SentinelAuditRecord[], expected: string[], calls: number): void {
-  const counts = new Map<string, number>();
-  const sizes = new Map<string, number>();
-  for (const record of records) {
-    counts.set(record.EventId, (counts.get(record.EventId) ?? 0) + 1);
-    sizes.set(record.EventId, Buffer.byteLength(JSON.stringify(record)));
-  }
-  expect(expected.filter((id) => !counts.has(id))).toEqual([]);
-  const duplicated = [...counts].filter(([, n]) => n > 1);
-  expect(duplicated.filter(([, n]) => n > 2)).toEqual([]);
-  expect(duplicated.reduce((bytes, [id]) => bytes + sizes.get(id)!, 0)).toBeLessThan(calls * MAX_CALL_BYTES);
-}

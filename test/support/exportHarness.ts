@@ -10,7 +10,7 @@ import type { ExportDeps, ExportOptions } from "../../shared/export/engine";
 import { runExport } from "../../shared/export/engine";
 import type { AuditSource, ExportStore, IngestionSink } from "../../shared/export/ports";
 import { LogsIngestionSink, type IngestionClientOptions } from "../../shared/logsIngestion";
-import type { SentinelAuditRecord } from "../../shared/sentinelRecord";
+import { MAX_CALL_BYTES, type SentinelAuditRecord } from "../../shared/sentinelRecord";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 
 /** Starts the local stack for one test file and points this process's managed identity at it. */
@@ -222,4 +222,36 @@ export function expectExactlyOnce(actualIds: readonly string[], expectedIds: rea
   const missing = expectedIds.filter((id) => !counts.has(id));
   const unexpected = [...counts.keys()].filter((id) => !expectedIds.includes(id));
   expect({ where, duplicated, missing: missing.length, unexpected: unexpected.length }).toEqual({ where, duplicated: [], missing: 0, unexpected: 0 });
+}
+
+/** Both sinks hold each expected event exactly once. */
+export async function expectBothSinksOnce(stack: SandboxStack, container: ContainerClient, expectedIds: readonly string[], where = ""): Promise<void> {
+  expectExactlyOnce(
+    (await archivedEvents(container)).map((e) => e.event_id),
+    expectedIds,
+    `blob${where}`,
+  );
+  expectExactlyOnce(
+    ingestedRecords(stack).map((r) => r.EventId),
+    expectedIds,
+    `Log Analytics${where}`,
+  );
+}
+
+/**
+ * Log Analytics lost nothing, and what it got twice fits in `calls` calls: the calls that were
+ * in flight when a run died or lost its lock (the API has no idempotency key).
+ */
+export function expectAtMostCallsResent(records: readonly SentinelAuditRecord[], expected: readonly string[], calls: number, where = ""): void {
+  const counts = new Map<string, number>();
+  const sizes = new Map<string, number>();
+  for (const record of records) {
+    counts.set(record.EventId, (counts.get(record.EventId) ?? 0) + 1);
+    sizes.set(record.EventId, Buffer.byteLength(JSON.stringify(record)));
+  }
+  const missing = expected.filter((id) => !counts.has(id)).length;
+  const duplicated = [...counts].filter(([, n]) => n > 1);
+  const unexpected = [...counts.keys()].filter((id) => !expected.includes(id)).length;
+  expect({ where, missing, unexpected, tripled: duplicated.filter(([, n]) => n > 2).length }).toEqual({ where, missing: 0, unexpected: 0, tripled: 0 });
+  expect(duplicated.reduce((bytes, [id]) => bytes + sizes.get(id)!, 0)).toBeLessThan(calls * MAX_CALL_BYTES);
 }
