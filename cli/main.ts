@@ -4,6 +4,8 @@ import { registerRunCommand } from "./runCommand";
 import { registerSandboxCommand } from "./sandboxCommand";
 import { registerDemoCommand } from "./demoCommand";
 import { registerCheckCommand } from "./checkCommand";
+import { registerDetectCommand } from "./detectCommand";
+import { registerDetectionsCommands } from "./detectionsCommand";
 
 const program = new Command()
   .name("dbx-audit")
@@ -14,6 +16,8 @@ const program = new Command()
 registerExportCommand(program);
 registerRunCommand(program);
 registerCheckCommand(program);
+registerDetectCommand(program);
+registerDetectionsCommands(program);
 registerSandboxCommand(program);
 registerDemoCommand(program);
 
