@@ -11,6 +11,7 @@ import { SYSTEM_TABLE_GRANTS_REMEDIATION } from "./remediation";
 import { ConfigError, describeError, ensureError, redactSecrets, statusOf } from "./errors";
 import type { ExportState } from "./exportState";
 import { LOGS_INGESTION_SCOPE, LogsIngestionSink } from "./logsIngestion";
+import { detectionsStateCheck } from "./detections/health";
 
 /**
  * The prerequisite checks behind the `checkPrerequisites` HTTP function and `dbx-audit check`.
@@ -32,6 +33,7 @@ export const CHECK_NAMES = [
   "blob_container",
   "logs_ingestion",
   "export_freshness",
+  "detections_state",
 ] as const;
 
 export type CheckName = (typeof CHECK_NAMES)[number];
@@ -167,6 +169,12 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
     } else {
       record(await exportFreshnessCheck(new BlobExportStore(container), config!.schedule, now(), budget));
     }
+    const blobUsable = container && blob.status !== "FAIL";
+    record(
+      blobUsable
+        ? await detectionsStateCheck(container!, settings, now())
+        : skipped("detections_state", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"),
+    );
   };
 
   const logsChain = async (): Promise<void> => {

@@ -81,6 +81,7 @@ describe("checkPrerequisites (HTTP)", () => {
       "blob_container",
       "logs_ingestion",
       "export_freshness",
+      "detections_state",
     ]);
     for (const check of body.checks) expect(Object.keys(check).sort()).toEqual(["detail", "name", "remediation", "status"]);
     // No export has run in a fresh sandbox: freshness WARNs, which is not a failure.

@@ -151,6 +151,7 @@ describe("runChecks without any settings (no I/O is possible, none is attempted)
       "blob_container",
       "logs_ingestion",
       "export_freshness",
+      "detections_state",
     ]);
     const byName = Object.fromEntries(report.checks.map((c) => [c.name, c]));
     expect(byName.configuration!.status).toBe("FAIL");
