@@ -158,8 +158,16 @@ function textOrNull(value: unknown): string | null {
 }
 
 function texts(value: unknown): string[] {
+  // Arrays arrive as arrays from Arrow results; a driver set to return complex types as JSON text sends a string.
+  if (typeof value === "string") {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      return [];
+    }
+  }
   if (!Array.isArray(value)) return [];
-  return value
+  return (value as unknown[])
     .filter((v) => v !== null && v !== undefined)
     .map(String)
     .sort()

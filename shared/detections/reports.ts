@@ -59,7 +59,7 @@ export const REPORTS: readonly Report[] = [
     name: "databricks_access_to_customer_workspaces_last_90_days",
     description: "Databricks support access to workspaces: who, approved by whom, for how long and why.",
     sql:
-      `SELECT event_time, workspace_id, user_identity.email AS email, request_params['user'] AS user, request_params['approver'] AS approver, ` +
+      `SELECT event_time, workspace_id, user_identity.email AS email, request_params['user'] AS support_user, request_params['approver'] AS approver, ` +
       `request_params['duration'] AS duration, request_params['reason'] AS reason FROM ${AUDIT_TABLE} WHERE ${RANGE} AND action_name = 'databricksAccess' ORDER BY event_time DESC`,
   },
   {
@@ -82,7 +82,11 @@ export const REPORTS: readonly Report[] = [
     seedEntry: 23,
     name: "access_to_secrets_last_90_days",
     description: "Secrets read per day, user, workspace, scope and key, System-User excluded.",
-    sql: daily("event_date, user_identity.email AS email, workspace_id, request_params['scope'] AS scope, request_params['key'] AS key", SECRETS_FILTER, 5),
+    sql: daily(
+      "event_date, user_identity.email AS email, workspace_id, request_params['scope'] AS scope, request_params['key'] AS secret_key",
+      SECRETS_FILTER,
+      5,
+    ),
   },
   {
     seedEntry: 26,

@@ -123,7 +123,7 @@ export async function runDetections(options: DetectionsRunOptions, deps: Detecti
     const known = new Set([...Object.keys(state.raised), ...state.pending.map((p) => p.alert.alert_id)]);
     for (const detection of options.detections) {
       if (!detection.enabled) continue;
-      const outcome = await evaluateOne(detection, state, known, options, deps, endUs);
+      const outcome = await evaluateOne(detection, state, known, options, deps);
       summary.detections.push(outcome);
       summary.windowsEvaluated += outcome.windows;
       summary.alertsRaised += outcome.alerts;
@@ -168,7 +168,6 @@ async function evaluateOne(
   known: Set<string>,
   options: DetectionsRunOptions,
   deps: DetectionsRunDeps,
-  endUs: number,
 ): Promise<DetectionOutcome> {
   const progress = (state.detections[detection.name] ??= {});
   const positionUs = progress.evaluatedUntil ? parseTimestampMicros(progress.evaluatedUntil) : undefined;
@@ -180,7 +179,7 @@ async function evaluateOne(
     lateHorizonMs: options.lateHorizonMs,
   });
   const outcome: DetectionOutcome = { name: detection.name, windows: 0, alerts: 0, warehouseMs: 0 };
-  if (!plan || plan.toUs > endUs) return outcome;
+  if (!plan) return outcome;
   let fresh: AlertLine[];
   try {
     const evaluation = await evaluateDetection(deps.source, detection, plan, options.workspaceIds, deps.now);
