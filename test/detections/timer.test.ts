@@ -240,7 +240,8 @@ describe("runDetections (timer function)", () => {
     const hourAgo = Math.floor(Date.now() / HOUR) * HOUR - 2 * HOUR;
     await stack.warehouse.appendRows(failedLogins("timer@example.com", hourAgo + 60_000, 3));
     stack.logsIngestion.reset();
-    process.env = { ...savedEnv, ...envFor("det-function") };
+    // The export's service and workspace filters do not narrow the detections.
+    process.env = { ...savedEnv, ...envFor("det-function"), AUDIT_SERVICES: "clusters", DATABRICKS_WORKSPACE_IDS: "9999999999999999" };
     const { context, lines } = invocation();
     await runDetectionsFunction(timer, context);
     const summaries = lines.filter((l) => l.text.startsWith("detections until"));
