@@ -10,7 +10,7 @@ import {
   SECRETS_FILTER,
   UC_DATA_ACTIONS,
   UC_DATA_DENIED_FILTER,
-} from "./catalog";
+} from "./facts";
 import { SOURCE_IP_SQL, METASTORE_SQL } from "./sql";
 import type { Report } from "./types";
 
