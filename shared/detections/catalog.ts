@@ -217,6 +217,7 @@ const ENTRIES: Entry[] = [
     technique: "T1555.006",
     filter: SECRETS_FILTER,
     measure: "count(DISTINCT concat_ws('/', request_params['scope'], request_params['key']))",
+    measureNote: "distinct secrets (scope/key) read",
     operator: ">=",
     threshold: 10,
   },
@@ -229,6 +230,7 @@ const ENTRIES: Entry[] = [
     technique: "T1021",
     filter: "user_identity.email NOT IN ('System-User', 'unknown')",
     measure: "count(DISTINCT workspace_id)",
+    measureNote: "distinct workspaces",
     windowMinutes: DAY,
     operator: ">=",
     threshold: 5,
@@ -281,6 +283,7 @@ const ENTRIES: Entry[] = [
       `CASE WHEN count(CASE WHEN ${IS_READ} THEN 1 END) > 20 AND count(CASE WHEN ${IS_WRITE} THEN 1 END) > 20` +
       ` THEN array_size(array_except(collect_set(CASE WHEN ${IS_WRITE} THEN ${UC_LOCATION} END), collect_set(CASE WHEN ${IS_READ} THEN ${UC_LOCATION} END)))` +
       ` ELSE 0 END`,
+    measureNote: "distinct locations written but not read, once the user has more than 20 reads and more than 20 writes (else 0)",
     groupBy: ["email", "metastore_id"],
     operator: ">",
     threshold: 0,

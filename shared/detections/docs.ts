@@ -21,7 +21,9 @@ export function renderDetectionsDoc(): string {
       d.origin === "seed" ? `seed #${d.seedEntry}` : "Sentinel",
     ].join(" | "),
   );
-  const measures = BUILT_IN_DETECTIONS.filter((d) => d.measure).map((d) => `- \`${d.name}\`: the threshold applies to \`${d.measure}\`.`);
+  const measures = BUILT_IN_DETECTIONS.filter((d) => d.measure).map(
+    (d) => `- \`${d.name}\`: the threshold applies to ${d.measureNote ?? `\`${d.measure}\``}, not to the events' count.`,
+  );
   const reports = REPORTS.map((r) => `| \`${r.name}\` | ${cell(r.description)} | seed #${r.seedEntry} |`);
   return [
     "<!-- Generated from shared/detections/catalog.ts by `npm run docs:detections`; do not edit by hand. -->",

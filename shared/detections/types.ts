@@ -38,6 +38,8 @@ export interface Detection {
   filter: string;
   /** A SQL aggregate compared with the threshold; default `count(*)`. */
   measure?: string;
+  /** What the measure counts, in words (for the docs). */
+  measureNote?: string;
   operator: ThresholdOperator;
   threshold: number;
   windowMinutes: number;
