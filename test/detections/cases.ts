@@ -1,4 +1,5 @@
-import type { AuditRow } from "../support/auditRows";
+import { BUILT_IN_DETECTIONS } from "../../shared/detections/catalog";
+import { auditRow, isoMicros, type AuditRow } from "../support/auditRows";
 
 /**
  * Per detection: rows that must raise exactly one alert (at the threshold's boundary: T+1
@@ -359,4 +360,56 @@ function readWrite(k: VariantKey, i: number, writeTo: (j: number) => string): Au
     action_name: "generateTemporaryTableCredential",
     ...params(k, { operation: reading ? "READ" : "READ_WRITE", table_full_name: reading ? `cat.sch.r${j}` : writeTo(j) }),
   };
+}
+
+export interface CaseRows {
+  testCase: DetectionCase;
+  variant: Variant;
+  fires: boolean;
+  rows: AuditRow[];
+  eventIds: Set<string>;
+}
+
+/**
+ * Every variant's rows on one UTC day, each variant with its own principal, source IP,
+ * workspace and metastore: hourly detections' rows in 10:00-10:59, day detections' spread over
+ * the day (every 25 minutes).
+ */
+export function buildCaseRows(dayMs: number): CaseRows[] {
+  const out: CaseRows[] = [];
+  let serial = 0;
+  for (const testCase of CASES) {
+    const daily = BUILT_IN_DETECTIONS.find((d) => d.name === testCase.detection)?.windowMinutes === 1440;
+    for (const [fires, variants] of [
+      [true, testCase.fires],
+      [false, testCase.misses],
+    ] as const) {
+      for (const variant of variants) {
+        serial += 1;
+        const n = String(serial).padStart(4, "0");
+        const key: VariantKey = {
+          email: `case${n}@example.com`,
+          ip: `10.${Math.floor(serial / 250)}.${serial % 250}.7`,
+          workspace: `7${n.padStart(15, "0")}`,
+          metastore: `metastore-${n}`,
+        };
+        const rows = Array.from({ length: variant.n }, (_, i) => {
+          const timeMs = daily ? dayMs + i * 25 * 60_000 + serial : dayMs + 10 * 3_600_000 + i * 60_000 + serial;
+          const base = auditRow(isoMicros(timeMs * 1000), {
+            workspace_id: key.workspace,
+            source_ip_address: `${key.ip}:${40000 + i}`,
+            user_identity: { email: key.email, subject_name: null },
+          });
+          return { ...base, ...variant.row(key, i, timeMs) };
+        });
+        out.push({ testCase, variant, fires, rows, eventIds: new Set(rows.map((r) => r.event_id as string)) });
+      }
+    }
+  }
+  return out;
+}
+
+/** The alerts that belong to a variant: those sampling its events. */
+export function alertsOfVariant<T extends { detection: string; sample_event_ids: string[] }>(alerts: readonly T[], rows: CaseRows): T[] {
+  return alerts.filter((a) => a.detection === rows.testCase.detection && a.sample_event_ids.some((id) => rows.eventIds.has(id)));
 }

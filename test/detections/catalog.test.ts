@@ -6,9 +6,8 @@ import type { AlertLine } from "../../shared/detections/alerts";
 import { BUILT_IN_DETECTIONS } from "../../shared/detections/catalog";
 import { evaluateDetection } from "../../shared/detections/evaluate";
 import { REPORTS, reportQuery } from "../../shared/detections/reports";
-import { auditRow, isoMicros, type AuditRow } from "../support/auditRows";
 import { hostOf, startStack } from "../support/exportHarness";
-import { CASES, type Variant, type VariantKey } from "./cases";
+import { alertsOfVariant, buildCaseRows, CASES, type Variant } from "./cases";
 
 /**
  * Every built-in detection against the SQL warehouse stand-in through the real driver: each
@@ -18,54 +17,19 @@ import { CASES, type Variant, type VariantKey } from "./cases";
 let stack: SandboxStack;
 let warehouse: Warehouse;
 const DAY = Date.parse("2025-10-01T00:00:00Z");
-const HOUR = DAY + 10 * 3_600_000;
-const alertsByDetection = new Map<string, AlertLine[]>();
-const idsByVariant = new Map<Variant, Set<string>>();
-let serial = 0;
-
-function keyFor(): VariantKey {
-  serial += 1;
-  const n = String(serial).padStart(4, "0");
-  return {
-    email: `case${n}@example.com`,
-    ip: `10.${Math.floor(serial / 250)}.${serial % 250}.7`,
-    workspace: `7${n.padStart(15, "0")}`,
-    metastore: `metastore-${n}`,
-  };
-}
-
-function rowsFor(variant: Variant, daily: boolean): AuditRow[] {
-  const key = keyFor();
-  return Array.from({ length: variant.n }, (_, i) => {
-    const timeMs = daily ? DAY + i * 25 * 60_000 + serial : HOUR + i * 60_000 + serial;
-    const base = auditRow(isoMicros(timeMs * 1000), {
-      workspace_id: key.workspace,
-      source_ip_address: `${key.ip}:${40000 + i}`,
-      user_identity: { email: key.email, subject_name: null },
-    });
-    return { ...base, ...variant.row(key, i, timeMs) };
-  });
-}
+const caseRows = buildCaseRows(DAY);
+const alerts: AlertLine[] = [];
 
 beforeAll(async () => {
   stack = await startStack();
-  const rows: AuditRow[] = [];
-  for (const testCase of CASES) {
-    const detection = BUILT_IN_DETECTIONS.find((d) => d.name === testCase.detection);
-    for (const variant of [...testCase.fires, ...testCase.misses]) {
-      const variantRows = rowsFor(variant, detection?.windowMinutes === 1440);
-      idsByVariant.set(variant, new Set(variantRows.map((r) => r.event_id as string)));
-      rows.push(...variantRows);
-    }
-  }
-  await stack.warehouse.appendRows(rows);
+  await stack.warehouse.appendRows(caseRows.flatMap((c) => c.rows));
   warehouse = await Warehouse.connect(
     { ...hostOf(stack), httpPath: stack.contract.databricks.httpPath, scope: DATABRICKS_DEFAULT_SCOPE, accessToken: stack.contract.databricks.token },
     undefined,
   );
   for (const detection of BUILT_IN_DETECTIONS) {
     const evaluation = await evaluateDetection(warehouse, detection, { fromUs: DAY * 1000, toUs: (DAY + 86_400_000) * 1000 }, [], Date.now);
-    alertsByDetection.set(detection.name, evaluation.alerts);
+    alerts.push(...evaluation.alerts);
   }
 });
 
@@ -74,9 +38,11 @@ afterAll(async () => {
   await stack?.close();
 });
 
-function alertsOf(detection: string, variant: Variant): AlertLine[] {
-  const ids = idsByVariant.get(variant)!;
-  return (alertsByDetection.get(detection) ?? []).filter((alert) => alert.sample_event_ids.some((id) => ids.has(id)));
+function alertsOf(variant: Variant): AlertLine[] {
+  return alertsOfVariant(
+    alerts,
+    caseRows.find((c) => c.variant === variant)!,
+  );
 }
 
 describe("the built-in catalog on the SQL warehouse stand-in", () => {
@@ -88,13 +54,13 @@ describe("the built-in catalog on the SQL warehouse stand-in", () => {
     const detection = BUILT_IN_DETECTIONS.find((d) => d.name === testCase.detection)!;
 
     it.each(testCase.fires.map((v) => [v.why, v] as const))("fires once on %s", (_why, variant) => {
-      const alerts = alertsOf(testCase.detection, variant);
-      expect(alerts).toHaveLength(1);
-      const alert = alerts[0]!;
+      const found = alertsOf(variant);
+      expect(found).toHaveLength(1);
+      const alert = found[0]!;
       expect(alert.count).toBe(variant.n);
       expect(alert.value > detection.threshold || (detection.operator === ">=" && alert.value === detection.threshold)).toBe(true);
       expect(alert.sample_event_ids.length).toBe(Math.min(10, variant.n));
-      expect([...alert.sample_event_ids].every((id) => idsByVariant.get(variant)!.has(id))).toBe(true);
+      expect(alert.sample_event_ids.every((id) => caseRows.find((c) => c.variant === variant)!.eventIds.has(id))).toBe(true);
       expect(alert).toMatchObject({ detection: detection.name, severity: detection.severity, tactic: detection.tactic, technique: detection.technique });
       if (detection.groupBy.includes("email")) {
         expect(alert.email).toBeTruthy();
@@ -106,12 +72,12 @@ describe("the built-in catalog on the SQL warehouse stand-in", () => {
     });
 
     it.each(testCase.misses.map((v) => [v.why, v] as const))("does not fire on %s", (_why, variant) => {
-      expect(alertsOf(testCase.detection, variant)).toEqual([]);
+      expect(alertsOf(variant)).toEqual([]);
     });
   });
 
   it("strips the port from source IPs and lists the principals involved", () => {
-    const alert = alertsByDetection.get("ip_access_list_failures")![0]!;
+    const alert = alerts.find((a) => a.detection === "ip_access_list_failures")!;
     expect(alert.source_ip).toMatch(/^10\.\d+\.\d+\.7$/);
     expect(alert.source_ips).toEqual([alert.source_ip]);
     expect(alert.principals).toEqual([alert.email]);

@@ -11,6 +11,7 @@ import type { DetectionsRunSummary } from "../../shared/detections/runner";
 import { DETECTIONS_STATE_BLOB, parseDetectionsState } from "../../shared/detections/state";
 import { ConcurrentRunError, ConfigError } from "../../shared/errors";
 import { auditRow, isoMicros, type AuditRow } from "../support/auditRows";
+import { alertsOfVariant, buildCaseRows } from "./cases";
 import { containerFor, startStack } from "../support/exportHarness";
 
 /**
@@ -144,6 +145,32 @@ describe("runDetections cycle", () => {
     const blobNames: string[] = [];
     for await (const blob of container.listBlobsFlat({ prefix: "alerts/" })) blobNames.push(blob.name);
     expect(blobNames.some((n) => n.startsWith("alerts/date=2025-10-02/hour=10/repeated_failed_login_attempts-"))).toBe(true);
+  });
+
+  it("raises each detection's alert once over three runs, half of the cases' rows arriving late", async () => {
+    const day = Date.parse("2025-10-20T00:00:00Z");
+    const cases = buildCaseRows(day);
+    // Every other firing case arrives late, after the second run evaluated its hours; the near misses come on time.
+    const late = cases.filter((c, i) => c.fires && i % 2 === 1);
+    await stack.warehouse.appendRows(cases.filter((c) => !late.includes(c)).flatMap((c) => c.rows));
+    stack.logsIngestion.reset();
+    const summaries = [await cycle("det-catalog", day + 23 * HOUR + 20 * 60_000), await cycle("det-catalog", day + 24 * HOUR + 20 * 60_000)];
+    await stack.warehouse.appendRows(late.flatMap((c) => c.rows));
+    summaries.push(await cycle("det-catalog", day + 25 * HOUR + 20 * 60_000));
+    expect(summaries.flatMap((s) => s.failures)).toEqual([]);
+    expect(summaries[1]!.alertsRaised).toBe(0);
+
+    const inBlob = await blobAlerts(containerFor(stack, "det-catalog"));
+    expectNoDuplicates(inBlob.map((a) => a.alert_id));
+    expect(
+      ingestedAlerts()
+        .map((r) => r.AlertId)
+        .sort(),
+    ).toEqual(inBlob.map((a) => a.alert_id).sort());
+    for (const c of cases) {
+      expect(alertsOfVariant(inBlob, c), `${c.testCase.detection}: ${c.variant.why}`).toHaveLength(c.fires ? 1 : 0);
+    }
+    expect(summaries[2]!.alertsRaised).toBeGreaterThanOrEqual(late.length);
   });
 
   it("keeps alerts Log Analytics refused pending, fails, and delivers them once on the next run", async () => {
