@@ -5,6 +5,8 @@ import { registerSandboxCommand } from "./sandboxCommand";
 import { registerDemoCommand } from "./demoCommand";
 import { registerCheckCommand } from "./checkCommand";
 import { registerRedriveCommand } from "./redriveCommand";
+import { registerDetectCommand } from "./detectCommand";
+import { registerDetectionsCommands } from "./detectionsCommand";
 
 const program = new Command()
   .name("dbx-audit")
@@ -16,6 +18,8 @@ registerExportCommand(program);
 registerRunCommand(program);
 registerCheckCommand(program);
 registerRedriveCommand(program);
+registerDetectCommand(program);
+registerDetectionsCommands(program);
 registerSandboxCommand(program);
 registerDemoCommand(program);
 

@@ -5,6 +5,7 @@ import { promisify } from "node:util";
 import { gunzip as gunzipCallback } from "node:zlib";
 import { closeServer, listenOnLoopback } from "./net";
 import { AUDIENCE, checkBearerJwt } from "./tokens";
+import tables from "../infra/tables.json";
 
 /**
  * An HTTPS stand-in for the Azure Monitor Logs Ingestion API (a data collection endpoint with
@@ -26,31 +27,23 @@ export interface StreamColumn {
 }
 
 export const DEFAULT_STREAM_NAME = "Custom-DatabricksAudit";
+export const ALERTS_STREAM_NAME = "Custom-DatabricksAuditAlerts";
+
+/**
+ * Every stream infra/tables.json declares (the one source of truth the Bicep and the app's
+ * records share), with its columns' types in lower case, as a DCR's stream declaration spells them.
+ */
+export const STREAMS_FROM_TABLES: Readonly<Record<string, readonly StreamColumn[]>> = Object.freeze(
+  Object.fromEntries(
+    Object.values(tables.tables).map((table) => [
+      table.stream,
+      Object.freeze(table.columns.map((c): StreamColumn => ({ name: c.name, type: c.type.toLowerCase() as ColumnType }))),
+    ]),
+  ),
+);
 
 /** The Sentinel solution's DatabricksAudit_CL columns, plus EventId and IdentityMetadata. */
-export const DATABRICKS_AUDIT_STREAM_COLUMNS: readonly StreamColumn[] = Object.freeze([
-  { name: "TimeGenerated", type: "datetime" },
-  { name: "EventTime", type: "datetime" },
-  { name: "SchemaVersion", type: "string" },
-  { name: "AuditLevel", type: "string" },
-  { name: "AccountId", type: "string" },
-  { name: "WorkspaceId", type: "string" },
-  { name: "ServiceName", type: "string" },
-  { name: "ActionName", type: "string" },
-  { name: "RequestId", type: "string" },
-  { name: "SessionId", type: "string" },
-  { name: "SourceIPAddress", type: "string" },
-  { name: "UserAgent", type: "string" },
-  { name: "UserEmail", type: "string" },
-  { name: "UserSubjectName", type: "string" },
-  { name: "UserIdentity", type: "dynamic" },
-  { name: "RequestParams", type: "dynamic" },
-  { name: "ResponseStatusCode", type: "int" },
-  { name: "ResponseErrorMessage", type: "string" },
-  { name: "ResponseResult", type: "string" },
-  { name: "EventId", type: "string" },
-  { name: "IdentityMetadata", type: "dynamic" },
-] satisfies StreamColumn[]);
+export const DATABRICKS_AUDIT_STREAM_COLUMNS: readonly StreamColumn[] = STREAMS_FROM_TABLES[DEFAULT_STREAM_NAME]!;
 
 export interface IngestionFaults {
   /** The next `calls` calls get 429 with `Retry-After` (default 1 s). */

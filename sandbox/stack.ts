@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { startAzurite, type AzuriteBlob } from "./azurite";
 import { startIdentityEndpoint, type IdentityEndpoint } from "./identityEndpoint";
-import { startLogsIngestion, type LogsIngestion } from "./logsIngestion";
+import { ALERTS_STREAM_NAME, DEFAULT_STREAM_NAME, STREAMS_FROM_TABLES, startLogsIngestion, type LogsIngestion } from "./logsIngestion";
 import type { SqlWarehouse } from "./sqlWarehouse/server";
 import { ensureLocalTls } from "./tls";
 import { regionName, startWarehouses, type WarehouseGroup } from "./warehouses";
@@ -92,7 +92,11 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
   // Start everything at once; if one part fails, stop the parts that did start.
   const started = await Promise.allSettled([
     startIdentityEndpoint(),
-    startLogsIngestion({ tls: { cert: tls.cert, key: tls.key } }),
+    // Both streams of infra/tables.json, the audit stream first (it is the contract's streamName).
+    startLogsIngestion({
+      tls: { cert: tls.cert, key: tls.key },
+      streams: { [DEFAULT_STREAM_NAME]: STREAMS_FROM_TABLES[DEFAULT_STREAM_NAME]!, [ALERTS_STREAM_NAME]: STREAMS_FROM_TABLES[ALERTS_STREAM_NAME]! },
+    }),
     startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
     startWarehouses(Math.max(1, eventsFiles.length), { tls: { cert: tls.cert, key: tls.key }, token, noGrantToken }),
   ] as const);
@@ -164,6 +168,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         LOGS_INGESTION_ENDPOINT: logsIngestion.endpoint,
         LOGS_INGESTION_RULE_ID: logsIngestion.ruleId,
         LOGS_INGESTION_STREAM: logsIngestion.streamName,
+        LOGS_INGESTION_ALERTS_STREAM: ALERTS_STREAM_NAME,
         EXPORT_START: exportStart,
         NODE_EXTRA_CA_CERTS: tls.caCertPath,
         DATABRICKS_TELEMETRY_DISABLED: "true",

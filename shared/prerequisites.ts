@@ -12,6 +12,7 @@ import { ConfigError, describeError, ensureError, redactSecrets, statusOf } from
 import type { ExportState } from "./export/state";
 import { LOGS_INGESTION_SCOPE, LogsIngestionSink } from "./logsIngestion";
 import { assessLogAnalyticsLag } from "./checks/logAnalyticsLag";
+import { detectionsStateCheck } from "./detections/health";
 
 /**
  * The prerequisite checks behind the `checkPrerequisites` HTTP function and `dbx-audit check`.
@@ -34,6 +35,7 @@ export const CHECK_NAMES = [
   "logs_ingestion",
   "export_freshness",
   "log_analytics_lag",
+  "detections_state",
 ] as const;
 
 export type CheckName = (typeof CHECK_NAMES)[number];
@@ -169,6 +171,12 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
       record(freshness ?? configSkip("export_freshness", ["schedule"])!);
       record(lag);
     }
+    const blobUsable = container && blob.status !== "FAIL";
+    record(
+      blobUsable
+        ? await detectionsStateCheck(container!, settings, now())
+        : skipped("detections_state", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"),
+    );
   };
 
   const logsChain = async (): Promise<void> => {

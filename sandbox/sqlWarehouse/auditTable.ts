@@ -592,8 +592,15 @@ export const BRIDGE_MACROS: readonly string[] = [
   "CREATE MACRO spark_date_sub(d, n) AS CAST(CAST(d AS DATE) - CAST(n AS INTEGER) AS DATE)",
   "CREATE MACRO spark_datediff(a, b) AS CAST(CAST(a AS DATE) - CAST(b AS DATE) AS INTEGER)",
   "CREATE MACRO nvl(a, b) AS coalesce(a, b)",
-  "CREATE MACRO collect_list(x) AS list(x)",
-  "CREATE MACRO collect_set(x) AS list(DISTINCT x)",
+  // collect_list / collect_set skip NULLs in Spark (DuckDB's list() keeps them): a group whose
+  // values are all NULL gives an empty array in both.
+  "CREATE MACRO collect_list(x) AS list_filter(list(x), v -> v IS NOT NULL)",
+  "CREATE MACRO collect_set(x) AS list_filter(list(DISTINCT x), v -> v IS NOT NULL)",
+  // Arrays as the detections use them: slice(a, start, length) with a 1-based start, array_size,
+  // and array_except (the distinct elements of a that are not in b).
+  "CREATE MACRO slice(a, s, n) AS list_slice(a, s, s + n - 1)",
+  "CREATE MACRO array_size(a) AS CAST(len(a) AS INTEGER)",
+  "CREATE MACRO array_except(a, b) AS list_distinct(list_filter(a, x -> NOT list_contains(b, x)))",
   // size(): on maps (the only collection in the table); DuckDB has no one function for maps and lists.
   "CREATE MACRO spark_size(c) AS coalesce(CAST(len(map_keys(c)) AS INTEGER), -1)",
   // timestampadd(UNIT, n, ts) / timestampdiff(UNIT, a, b): the rewrite passes UNIT as a string.

@@ -82,6 +82,7 @@ describe("checkPrerequisites (HTTP)", () => {
       "logs_ingestion",
       "export_freshness",
       "log_analytics_lag",
+      "detections_state",
     ]);
     for (const check of body.checks) expect(Object.keys(check).sort()).toEqual(["detail", "name", "remediation", "status"]);
     // No export has run in a fresh sandbox: freshness WARNs, which is not a failure.

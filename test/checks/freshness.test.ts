@@ -152,6 +152,7 @@ describe("runChecks without any settings (no I/O is possible, none is attempted)
       "logs_ingestion",
       "export_freshness",
       "log_analytics_lag",
+      "detections_state",
     ]);
     const byName = Object.fromEntries(report.checks.map((c) => [c.name, c]));
     expect(byName.configuration!.status).toBe("FAIL");

@@ -5,6 +5,7 @@ import { DEVSTORE_KEY } from "../../sandbox/azurite";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 import { BlobExportStore, STATE_BLOB } from "../../shared/blobStore";
 import { initialState, type ExportState } from "../../shared/export/state";
+import { DETECTIONS_STATE_BLOB, initialDetectionsState } from "../../shared/detections/state";
 import { runChecks, type CheckName, type CheckReport, type CheckResult } from "../../shared/prerequisites";
 import { auditRow, isoMicros } from "../support/auditRows";
 
@@ -66,6 +67,17 @@ async function writeState(fields: Partial<ExportState> | null): Promise<void> {
   await store.writeState({ ...initialState(), ...fields }, current?.etag ?? null);
 }
 
+/** A detections state whose every detection evaluated up to `untilMs`. */
+async function writeDetectionsState(untilMs: number): Promise<void> {
+  const state = initialDetectionsState();
+  state.detections.repeated_failed_login_attempts = { evaluatedUntil: new Date(untilMs).toISOString() };
+  const blob = BlobServiceClient.fromConnectionString(stack.contract.storage.connectionString)
+    .getContainerClient(stack.contract.storage.container)
+    .getBlockBlobClient(DETECTIONS_STATE_BLOB);
+  const body = JSON.stringify(state);
+  await blob.upload(body, body.length);
+}
+
 const hoursAgo = (hours: number): string => new Date(Date.now() - hours * 3_600_000).toISOString();
 
 function expectNoSecrets(report: CheckReport): void {
@@ -92,6 +104,7 @@ describe("runChecks against the local stack", () => {
 
   it("passes every check on a good setup, without adding rows to Log Analytics or touching the state blob", async () => {
     await writeState({ lastRunAt: hoursAgo(0.2), lastSuccessAt: hoursAgo(0.2) });
+    await writeDetectionsState(Math.floor(Date.now() / 3_600_000) * 3_600_000);
     const before = await store.readState();
     const received = stack.logsIngestion.received().length;
 
@@ -99,7 +112,7 @@ describe("runChecks against the local stack", () => {
 
     expect(report.checks.filter((c) => c.status !== "PASS")).toEqual([]);
     expect(report.status).toBe("PASS");
-    expect(report.checks).toHaveLength(10);
+    expect(report.checks).toHaveLength(11);
     const checks = byName(report);
     expect(checks.azure_authentication.detail).toMatch(/Databricks .*token obtained/);
     expect(checks.workspace_filter.detail).toContain(`${ACTIVE_WORKSPACE}: 3`);
@@ -107,7 +120,7 @@ describe("runChecks against the local stack", () => {
     expect(stack.logsIngestion.received().length).toBe(received);
     expect(stack.logsIngestion.stats().records).toBe(received);
     // The probe blob is gone, and the state blob is untouched.
-    expect((await store.listNames("_state/")).filter((n) => n !== STATE_BLOB && !n.startsWith("_state/ledger/"))).toEqual([]);
+    expect((await store.listNames("_state/")).filter((n) => n !== STATE_BLOB && n !== DETECTIONS_STATE_BLOB && !n.startsWith("_state/ledger/"))).toEqual([]);
     expect((await store.readState())?.etag).toBe(before?.etag);
     expect(report.durationMs).toBeLessThan(30_000);
     expectNoSecrets(report);

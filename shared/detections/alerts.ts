@@ -1,0 +1,175 @@
+import { createHash } from "node:crypto";
+import { microsToIso, utcDateOf } from "../timestamps";
+import type { DetectionRow } from "./sql";
+import type { Detection, GroupField } from "./types";
+import { MICROS_PER_MINUTE } from "./windows";
+
+/**
+ * Alerts: one per (detection, window, group) whose measure passed the threshold. The id is a
+ * hash of the detection's name, the window's bounds and the canonical group key, so the same
+ * window and group always give the same id: re-evaluating never makes a second alert, and a
+ * late row can still make the first.
+ */
+
+/** An alert as the Blob JSONL and `dbx-audit detect --output` write it (snake_case). */
+export interface AlertLine {
+  alert_id: string;
+  detection: string;
+  description: string;
+  severity: string;
+  tactic: string;
+  technique: string;
+  window_start: string;
+  window_end: string;
+  /** The principal's email, under both names, when the group has a principal. */
+  email?: string | null;
+  user?: string | null;
+  source_ip?: string | null;
+  workspace_id?: string | null;
+  metastore_id?: string | null;
+  /** The UTC day, for day windows. */
+  event_date?: string;
+  /** Matching events in the window for this group. */
+  count: number;
+  /** The detection's measure (the event count, or e.g. distinct secrets read), as compared with the threshold. */
+  value: number;
+  first_event_time: string;
+  last_event_time: string;
+  principals: string[];
+  source_ips: string[];
+  workspaces: string[];
+  sample_event_ids: string[];
+  group_key: Record<string, string | null>;
+}
+
+/** The DatabricksAuditAlerts_CL record (infra/tables.json is the source of truth for its columns). */
+export interface AlertRecord {
+  TimeGenerated: string;
+  AlertId: string;
+  Detection: string;
+  Description: string;
+  Severity: string;
+  Tactic: string;
+  Technique: string;
+  WindowStart: string;
+  WindowEnd: string;
+  GroupKey: Record<string, string | null>;
+  UserEmail: string;
+  SourceIPAddress: string;
+  WorkspaceId: string;
+  MetastoreId: string;
+  EventCount: number;
+  FirstEventTime: string;
+  LastEventTime: string;
+  Principals: string[];
+  SourceIPs: string[];
+  Workspaces: string[];
+  SampleEventIds: string[];
+  Sources: string[];
+}
+
+const GROUP_COLUMNS: Record<GroupField, keyof DetectionRow> = {
+  email: "g_email",
+  source_ip: "g_source_ip",
+  workspace_id: "g_workspace_id",
+  metastore_id: "g_metastore_id",
+};
+
+export function alertId(detection: string, windowStart: string, windowEnd: string, groupKey: Record<string, string | null>): string {
+  const canonical = JSON.stringify(
+    Object.keys(groupKey)
+      .sort()
+      .map((k) => [k, groupKey[k] ?? null]),
+  );
+  return createHash("sha256").update(`${detection}\n${windowStart}\n${windowEnd}\n${canonical}`).digest("hex").slice(0, 32);
+}
+
+export function alertFromRow(detection: Detection, row: DetectionRow): AlertLine {
+  const windowUs = detection.windowMinutes * MICROS_PER_MINUTE;
+  const startUs = Number(row.window_index) * windowUs;
+  const windowStart = microsToIso(startUs);
+  const windowEnd = microsToIso(startUs + windowUs);
+  const groupKey: Record<string, string | null> = {};
+  for (const field of detection.groupBy) groupKey[field] = textOrNull(row[GROUP_COLUMNS[field]]);
+  if (detection.windowMinutes === 1440) groupKey.event_date = utcDateOf(startUs);
+  const email = detection.groupBy.includes("email") ? { email: groupKey.email ?? null, user: groupKey.email ?? null } : {};
+  const plain: Partial<AlertLine> = { ...email };
+  for (const field of ["source_ip", "workspace_id", "metastore_id"] as const) if (field in groupKey) plain[field] = groupKey[field] ?? null;
+  if (groupKey.event_date) plain.event_date = groupKey.event_date;
+  return {
+    alert_id: alertId(detection.name, windowStart, windowEnd, groupKey),
+    detection: detection.name,
+    description: detection.description,
+    severity: detection.severity,
+    tactic: detection.tactic,
+    technique: detection.technique,
+    window_start: windowStart,
+    window_end: windowEnd,
+    ...plain,
+    count: Number(row.event_count),
+    value: Number(row.measure_value),
+    first_event_time: microsToIso(Number(row.first_event_us)),
+    last_event_time: microsToIso(Number(row.last_event_us)),
+    principals: texts(row.principals),
+    source_ips: texts(row.source_ips),
+    workspaces: texts(row.workspaces),
+    sample_event_ids: texts(row.sample_event_ids),
+    group_key: groupKey,
+  };
+}
+
+/** The Log Analytics record of an alert raised at `raisedAt` (ISO). */
+export function alertRecord(alert: AlertLine, raisedAt: string): AlertRecord {
+  return {
+    TimeGenerated: raisedAt,
+    AlertId: alert.alert_id,
+    Detection: alert.detection,
+    Description: alert.description,
+    Severity: alert.severity,
+    Tactic: alert.tactic,
+    Technique: alert.technique,
+    WindowStart: alert.window_start,
+    WindowEnd: alert.window_end,
+    GroupKey: alert.group_key,
+    UserEmail: alert.email ?? "",
+    SourceIPAddress: alert.source_ip ?? "",
+    WorkspaceId: alert.workspace_id ?? "",
+    MetastoreId: alert.metastore_id ?? "",
+    EventCount: alert.count,
+    FirstEventTime: alert.first_event_time,
+    LastEventTime: alert.last_event_time,
+    Principals: alert.principals,
+    SourceIPs: alert.source_ips,
+    Workspaces: alert.workspaces,
+    SampleEventIds: alert.sample_event_ids,
+    // Which warehouses (regions) counted the events: filled in once several warehouses are read.
+    Sources: [],
+  };
+}
+
+/** `alerts/date=YYYY-MM-DD/hour=HH/<detection>-<alert id>.jsonl`: by the window's start; one blob per alert, so a retry overwrites. */
+export function alertBlobName(alert: Pick<AlertLine, "alert_id" | "detection" | "window_start">): string {
+  return `alerts/date=${alert.window_start.slice(0, 10)}/hour=${alert.window_start.slice(11, 13)}/${alert.detection}-${alert.alert_id}.jsonl`;
+}
+
+function textOrNull(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  return typeof value === "string" ? value : JSON.stringify(value);
+}
+
+function texts(value: unknown): string[] {
+  // Arrays arrive as arrays from Arrow results; a driver set to return complex types as JSON text sends a string.
+  if (typeof value === "string") {
+    try {
+      value = JSON.parse(value);
+    } catch {
+      return [];
+    }
+  }
+  if (!Array.isArray(value)) return [];
+  return (value as unknown[])
+    .filter((v) => v !== null && v !== undefined)
+    .map(String)
+    .sort()
+    .slice(0, 10);
+}

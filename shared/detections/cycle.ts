@@ -1,0 +1,65 @@
+import type { ContainerClient } from "@azure/storage-blob";
+import type { DetectionsConfig, Settings } from "../config";
+import { createAzureCredential, createContainerClient } from "../composition";
+import { Warehouse, type WarehouseOptions } from "../databricks";
+import type { IngestionClientOptions } from "../logsIngestion";
+import { AlertsIngestionSink } from "./alertsSink";
+import { resolveCatalog, type ResolvedCatalog } from "./overrides";
+import { runDetections, type DetectionsLog, type DetectionsRunSummary } from "./runner";
+import { BlobDetectionsStore, readBlobText } from "./store";
+
+export interface DetectionsCycleOptions {
+  now?: () => number;
+  warehouse?: WarehouseOptions;
+  ingestion?: IngestionClientOptions;
+  lockTtlMs?: number;
+}
+
+/**
+ * One detections cycle from validated settings (what the timer runs): the catalog with the
+ * overrides blob applied, one warehouse session for every detection, the state and alerts in
+ * the export container, alerts to Log Analytics when its alerts stream is set.
+ */
+export async function runDetectionsCycle(
+  config: DetectionsConfig,
+  env: Settings,
+  log: DetectionsLog,
+  options: DetectionsCycleOptions = {},
+): Promise<{ summary: DetectionsRunSummary; configErrors: string[] }> {
+  const storage = config.app.storage;
+  if (!storage) throw new Error("The detections need EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING for their state and alerts.");
+  const credential = createAzureCredential(config.app, env);
+  const container = createContainerClient(storage, credential);
+  await container.createIfNotExists();
+  const catalog = await loadCatalogFromBlob(container, config.overrides);
+  for (const problem of catalog.errors) log.warn(`detections overrides: ${problem}`);
+  const alerts = config.alertsIngestion ? new AlertsIngestionSink(config.alertsIngestion, credential, options.ingestion) : undefined;
+  const warehouse = await Warehouse.connect(config.app.databricks, credential, options.warehouse);
+  try {
+    const summary = await runDetections(
+      {
+        detections: catalog.detections,
+        workspaceIds: config.workspaceIds,
+        settleDelayMs: config.app.settleDelayMs,
+        lateHorizonMs: config.app.lateHorizonMs,
+        configErrors: catalog.errors,
+        ...(options.lockTtlMs !== undefined ? { lockTtlMs: options.lockTtlMs } : {}),
+      },
+      { source: warehouse, store: new BlobDetectionsStore(container), ...(alerts ? { alerts } : {}), now: options.now ?? Date.now, log },
+    );
+    return { summary, configErrors: catalog.errors };
+  } finally {
+    await warehouse.close();
+  }
+}
+
+/** The catalog with the overrides blob applied; a missing blob is a problem, the built-ins still run. */
+export async function loadCatalogFromBlob(container: ContainerClient, name: string | undefined): Promise<ResolvedCatalog> {
+  if (!name) return resolveCatalog();
+  const text = await readBlobText(container, name);
+  if (!text) {
+    const catalog = resolveCatalog();
+    return { ...catalog, errors: [`DETECTIONS_CONFIG names '${name}', which is not in the container; every detection runs as built in.`] };
+  }
+  return resolveCatalog({ name, text: text.body });
+}

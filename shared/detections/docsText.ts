@@ -1,0 +1,66 @@
+/** The hand-written parts of docs/detections.md (the tables around them are generated from the catalog). */
+
+export const OVERRIDES_DOC = `## Tuning, disabling and adding detections
+
+No code needed: an overrides file, YAML or JSON, on top of the built-in catalog. In Azure it is a blob in the export container
+named by the app setting \`DETECTIONS_CONFIG\` (e.g. \`config/detections.yaml\`); for the CLI, a local path (\`--config FILE\`).
+A built-in detection takes \`enabled\`, \`threshold\`, \`operator\` (\`>\` or \`>=\`), \`window\` and \`severity\`. A new detection
+also needs a \`description\` and a \`filter\`, and may set \`measure\`, \`group_by\`, \`tactic\` and \`technique\`:
+
+\`\`\`yaml
+detections:
+  repeated_failed_login_attempts:
+    threshold: 3            # alert on more than 3 failed logins per user and hour
+    severity: High
+  use_of_print_statements:
+    enabled: false
+  destructive_activities:
+    window: PT1H            # per hour instead of per UTC day
+  contractor_permanent_delete:
+    description: A contractor deleted something permanently.
+    severity: Medium
+    tactic: Impact
+    technique: T1485
+    filter: "action_name = 'permanentDelete' AND user_identity.email LIKE '%@contractor.example'"
+    operator: ">"
+    threshold: 0
+    group_by: [email, workspace_id]   # default: [email]
+    window: PT1H                      # PT5M ... PT12H, or P1D (the day so far)
+\`\`\`
+
+The contract of an added detection is the built-ins': \`filter\` is a SQL condition over the columns of
+\`system.access.audit\` (\`request_params['key']\`, \`user_identity.email\`, \`response.status_code\`, ...) in the SQL that both
+Databricks SQL and the local stand-in run; \`measure\` (default \`count(*)\`) is an aggregate compared with the threshold. The
+runner adds the range, the window, the threshold and the workspaces as bound parameters (\`:from_us\`, \`:to_us\`,
+\`:from_date\`, \`:to_date\`, \`:window_us\`, \`:threshold\`, \`:ws_N\`); a filter or measure may not use parameters, \`;\` or
+comments. The file is validated against a JSON Schema (\`dbx-audit detections --schema\` prints it): a malformed entry is
+reported naming the entry and the field (in the run's log, in \`detections_state\` of the health check, and by
+\`dbx-audit detections --config FILE\`) and left out (a built-in keeps its defaults); every other detection still runs. A
+detection whose SQL the warehouse refuses fails alone: the run goes on with the others and then reports the failure.
+
+Try a change before deploying it: \`dbx-audit detections --config detections.yaml\` lists the result, and
+\`dbx-audit detect --start 2025-09-01T00:00:00Z --end 2025-09-02T00:00:00Z --config detections.yaml --output alerts.jsonl\`
+evaluates a range with the app settings in the environment (nothing is kept in the timer's state).
+`;
+
+export const ALERTS_DOC_TAIL = `
+## Where alerts land
+
+- **Blob Storage**, always: \`<EXPORT_CONTAINER>/alerts/date=YYYY-MM-DD/hour=HH/<detection>-<alert id>.jsonl\` (by the window's
+  start), one JSON object per alert: \`alert_id, detection, description, severity, tactic, technique, window_start, window_end\`,
+  the group key's values as plain fields (\`email\` and \`user\` for the principal, \`source_ip\`, \`workspace_id\`,
+  \`metastore_id\`, \`event_date\`), \`count\`, \`value\` (the measure), \`first_event_time, last_event_time\`, up to 10
+  \`principals\`, \`source_ips\`, \`workspaces\` and \`sample_event_ids\` (look them up in the archive or \`DatabricksAudit_CL\`),
+  and \`group_key\`.
+- **Log Analytics / Sentinel**, when \`LOGS_INGESTION_ALERTS_STREAM\` is set with \`LOGS_INGESTION_ENDPOINT\` and
+  \`LOGS_INGESTION_RULE_ID\`: table \`DatabricksAuditAlerts_CL\` through the stream \`Custom-DatabricksAuditAlerts\` of the same
+  data collection rule (columns in \`infra/tables.json\`), e.g.
+  \`DatabricksAuditAlerts_CL | where Severity == "High" | project TimeGenerated, Detection, UserEmail, SourceIPAddress, EventCount, SampleEventIds\`.
+- An alert is recorded as raised once both have it; one that Log Analytics refused stays pending in the state and is sent
+  by the next run (the invocation fails meanwhile, after logging what was delivered).
+
+State: \`_state/detections.json\` in the export container (each detection's last evaluated window, the alert ids raised
+within the late-row horizon \`EXPORT_LATE_HORIZON\`, alerts pending for Log Analytics, a lock). Settings:
+\`DETECTIONS_SCHEDULE\` (NCRONTAB, default \`0 15 * * * *\`), \`DETECTIONS_WORKSPACE_IDS\`, \`DETECTIONS_CONFIG\`,
+\`LOGS_INGESTION_ALERTS_STREAM\`; windows end no later than now minus \`EXPORT_SETTLE_DELAY\`.
+`;

@@ -1,0 +1,63 @@
+/**
+ * What a detection is. A detection counts the events of `system.access.audit` that match its
+ * filter, per window and per group, and alerts when its measure compares with the threshold as
+ * its operator says. The runner builds the one SQL text from these parts (sql.ts): the window,
+ * the range and the threshold are bound parameters, never text.
+ */
+
+export const SEVERITIES = ["Informational", "Low", "Medium", "High"] as const;
+export type Severity = (typeof SEVERITIES)[number];
+
+/** The closed set of comparisons; `>` and `>=` differ (the source's `<=` became `<`: not here). */
+export const THRESHOLD_OPERATORS = [">", ">="] as const;
+export type ThresholdOperator = (typeof THRESHOLD_OPERATORS)[number];
+
+/** What an alert can be grouped by, besides its window. */
+export const GROUP_FIELDS = ["email", "source_ip", "workspace_id", "metastore_id"] as const;
+export type GroupField = (typeof GROUP_FIELDS)[number];
+
+/**
+ * Window lengths a detection may use, in minutes. Each divides a day, so windows align to UTC
+ * days. Windows up to an hour are evaluated when complete; longer ones (a day: the entries that
+ * group by event_date) are evaluated so far, every hour, and alert once when they cross.
+ */
+export const WINDOW_MINUTES = [5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440] as const;
+
+export type DetectionOrigin = "seed" | "sentinel" | "custom";
+
+export interface Detection {
+  /** Lower snake case; the seed's entries keep their names exactly. */
+  name: string;
+  description: string;
+  severity: Severity;
+  /** MITRE ATT&CK tactic, as Sentinel spells it (e.g. CredentialAccess). */
+  tactic: string;
+  /** MITRE ATT&CK technique ID (e.g. T1110 or T1098.001). */
+  technique: string;
+  /** A SQL boolean over the table's columns: the events that count. No parameters, no statement separators. */
+  filter: string;
+  /** A SQL aggregate compared with the threshold; default `count(*)`. */
+  measure?: string;
+  /** What the measure counts, in words (for the docs). */
+  measureNote?: string;
+  operator: ThresholdOperator;
+  threshold: number;
+  windowMinutes: number;
+  /** Non-empty: an entry that names no grouping alerts per principal, so the analyst sees who. */
+  groupBy: readonly GroupField[];
+  /** SQL for the principal (email) when it is not user_identity.email. */
+  principal?: string;
+  enabled: boolean;
+  origin: DetectionOrigin;
+  /** The seed catalog's entry number, for built-ins from the seed. */
+  seedEntry?: number;
+}
+
+/** A query-only entry of the seed (a report over the last N days); no alert. */
+export interface Report {
+  name: string;
+  description: string;
+  seedEntry: number;
+  /** SQL with the bound parameters `:from_us`, `:to_us`, `:from_date`, `:to_date`. */
+  sql: string;
+}

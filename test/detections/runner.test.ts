@@ -1,0 +1,135 @@
+import { describe, expect, it } from "vitest";
+import type { BoundQuery } from "../../shared/auditQueries";
+import type { AlertRecord } from "../../shared/detections/alerts";
+import { builtInDetection } from "../../shared/detections/catalog";
+import { runDetections, type AlertsSink, type DetectionsRunOptions } from "../../shared/detections/runner";
+import { DetectionsStateConflictError, type DetectionsState, type DetectionsStore } from "../../shared/detections/state";
+import { ConcurrentRunError } from "../../shared/errors";
+
+/** The runner's protocol with in-memory ports: crashes at any write, in milliseconds. */
+const HOUR_US = 3_600_000_000;
+const NOW = Date.parse("2025-10-02T12:20:00Z");
+const detection = builtInDetection("repeated_failed_login_attempts")!;
+const options: DetectionsRunOptions = { detections: [detection], workspaceIds: [], settleDelayMs: 600_000, lateHorizonMs: 24 * 3_600_000 };
+
+class MemoryStore implements DetectionsStore {
+  state: { text: string; etag: string } | null = null;
+  blobs = new Map<string, string[]>();
+  writes = 0;
+  /** The process "dies" at this state write: it and every write after it fail, until revived. */
+  crashAtStateWrite?: number;
+  stateWrites = 0;
+  dead = false;
+
+  readState() {
+    return Promise.resolve(this.state ? { state: JSON.parse(this.state.text) as DetectionsState, etag: this.state.etag } : null);
+  }
+  writeState(state: DetectionsState, etag: string | null) {
+    this.stateWrites += 1;
+    if (this.stateWrites === this.crashAtStateWrite) this.dead = true;
+    if (this.dead) return Promise.reject(new Error("simulated crash"));
+    if ((this.state?.etag ?? null) !== etag) return Promise.reject(new DetectionsStateConflictError("412"));
+    this.state = { text: JSON.stringify(state), etag: `e${++this.writes}` };
+    return Promise.resolve(this.state.etag);
+  }
+  writeLines(name: string, lines: readonly string[]) {
+    if (this.dead) return Promise.reject(new Error("simulated crash"));
+    this.blobs.set(name, [...lines]);
+    return Promise.resolve();
+  }
+}
+
+class Sink implements AlertsSink {
+  received: AlertRecord[] = [];
+  refuse = false;
+  send(records: AlertRecord[]) {
+    if (this.refuse) return Promise.resolve({ failedIds: records.map((r) => r.AlertId), error: "HTTP 403" });
+    this.received.push(...records);
+    return Promise.resolve({ failedIds: [] });
+  }
+}
+
+/** Rows as the warehouse answers: one alerting group in the hour before the evaluation end. */
+function source(emails: string[]) {
+  const queries: BoundQuery[] = [];
+  return {
+    queries,
+    all(query: BoundQuery) {
+      queries.push(query);
+      const index = Math.floor((NOW * 1000) / HOUR_US) - 2;
+      return Promise.resolve(
+        emails.map((email, i) => ({
+          window_index: index,
+          g_email: email,
+          measure_value: 2,
+          event_count: 2,
+          first_event_us: index * HOUR_US + i,
+          last_event_us: index * HOUR_US + 10 + i,
+          principals: [email],
+          source_ips: [],
+          workspaces: ["1"],
+          sample_event_ids: [`e-${email}`],
+        })),
+      );
+    },
+  };
+}
+
+const log = { info: () => undefined, warn: () => undefined };
+
+describe("runDetections protocol", () => {
+  it("after a crash between the Blob writes and the state write, the next run rewrites the same blobs and raises each alert once", async () => {
+    const store = new MemoryStore();
+    const sink = new Sink();
+    store.crashAtStateWrite = 2; // 1: the lock; 2: the state after the detection's alerts reached Blob
+    await expect(runDetections(options, { source: source(["a@x"]), store, alerts: sink, now: () => NOW, log })).rejects.toThrow(/simulated crash/);
+    expect(store.blobs.size).toBe(1);
+    expect(sink.received).toEqual([]);
+
+    store.dead = false;
+    store.crashAtStateWrite = undefined;
+    // The crashed run's lock is still there: a later run (after its expiry) takes over.
+    const later = NOW + 11 * 60_000;
+    const summary = await runDetections(options, { source: source(["a@x"]), store, alerts: sink, now: () => later, log });
+    expect(summary.alertsRaised).toBe(1);
+    expect(store.blobs.size).toBe(1);
+    expect(sink.received.map((r) => r.UserEmail)).toEqual(["a@x"]);
+
+    const again = await runDetections(options, { source: source(["a@x", "b@x"]), store, alerts: sink, now: () => later + 3_600_000, log });
+    expect(again.alertsRaised).toBe(1);
+    expect(sink.received.map((r) => r.UserEmail)).toEqual(["a@x", "b@x"]);
+  });
+
+  it("refuses to run while another run's lock is live, and binds the range it evaluates", async () => {
+    const store = new MemoryStore();
+    store.crashAtStateWrite = 2;
+    await runDetections(options, { source: source([]), store, now: () => NOW, log }).catch(() => undefined);
+    store.dead = false;
+    store.crashAtStateWrite = undefined;
+    await expect(runDetections(options, { source: source([]), store, now: () => NOW + 60_000, log })).rejects.toBeInstanceOf(ConcurrentRunError);
+
+    const fresh = new MemoryStore();
+    const warehouse = source([]);
+    await runDetections(options, { source: warehouse, store: fresh, now: () => NOW, log });
+    expect(warehouse.queries[0]!.params).toMatchObject({
+      from_us: String(Date.parse("2025-10-01T12:00:00Z") * 1000),
+      to_us: String(Date.parse("2025-10-02T12:00:00Z") * 1000),
+      threshold: "1",
+    });
+  });
+
+  it("without Log Analytics, Blob alone raises the alert; a refused Log Analytics keeps it pending", async () => {
+    const store = new MemoryStore();
+    const off = await runDetections(options, { source: source(["a@x"]), store, now: () => NOW, log });
+    expect(off).toMatchObject({ alertsRaised: 1, alertsPending: 0, logAnalytics: false });
+
+    const other = new MemoryStore();
+    const sink = new Sink();
+    sink.refuse = true;
+    const refused = await runDetections(options, { source: source(["a@x"]), store: other, alerts: sink, now: () => NOW, log });
+    expect(refused).toMatchObject({ alertsRaised: 1, alertsPending: 1, deliveryError: expect.stringMatching(/HTTP 403/) });
+    const state = JSON.parse(other.state!.text) as DetectionsState;
+    expect(state.pending).toHaveLength(1);
+    expect(state.lastError).toMatch(/Log Analytics did not accept/);
+  });
+});
