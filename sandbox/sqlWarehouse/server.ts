@@ -16,7 +16,8 @@ import { syntheticRecords, type SyntheticOptions } from "./synthetic";
  * from DuckDB a FetchResults at a time. The Thrift code is the driver's own (its generated
  * `TCLIService` includes a server Processor), so the wire format cannot drift from the client.
  *
- * Also on the same server (no auth, loopback sandbox): POST /admin/events (JSONL rows),
+ * Also on the same server (no auth, loopback sandbox): POST /admin/events (JSONL rows, which
+ * may bring new columns and struct fields),
  * POST|GET /admin/faults, GET /admin/stats.
  */
 
@@ -58,7 +59,11 @@ export interface SqlWarehouse {
   httpPath: string;
   /** "https://127.0.0.1:<port>/admin" */
   adminUrl: string;
-  /** Validates and appends rows (all or none); a bad row throws naming its position and the problem. */
+  /**
+   * Validates and appends rows (all or none); a bad row throws naming its position and the
+   * problem. Rows may carry columns and struct fields the table lacks: it gains them, as
+   * Databricks' table does (schemaEvolution).
+   */
   appendRows(rows: Iterable<AuditRowInput | Record<string, unknown>> | AsyncIterable<AuditRowInput | Record<string, unknown>>): Promise<number>;
   appendSynthetic(n: number, options?: SyntheticOptions): Promise<number>;
   rowCount(): Promise<number>;
