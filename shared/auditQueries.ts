@@ -1,4 +1,4 @@
-import { AUDIT_COLUMNS } from "./auditEvent";
+import { EVENT_TIME_US } from "./auditEvent";
 import type { AuditFilter } from "./config";
 import { MICROS_PER_HOUR, utcDateOf } from "./timestamps";
 
@@ -21,8 +21,12 @@ export interface EventKey {
 
 export const AUDIT_TABLE = "system.access.audit";
 
-/** The table's columns, plus event_time in exact microseconds (a JS Date keeps milliseconds). */
-const SELECT_COLUMNS = AUDIT_COLUMNS.map((column) => (column === "event_time" ? "event_time, unix_micros(event_time) AS event_time_us" : column)).join(", ");
+/**
+ * Every column the table has, including any Databricks adds after this code shipped (the
+ * archive keeps them: eventFromRow), plus event_time in exact microseconds (a JS Date keeps
+ * milliseconds), which is not archived.
+ */
+const SELECT_COLUMNS = `*, unix_micros(event_time) AS ${EVENT_TIME_US}`;
 
 class ParamBag {
   readonly params: Record<string, string> = {};

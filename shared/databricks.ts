@@ -2,7 +2,7 @@ import type { TokenCredential } from "@azure/identity";
 import type { DBSQLClient } from "@databricks/sql";
 import type IDBSQLSession from "@databricks/sql/dist/contracts/IDBSQLSession";
 import type IOperation from "@databricks/sql/dist/contracts/IOperation";
-import { eventFromRow } from "./auditEvent";
+import { eventFromRow, shapeOf } from "./auditEvent";
 import { hourlyCountQuery, scanQuery, type BoundQuery } from "./auditQueries";
 import type { AuditFilter, DatabricksSettings } from "./config";
 import type { AuditSource, ScanRequest } from "./export/ports";
@@ -176,9 +176,14 @@ export class Warehouse implements AuditSource {
 
 type RowSource = (query: BoundQuery) => AsyncIterable<Record<string, unknown>[]>;
 
-/** Rows of the export's query turned into prepared events (on whichever thread reads them). */
+/**
+ * Rows of the export's query (rows of one result, so of one schema) turned into prepared
+ * events (on whichever thread reads them); what the table adds beyond the known columns is
+ * found once for them all.
+ */
 export function prepareRows(rows: readonly Record<string, unknown>[], preparation: Preparation): PreparedEvent[] {
-  return prepareEvents(rows, preparation, eventFromRow);
+  const shape = shapeOf(rows);
+  return prepareEvents(rows, preparation, (row) => eventFromRow(row, shape));
 }
 
 export async function countRowsByHour(rows: RowSource, filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {

@@ -571,7 +571,8 @@ export function auditColumnsCheck(liveColumns: readonly string[]): CheckResult {
     name: "audit_table_columns",
     status: "PASS",
     detail:
-      `All ${AUDIT_COLUMNS.length} columns the exporter reads are present.` + (extra.length > 0 ? ` Newer columns not exported yet: ${extra.join(", ")}.` : ""),
+      `All ${AUDIT_COLUMNS.length} columns the exporter reads are present.` +
+      (extra.length > 0 ? ` Newer columns, archived as they are (Log Analytics keeps its declared columns): ${extra.join(", ")}.` : ""),
     remediation: "",
   };
 }

@@ -1,4 +1,5 @@
 import type { AuditEvent } from "./auditEvent";
+import { capDynamic, capText, jsonBytes, stringJsonBytes } from "./fieldCaps";
 
 /**
  * One row of the Sentinel solution's DatabricksAudit_CL table (Azure-Sentinel Solutions/Databricks),
@@ -19,56 +20,104 @@ export interface SentinelAuditRecord {
   UserAgent: string | null;
   UserEmail: string | null;
   UserSubjectName: string | null;
-  UserIdentity: AuditEvent["user_identity"];
+  /** user_identity whole, fields Databricks adds included (capped: see fieldCaps.capDynamic). */
+  UserIdentity: Record<string, unknown> | null;
   RequestParams: Record<string, string | null> | null;
   ResponseStatusCode: number | null;
   ResponseErrorMessage: string | null;
   ResponseResult: string | null;
   EventId: string;
-  IdentityMetadata: AuditEvent["identity_metadata"];
+  IdentityMetadata: Record<string, unknown> | null;
 }
 
 /**
  * Log Analytics truncates any field over 64 KB (a truncated dynamic column is no longer JSON)
- * and rejects a record over 1 MB outright. Values are capped below that for this sink only;
- * the blob archive keeps them whole. The marker says so, and where the full value is.
+ * and rejects a record over 1 MB outright. Every string and dynamic value is capped below that
+ * for this sink only (fieldCaps: JSON bytes, escapes included); the blob archive keeps them
+ * whole. With 18 such columns at 32 KB a record stays under 600 KB, so MAX_RECORD_BYTES holds
+ * by construction; it is still checked for any record that was capped, and capped harder if
+ * it were over.
  */
 export const MAX_FIELD_BYTES = 32 * 1024;
-export const TRUNCATION_MARKER = "…[truncated by dbx-audit; the full value is in the blob archive]";
-/** Added to RequestParams when any of its values was capped. */
-export const TRUNCATED_KEYS_PARAM = "dbxAuditTruncatedKeys";
+/** Under the service's 1 MB per record, with room for the call around it. */
+export const MAX_RECORD_BYTES = 900_000;
+export { OMITTED_KEYS_PARAM, OMITTED_KEY_COUNT_PARAM, TRUNCATED_KEYS_PARAM, TRUNCATION_MARKER } from "./fieldCaps";
 
 export function toSentinelRecord(event: AuditEvent): SentinelAuditRecord {
+  let limit = MAX_FIELD_BYTES;
+  let record = recordOf(event, limit);
+  // Never over with 32 KB fields (see above); a guard that costs nothing for uncapped records.
+  const capped = isCapped(record, event);
+  while (capped && limit > MIN_FIELD_LIMIT && jsonBytes(record) > MAX_RECORD_BYTES) {
+    limit = Math.floor(limit / 2);
+    record = recordOf(event, limit);
+  }
+  return record;
+}
+
+const MIN_FIELD_LIMIT = 1024;
+
+function recordOf(event: AuditEvent, limit: number): SentinelAuditRecord {
+  const identity = event.user_identity;
+  const response = event.response;
   return {
     // Log Analytics replaces a TimeGenerated older than 2 days with the receive time; EventTime keeps the truth.
     TimeGenerated: event.event_time,
     EventTime: event.event_time,
-    SchemaVersion: event.version,
-    AuditLevel: event.audit_level,
-    AccountId: event.account_id,
-    WorkspaceId: event.workspace_id,
-    ServiceName: event.service_name,
-    ActionName: event.action_name,
-    RequestId: event.request_id,
-    SessionId: event.session_id,
-    SourceIPAddress: event.source_ip_address,
-    UserAgent: capText(event.user_agent),
-    UserEmail: event.user_identity?.email ?? null,
-    UserSubjectName: event.user_identity?.subject_name ?? null,
-    UserIdentity: event.user_identity,
-    RequestParams: capParams(event.request_params),
-    ResponseStatusCode: event.response?.status_code ?? null,
-    ResponseErrorMessage: capText(event.response?.error_message ?? null),
-    ResponseResult: capText(event.response?.result ?? null),
-    EventId: event.event_id,
-    IdentityMetadata: event.identity_metadata,
+    SchemaVersion: capText(event.version, limit),
+    AuditLevel: capText(event.audit_level, limit),
+    AccountId: capText(event.account_id, limit),
+    WorkspaceId: capText(event.workspace_id, limit),
+    ServiceName: capText(event.service_name, limit),
+    ActionName: capText(event.action_name, limit),
+    RequestId: capText(event.request_id, limit),
+    SessionId: capText(event.session_id, limit),
+    SourceIPAddress: capText(event.source_ip_address, limit),
+    UserAgent: capText(event.user_agent, limit),
+    UserEmail: capText(identity?.email ?? null, limit),
+    UserSubjectName: capText(identity?.subject_name ?? null, limit),
+    UserIdentity: capDynamic(identity, limit),
+    // A map of strings stays one: capping adds only strings.
+    RequestParams: capDynamic(event.request_params, limit) as Record<string, string | null> | null,
+    ResponseStatusCode: response?.status_code ?? null,
+    ResponseErrorMessage: capText(response?.error_message ?? null, limit),
+    ResponseResult: capText(response?.result ?? null, limit),
+    EventId: capText(event.event_id, limit),
+    IdentityMetadata: capDynamic(event.identity_metadata, limit),
   };
+}
+
+/** Whether any value of the record is not the event's own (capping returns a value unchanged as the same value). */
+function isCapped(record: SentinelAuditRecord, event: AuditEvent): boolean {
+  const response = event.response;
+  return (
+    record.SchemaVersion !== event.version ||
+    record.AuditLevel !== event.audit_level ||
+    record.AccountId !== event.account_id ||
+    record.WorkspaceId !== event.workspace_id ||
+    record.ServiceName !== event.service_name ||
+    record.ActionName !== event.action_name ||
+    record.RequestId !== event.request_id ||
+    record.SessionId !== event.session_id ||
+    record.SourceIPAddress !== event.source_ip_address ||
+    record.UserAgent !== event.user_agent ||
+    record.UserEmail !== (event.user_identity?.email ?? null) ||
+    record.UserSubjectName !== (event.user_identity?.subject_name ?? null) ||
+    record.UserIdentity !== event.user_identity ||
+    record.RequestParams !== event.request_params ||
+    record.ResponseErrorMessage !== (response?.error_message ?? null) ||
+    record.ResponseResult !== (response?.result ?? null) ||
+    record.EventId !== event.event_id ||
+    record.IdentityMetadata !== event.identity_metadata
+  );
 }
 
 /**
  * The record of an event from its archive line (prepareEvents' JSON of the redacted event):
  * the same record toSentinelRecord makes of the event, since the line holds every column and
- * no undefined value.
+ * no undefined value. Columns the table does not declare (ones Databricks added after this
+ * code) stay in the archive only; fields added inside user_identity and identity_metadata
+ * travel in their dynamic columns.
  */
 export function sentinelRecordFromLine(line: Uint8Array): SentinelAuditRecord {
   return toSentinelRecord(JSON.parse(lineText(line)) as AuditEvent);
@@ -77,45 +126,6 @@ export function sentinelRecordFromLine(line: Uint8Array): SentinelAuditRecord {
 /** An archive line's text (its newline included). */
 export function lineText(line: Uint8Array): string {
   return Buffer.from(line.buffer, line.byteOffset, line.byteLength).toString("utf8");
-}
-
-function capText(value: string | null): string | null {
-  if (value === null || Buffer.byteLength(value, "utf8") <= MAX_FIELD_BYTES) return value;
-  return truncateUtf8(value, MAX_FIELD_BYTES - Buffer.byteLength(TRUNCATION_MARKER, "utf8")) + TRUNCATION_MARKER;
-}
-
-/** Keeps the serialized map under MAX_FIELD_BYTES by shortening the longest values, and names them. */
-function capParams(params: Record<string, string | null> | null): Record<string, string | null> | null {
-  if (!params || maxJsonBytes(params) <= MAX_FIELD_BYTES || jsonBytes(params) <= MAX_FIELD_BYTES) return params;
-  const capped: Record<string, string | null> = { ...params, [TRUNCATED_KEYS_PARAM]: "" };
-  const truncatedKeys = new Set<string>();
-  const markerBytes = Buffer.byteLength(TRUNCATION_MARKER, "utf8");
-  for (let size = jsonBytes(capped); size > MAX_FIELD_BYTES; size = jsonBytes(capped)) {
-    const longest = Object.keys(capped)
-      .filter((k) => k !== TRUNCATED_KEYS_PARAM)
-      .reduce((a, b) => ((capped[b]?.length ?? 0) > (capped[a]?.length ?? 0) ? b : a));
-    const value = params[longest] ?? "";
-    const current = Buffer.byteLength(capped[longest] ?? "", "utf8");
-    // JSON escaping can make a value longer than its bytes: shrink by the excess, at least by half.
-    const target = Math.min(Math.floor(current / 2), current - (size - MAX_FIELD_BYTES) - markerBytes);
-    const shortened = truncateUtf8(value, target) + TRUNCATION_MARKER;
-    if (shortened === capped[longest]) break; // only keys left: nothing more to shorten
-    capped[longest] = shortened;
-    truncatedKeys.add(longest);
-    capped[TRUNCATED_KEYS_PARAM] = [...truncatedKeys].join(",");
-  }
-  return capped;
-}
-
-/** An upper bound of the map's JSON size without serializing it (a character escapes to at most 6 bytes). */
-function maxJsonBytes(params: Record<string, string | null>): number {
-  let chars = 2;
-  for (const key in params) chars += key.length + (params[key]?.length ?? 4) + 6;
-  return chars * 6;
-}
-
-function jsonBytes(value: unknown): number {
-  return Buffer.byteLength(JSON.stringify(value), "utf8");
 }
 
 /** Cuts to at most maxBytes of UTF-8 without splitting a character. */
@@ -133,41 +143,31 @@ export function truncateUtf8(value: string, maxBytes: number): string {
  * line, serialized anyway) instead of serializing the record once more. The record holds the
  * event's values under other keys; it adds a second copy of event_time, UserEmail and
  * UserSubjectName, flattens `response` and drops event_date, so the two sizes differ by the
- * keys and those few short values. For events as eventFromRow builds them (every column
- * present, none undefined); when a value was capped for this sink (over 32 KB, rare) it
- * serializes the record instead. The record is built only when the event's JSON is larger than
- * a field may be: otherwise no value of it can be over the cap.
+ * keys and those few short values. Exact for events as eventFromRow builds them (every column
+ * present, none undefined); an over-estimate for an event with columns the table does not
+ * declare or fields added inside `response`, which are in the line but not in the record
+ * (fields added inside user_identity and identity_metadata are in both). When the event's JSON
+ * is larger than a field may be, the record is built and measured instead: exact, capped
+ * values included. Otherwise no value of it can be over the cap.
  */
 export function sentinelRecordBytes(event: AuditEvent, eventJsonBytes: number): number {
+  if (eventJsonBytes > MAX_FIELD_BYTES) return jsonBytes(toSentinelRecord(event));
   const response = event.response;
-  if (eventJsonBytes > MAX_FIELD_BYTES) {
-    const record = toSentinelRecord(event);
-    if (
-      record.UserAgent !== event.user_agent ||
-      record.RequestParams !== event.request_params ||
-      record.ResponseErrorMessage !== (response?.error_message ?? null) ||
-      record.ResponseResult !== (response?.result ?? null)
-    )
-      return jsonBytes(record);
-  }
   return (
     eventJsonBytes +
     SIZE_TEMPLATE.difference -
-    (stringJsonBytes(event.event_date) - SIZE_TEMPLATE.dateBytes) +
-    (stringJsonBytes(event.event_time) - SIZE_TEMPLATE.timeBytes) +
-    (stringJsonBytes(event.user_identity?.email ?? null) - NULL_BYTES) +
-    (stringJsonBytes(event.user_identity?.subject_name ?? null) - NULL_BYTES) +
+    (nullableJsonBytes(event.event_date) - SIZE_TEMPLATE.dateBytes) +
+    (nullableJsonBytes(event.event_time) - SIZE_TEMPLATE.timeBytes) +
+    (nullableJsonBytes(event.user_identity?.email ?? null) - NULL_BYTES) +
+    (nullableJsonBytes(event.user_identity?.subject_name ?? null) - NULL_BYTES) +
     (response === null ? SIZE_TEMPLATE.responseBytes - NULL_BYTES : 0)
   );
 }
 
 const NULL_BYTES = 4;
-/** Characters JSON.stringify writes as they are, one byte each in UTF-8. */
-const PLAIN_ASCII = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
 
-function stringJsonBytes(value: string | null): number {
-  if (value === null) return NULL_BYTES;
-  return PLAIN_ASCII.test(value) ? value.length + 2 : jsonBytes(value);
+function nullableJsonBytes(value: string | null): number {
+  return value === null ? NULL_BYTES : stringJsonBytes(value);
 }
 
 /**

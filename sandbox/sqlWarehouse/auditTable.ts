@@ -4,6 +4,7 @@ import {
   DuckDBDateValue,
   DuckDBInstance,
   DuckDBTimestampValue,
+  DuckDBTypeId,
   INTEGER,
   MAP,
   STRUCT,
@@ -15,6 +16,9 @@ import {
   type DuckDBType,
   type DuckDBValue,
 } from "@duckdb/node-api";
+import { AuditRowError, TableSchema, alterStatement, duckValueOf, rowsForSchema, sparkTypeOf } from "./schemaEvolution";
+
+export { AuditRowError } from "./schemaEvolution";
 
 /**
  * `system.access.audit` held in DuckDB, plus the bridge between the Databricks SQL dialect the
@@ -63,7 +67,8 @@ export const AUDIT_COLUMNS: readonly AuditColumn[] = [
   { name: "identity_metadata", sparkType: "struct<run_by:string,run_as:string>", duckType: IDENTITY_METADATA },
 ];
 
-const COLUMN_NAMES = new Set(AUDIT_COLUMNS.map((c) => c.name));
+/** The table as Databricks documents it today; rows with more columns or struct fields grow it (schemaEvolution). */
+export const BASE_SCHEMA = TableSchema.of(AUDIT_COLUMNS);
 
 export interface AuditUserIdentity {
   email?: string | null;
@@ -103,14 +108,6 @@ export interface AuditRowInput {
   audit_level?: string | null;
   event_id: string;
   identity_metadata?: AuditIdentityMetadata | null;
-}
-
-/** A row that failed validation; `message` names the column and the problem. */
-export class AuditRowError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "AuditRowError";
-  }
 }
 
 /** A validated row, ready for the appender. */
@@ -155,15 +152,20 @@ function optObject(row: Record<string, unknown>, key: string): Record<string, un
   return v as Record<string, unknown>;
 }
 
-function structOf(row: Record<string, unknown>, key: string, fields: readonly string[], intFields: readonly string[] = []): DuckDBValue {
+/** One of the table's structs: its documented `fields` as ever, then any field the table has gained (`type`, see schemaEvolution). */
+function structOf(row: Record<string, unknown>, key: string, type: DuckDBType, fields: readonly string[], intFields: readonly string[] = []): DuckDBValue {
   const obj = optObject(row, key);
   if (!obj) return null;
+  const struct = type.typeId === DuckDBTypeId.STRUCT ? type : undefined;
+  const all = struct ? struct.entryNames : fields;
   for (const k of Object.keys(obj)) {
-    if (!fields.includes(k)) throw new AuditRowError(`${key}: unknown field '${k}' (expected ${fields.join(", ")})`);
+    if (!all.includes(k) && obj[k] !== null && obj[k] !== undefined) throw new AuditRowError(`${key}: unknown field '${k}' (expected ${all.join(", ")})`);
   }
   const out: Record<string, DuckDBValue> = {};
-  for (const f of fields) {
-    if (intFields.includes(f)) {
+  for (const f of all) {
+    if (struct && !fields.includes(f)) {
+      out[f] = duckValueOf(obj[f], struct.typeForEntry(f), `${key}.${f}`);
+    } else if (intFields.includes(f)) {
       const v = obj[f];
       if (v === undefined || v === null) out[f] = null;
       else if (typeof v === "number" && Number.isInteger(v) && v >= -2147483648 && v <= 2147483647) out[f] = v;
@@ -236,16 +238,18 @@ function parseDateDays(text: string): number {
 
 /**
  * Checks one row (the JSON shape of {@link AuditRowInput}) and converts it to DuckDB values, in
- * the table's column order. Unknown columns are refused, so a misspelt column name does not
- * silently load as null.
+ * the order of the table's columns as `schema` has them. Columns the schema lacks are refused
+ * (AuditDatabase.appendRows first grows the schema with what its rows bring).
  */
-export function normalizeAuditRow(input: unknown): NormalizedAuditRow {
+export function normalizeAuditRow(input: unknown, schema: TableSchema = BASE_SCHEMA): NormalizedAuditRow {
   if (input === null || typeof input !== "object" || Array.isArray(input)) {
     throw new AuditRowError(`expected a JSON object (one audit row), got ${describe(input)}`);
   }
   const row = input as Record<string, unknown>;
   for (const key of Object.keys(row)) {
-    if (!COLUMN_NAMES.has(key)) throw new AuditRowError(`unknown column '${key}' (system.access.audit has ${[...COLUMN_NAMES].join(", ")})`);
+    if (!schema.column(key) && row[key] !== null && row[key] !== undefined) {
+      throw new AuditRowError(`unknown column '${key}' (system.access.audit has ${schema.columns.map((c) => c.name).join(", ")})`);
+    }
   }
   const eventTime = row.event_time;
   if (typeof eventTime !== "string") throw new AuditRowError(`event_time: required, an ISO-8601 string; got ${describe(eventTime)}`);
@@ -272,7 +276,7 @@ export function normalizeAuditRow(input: unknown): NormalizedAuditRow {
   }
 
   const values: DuckDBValue[] = [];
-  for (const column of AUDIT_COLUMNS) {
+  for (const column of schema.columns) {
     switch (column.name) {
       case "event_time":
         values.push(new DuckDBTimestampValue(BigInt(eventTimeUs)));
@@ -281,20 +285,20 @@ export function normalizeAuditRow(input: unknown): NormalizedAuditRow {
         values.push(new DuckDBDateValue(eventDays));
         break;
       case "user_identity":
-        values.push(structOf(row, "user_identity", ["email", "subject_name"]));
+        values.push(structOf(row, "user_identity", column.duckType, ["email", "subject_name"]));
         break;
       case "request_params":
         values.push(requestParams);
         break;
       case "response":
-        values.push(structOf(row, "response", ["status_code", "error_message", "result"], ["status_code"]));
+        values.push(structOf(row, "response", column.duckType, ["status_code", "error_message", "result"], ["status_code"]));
         break;
       case "identity_metadata":
-        values.push(structOf(row, "identity_metadata", ["run_by", "run_as"]));
+        values.push(structOf(row, "identity_metadata", column.duckType, ["run_by", "run_as"]));
         break;
       default:
-        if (!STRING_COLUMNS.has(column.name)) throw new Error(`internal: no conversion for column ${column.name}`);
-        values.push(optString(row, column.name));
+        // A column the table gained (schemaEvolution) takes any type; a documented one is a string.
+        values.push(STRING_COLUMNS.has(column.name) ? optString(row, column.name) : duckValueOf(row[column.name], column.duckType, column.name));
     }
   }
   return { values, eventTimeUs };
@@ -307,6 +311,8 @@ export function normalizeAuditRow(input: unknown): NormalizedAuditRow {
 export class AuditDatabase {
   private loadQueue: Promise<unknown> = Promise.resolve();
   private closed = false;
+  /** The table's columns as they are now: the documented ones, plus what rows have added. */
+  private schema = BASE_SCHEMA;
 
   private constructor(
     private readonly instance: DuckDBInstance,
@@ -342,29 +348,30 @@ export class AuditDatabase {
     return this.instance.connect();
   }
 
+  /** The table's columns now, with their Databricks types: the documented ones, then those rows have added. */
+  columns(): { name: string; sparkType: string }[] {
+    return this.schema.columns.map((c) => ({ name: c.name, sparkType: sparkTypeOf(c.duckType) }));
+  }
+
   /**
    * Validates and appends rows; a bad row throws {@link AuditRowError} naming its 1-based
-   * position (`row N: ...`) and nothing of that call is appended. Returns the number appended.
+   * position (`row N: ...`, or what `positionOf` calls it) and nothing of that call is
+   * appended. Rows may carry columns and struct fields the table lacks: they are added first,
+   * as Databricks adds them (schemaEvolution). Returns the number appended.
    */
-  appendRows(rows: Iterable<unknown> | AsyncIterable<unknown>): Promise<number> {
+  appendRows(rows: Iterable<unknown> | AsyncIterable<unknown>, positionOf: (index: number) => string = (index) => `row ${index}`): Promise<number> {
     return this.serialized(async () => {
-      const normalized: DuckDBValue[][] = [];
-      let index = 0;
-      for await (const row of rows as AsyncIterable<unknown>) {
-        index += 1;
-        try {
-          normalized.push(normalizeAuditRow(row).values);
-        } catch (error) {
-          if (error instanceof AuditRowError) throw new AuditRowError(`row ${index}: ${error.message}`);
-          throw error;
-        }
-      }
-      await this.appendValues(normalized);
-      return normalized.length;
+      const inputs: unknown[] = [];
+      for await (const row of rows as AsyncIterable<unknown>) inputs.push(row);
+      const { schema, changes, values } = rowsForSchema(inputs, this.schema, positionOf, (input, target) => normalizeAuditRow(input, target).values);
+      for (const change of changes) await this.loader.run(alterStatement(DUCK_TABLE, change));
+      this.schema = schema;
+      await this.appendValues(values);
+      return values.length;
     });
   }
 
-  /** Appends rows already checked by {@link normalizeAuditRow}. */
+  /** Appends rows already checked by {@link normalizeAuditRow} against the table's current schema. */
   appendValidated(rows: readonly NormalizedAuditRow[]): Promise<number> {
     return this.serialized(async () => {
       await this.appendValues(rows.map((r) => r.values));
@@ -380,6 +387,14 @@ export class AuditDatabase {
    * (U+0015, U+001D..U+001F); a row that does is refused.
    */
   appendBulk(records: Iterable<{ eventTimeUs: number; row: AuditRowInput }>): Promise<number> {
+    // The text format has the documented columns only: once rows have added others, rows go the validated way.
+    if (!this.schema.original) {
+      return this.appendRows(
+        (function* () {
+          for (const record of records) yield { ...record.row, event_time: formatIsoMicros(record.eventTimeUs) };
+        })(),
+      );
+    }
     return this.serialized(async () => {
       const staging = "dbx_staging_lines";
       await this.loader.run(`CREATE OR REPLACE TEMP TABLE ${staging} (line VARCHAR)`);
@@ -426,7 +441,7 @@ export class AuditDatabase {
     if (rows.length === 0) return;
     const appender = await this.loader.createAppender("audit", "access", DUCK_CATALOG);
     try {
-      const types = AUDIT_COLUMNS.map((c) => c.duckType);
+      const types = this.schema.columns.map((c) => c.duckType);
       const size = 2048;
       for (let start = 0; start < rows.length; start += size) {
         const slice = rows.slice(start, start + size);
@@ -993,14 +1008,19 @@ const DESCRIBE_RE = /^\s*DESC(?:RIBE)?\s+(?:TABLE\s+)?(?:EXTENDED\s+|FORMATTED\s
  * - date_format's Java pattern (when a literal) becomes a strftime pattern, timestampadd /
  *   timestampdiff / datediff / date_add / date_sub / to_timestamp / size / named_struct / map /
  *   array / regexp_replace / get_json_object / split / current_timestamp() get their DuckDB form;
- * - DESCRIBE [TABLE] system.access.audit answers col_name, data_type, comment as Databricks does.
+ * - DESCRIBE [TABLE] system.access.audit answers col_name, data_type, comment as Databricks does,
+ *   for the table's `columns` (AuditDatabase.columns(): those rows have added included).
  */
-export function translateSparkSql(sparkSql: string, parameters: readonly SparkParameter[] = []): TranslatedStatement {
+export function translateSparkSql(
+  sparkSql: string,
+  parameters: readonly SparkParameter[] = [],
+  columns: readonly { name: string; sparkType: string }[] = AUDIT_COLUMNS,
+): TranslatedStatement {
   const describe = DESCRIBE_RE.exec(sparkSql);
   if (describe) {
     const name = describe[1]!.replace(/[`"]/g, "").toLowerCase();
     if (name === SPARK_TABLE || name === DUCK_TABLE) {
-      const rows = AUDIT_COLUMNS.map((c) => `(${duckStringLiteral(c.name)}, ${duckStringLiteral(c.sparkType)}, CAST(NULL AS VARCHAR))`);
+      const rows = columns.map((c) => `(${duckStringLiteral(c.name)}, ${duckStringLiteral(c.sparkType)}, CAST(NULL AS VARCHAR))`);
       return {
         sql: `SELECT * FROM (VALUES ${rows.join(", ")}) AS t(col_name, data_type, comment)`,
         values: {},

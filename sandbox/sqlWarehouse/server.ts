@@ -6,18 +6,7 @@ import type { Socket } from "node:net";
 import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDBResult, DuckDBVector } from "@duckdb/node-api";
 import { AUDIENCE, checkBearerJwt } from "../tokens";
 import { ALL_NATIVE, ArrowResultEncoder, ColumnResultEncoder, vectorsOf, type NativeTypes, type ResultColumn } from "./arrow";
-import {
-  AUDIT_COLUMNS,
-  AuditDatabase,
-  AuditRowError,
-  SqlBridgeError,
-  duckStringLiteral,
-  normalizeAuditRow,
-  translateSparkSql,
-  type AuditRowInput,
-  type NormalizedAuditRow,
-  type SparkParameter,
-} from "./auditTable";
+import { AuditDatabase, AuditRowError, SqlBridgeError, duckStringLiteral, translateSparkSql, type AuditRowInput, type SparkParameter } from "./auditTable";
 import { syntheticRecords, type SyntheticOptions } from "./synthetic";
 
 /**
@@ -27,7 +16,8 @@ import { syntheticRecords, type SyntheticOptions } from "./synthetic";
  * from DuckDB a FetchResults at a time. The Thrift code is the driver's own (its generated
  * `TCLIService` includes a server Processor), so the wire format cannot drift from the client.
  *
- * Also on the same server (no auth, loopback sandbox): POST /admin/events (JSONL rows),
+ * Also on the same server (no auth, loopback sandbox): POST /admin/events (JSONL rows, which
+ * may bring new columns and struct fields),
  * POST|GET /admin/faults, GET /admin/stats.
  */
 
@@ -69,7 +59,11 @@ export interface SqlWarehouse {
   httpPath: string;
   /** "https://127.0.0.1:<port>/admin" */
   adminUrl: string;
-  /** Validates and appends rows (all or none); a bad row throws naming its position and the problem. */
+  /**
+   * Validates and appends rows (all or none); a bad row throws naming its position and the
+   * problem. Rows may carry columns and struct fields the table lacks: it gains them, as
+   * Databricks' table does (schemaEvolution).
+   */
   appendRows(rows: Iterable<AuditRowInput | Record<string, unknown>> | AsyncIterable<AuditRowInput | Record<string, unknown>>): Promise<number>;
   appendSynthetic(n: number, options?: SyntheticOptions): Promise<number>;
   rowCount(): Promise<number>;
@@ -601,7 +595,9 @@ class Warehouse {
         ),
       GetTableTypes: (req: MetadataReq) => this.metadata(req, OperationType.GET_TABLE_TYPES, "SELECT 'TABLE' AS TABLE_TYPE"),
       GetColumns: (req: MetadataReq) => {
-        const rows = AUDIT_COLUMNS.map((c, i) => `('system', 'access', 'audit', ${duckStringLiteral(c.name)}, ${duckStringLiteral(c.sparkType)}, ${i + 1})`);
+        const rows = this.db
+          .columns()
+          .map((c, i) => `('system', 'access', 'audit', ${duckStringLiteral(c.name)}, ${duckStringLiteral(c.sparkType)}, ${i + 1})`);
         return this.metadata(
           req,
           OperationType.GET_COLUMNS,
@@ -706,7 +702,7 @@ class Warehouse {
       // Cold start: the statement waits, PENDING, until the warehouse is "up".
       while (Date.now() < this.coldStartUntil && !op.terminal) await sleep(Math.min(50, this.coldStartUntil - Date.now()));
       if (op.terminal) return;
-      const statement = translateSparkSql(sql, parameters);
+      const statement = translateSparkSql(sql, parameters, this.db.columns());
       if (statement.touchesSystem && access !== "full") {
         op.fail({ message: INSUFFICIENT_PERMISSIONS_MESSAGE, sqlState: "42501" });
         return;
@@ -801,9 +797,10 @@ function readBody(req: IncomingMessage): Promise<Buffer> {
   });
 }
 
-/** Parses and validates a JSONL body; the first bad line is reported by number. */
-function parseEventLines(text: string): { rows: NormalizedAuditRow[] } | { error: string } {
-  const rows: NormalizedAuditRow[] = [];
+/** Parses a JSONL body; a line that is not JSON is reported by number, and each row's line number is kept for the table's checks. */
+function parseEventLines(text: string): { rows: unknown[]; lineNumbers: number[] } | { error: string } {
+  const rows: unknown[] = [];
+  const lineNumbers: number[] = [];
   const lines = text.split("\n");
   for (let i = 0; i < lines.length; i++) {
     const line = (i === 0 ? lines[i]!.replace(/^\uFEFF/, "") : lines[i]!).replace(/\r$/, "");
@@ -814,14 +811,10 @@ function parseEventLines(text: string): { rows: NormalizedAuditRow[] } | { error
     } catch (error) {
       return { error: `line ${i + 1}: not valid JSON (${(error as Error).message})` };
     }
-    try {
-      rows.push(normalizeAuditRow(value));
-    } catch (error) {
-      if (error instanceof AuditRowError) return { error: `line ${i + 1}: ${error.message}` };
-      throw error;
-    }
+    rows.push(value);
+    lineNumbers.push(i + 1);
   }
-  return { rows };
+  return { rows, lineNumbers };
 }
 
 async function handleAdmin(warehouse: Warehouse, req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
@@ -830,8 +823,14 @@ async function handleAdmin(warehouse: Warehouse, req: IncomingMessage, res: Serv
     case "POST /admin/events": {
       const parsed = parseEventLines((await readBody(req)).toString("utf8"));
       if ("error" in parsed) return sendJson(res, 400, { error: parsed.error });
-      const appended = await warehouse.db.appendValidated(parsed.rows);
-      return sendJson(res, 200, { appended });
+      try {
+        // Rows may bring columns and struct fields the table lacks: the table gains them.
+        const appended = await warehouse.db.appendRows(parsed.rows, (index) => `line ${parsed.lineNumbers[index - 1]}`);
+        return sendJson(res, 200, { appended });
+      } catch (error) {
+        if (error instanceof AuditRowError) return sendJson(res, 400, { error: error.message });
+        throw error;
+      }
     }
     case "POST /admin/faults": {
       const text = (await readBody(req)).toString("utf8");

@@ -125,6 +125,100 @@ describe("sentinelRecordBytes", () => {
   });
 });
 
+describe("sentinelRecordBytes over generated shapes", () => {
+  const exact = (e: AuditEvent): number => Buffer.byteLength(JSON.stringify(toSentinelRecord(e)), "utf8");
+  /** A small deterministic generator (mulberry32), so a failure repeats. */
+  const random = (seed: number) => () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  const next = random(20261206);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)]!;
+  const pieces = ["a", "plain text", 'quote"', "back\\slash", "\n\t\r", "\u0001\u001f", "é", "名前", "😀", "\ud800", "\u007f", "/", " "];
+  const text = (): string | null => {
+    const roll = next();
+    if (roll < 0.15) return null;
+    if (roll < 0.2) return "";
+    if (roll < 0.22) {
+      // 20-60 KB of JSON: under or over the cap.
+      const piece = pick(pieces);
+      return piece.repeat(Math.ceil((20_000 + next() * 40_000) / (Buffer.byteLength(JSON.stringify(piece)) - 2)));
+    }
+    return Array.from({ length: 1 + Math.floor(next() * 6) }, () => pick(pieces)).join("");
+  };
+  const anyValue = (depth = 0): unknown => {
+    const roll = next();
+    if (roll < 0.3) return text();
+    if (roll < 0.4) return Math.floor(next() * 1e6) - 5e5;
+    if (roll < 0.45) return next() * 1e-3;
+    if (roll < 0.5) return next() < 0.5;
+    if (roll < 0.6 || depth > 2) return null;
+    if (roll < 0.8) return Object.fromEntries(Array.from({ length: Math.floor(next() * 4) }, (_, i) => [`${pick(pieces)}${i}`, anyValue(depth + 1)]));
+    return Array.from({ length: Math.floor(next() * 4) }, () => anyValue(depth + 1));
+  };
+  const extras = (target: Record<string, unknown>, prefix: string): boolean => {
+    if (next() < 0.6) return false;
+    for (let i = 0, n = 1 + Math.floor(next() * 3); i < n; i++) target[`${prefix}${pick(pieces)}${i}`] = anyValue();
+    return true;
+  };
+  const generated = (): { event: AuditEvent; exact: boolean } => {
+    const identity = next() < 0.15 ? null : { email: text(), subject_name: text() };
+    const response = next() < 0.15 ? null : { status_code: next() < 0.2 ? null : Math.floor(next() * 600), error_message: text(), result: text() };
+    const metadata = next() < 0.3 ? null : { run_by: text(), run_as: text() };
+    const params =
+      next() < 0.2
+        ? null
+        : Object.fromEntries(
+            next() < 0.03
+              ? Array.from({ length: 3000 }, (_, i) => [`${pick(pieces)}${i}`, pick(pieces)])
+              : Array.from({ length: Math.floor(next() * 8) }, (_, i) => [`${pick(pieces)}${i}`, text()]),
+          );
+    const event: AuditEvent = {
+      account_id: text(),
+      workspace_id: text(),
+      version: text(),
+      event_time: "2026-01-02T03:04:05.123456Z",
+      event_date: next() < 0.1 ? null : "2026-01-02",
+      source_ip_address: text(),
+      user_agent: text(),
+      session_id: text(),
+      user_identity: identity,
+      service_name: text(),
+      action_name: text(),
+      request_id: text(),
+      request_params: params,
+      response,
+      audit_level: text(),
+      event_id: text() ?? "id",
+      identity_metadata: metadata,
+    };
+    if (identity) extras(identity, "ui_");
+    if (metadata) extras(metadata, "im_");
+    // Columns the record does not declare, and fields inside response (flattened away): the line carries them, the record not.
+    const responseExtras = response ? extras(response, "rs_") : false;
+    const columnExtras = extras(event as unknown as Record<string, unknown>, "col_");
+    return { event, exact: !responseExtras && !columnExtras };
+  };
+
+  it("is exact, or an over-estimate where the line carries what the record does not, for every shape", () => {
+    let overEstimates = 0;
+    for (let n = 0; n < 1_000; n++) {
+      const { event, exact: shouldBeExact } = generated();
+      const [prepared] = prepareEvents([{ timeUs: 1, eventId: event.event_id, event }], { redaction: [], ingestionOn: true });
+      const sent = sentinelRecordFromLine(prepared!.line);
+      const actual = Buffer.byteLength(JSON.stringify(sent), "utf8");
+      expect(actual).toBe(exact(event));
+      expect(actual).toBeLessThan(1_000_000);
+      if (shouldBeExact || prepared!.line.byteLength > MAX_FIELD_BYTES) expect(prepared!.recordBytes).toBe(actual);
+      else expect(prepared!.recordBytes).toBeGreaterThanOrEqual(actual);
+      if (prepared!.recordBytes > actual) overEstimates += 1;
+    }
+    expect(overEstimates).toBeGreaterThan(50);
+  });
+});
+
 describe("BatchBuilder", () => {
   const event = (i: number, recordBytes: number): PreparedEvent => ({
     timeUs: i,
