@@ -9,7 +9,8 @@ export function registerSandboxCommand(program: Command): void {
     )
     .option("--events <file>", "load these audit rows (JSONL, the table's column names)")
     .option("--synthetic <n>", "load N synthetic audit rows", (v) => Number(v))
-    .action(async (flags: { events?: string; synthetic?: number }) => {
+    .option("--no-cloud-fetch", "answer large results inline instead of through CloudFetch links (a real warehouse uses links)")
+    .action(async (flags: { events?: string; synthetic?: number; cloudFetch: boolean }) => {
       try {
         if (flags.synthetic !== undefined && (!Number.isInteger(flags.synthetic) || flags.synthetic < 0)) {
           throw new Error(`--synthetic must be a whole number of rows (0 or more); got '${String(flags.synthetic)}'.`);
@@ -19,6 +20,7 @@ export function registerSandboxCommand(program: Command): void {
         const stack = await startSandboxStack({
           ...(flags.events ? { eventsFile: flags.events } : {}),
           ...(flags.synthetic !== undefined ? { synthetic: flags.synthetic } : {}),
+          cloudFetch: flags.cloudFetch,
         });
         stopOnSignals(stack);
         process.stdout.write(`${JSON.stringify(stack.contract)}\n`);

@@ -27,6 +27,8 @@ export interface SandboxContract {
     caCertPath: string;
     /** `https://127.0.0.1:<port>/admin`; POST {adminUrl}/events (JSONL) appends rows. */
     adminUrl: string;
+    /** Large results come as CloudFetch links (as from a real warehouse); POST {adminUrl}/cloudfetch changes it. */
+    cloudFetch: boolean;
   };
   storage: { connectionString: string; container: string };
   logsIngestion: { endpoint: string; ruleId: string; streamName: string; receivedUrl: string };
@@ -51,6 +53,8 @@ export interface SandboxStackOptions {
   eventsFile?: string;
   /** Append this many synthetic rows. */
   synthetic?: number;
+  /** The warehouse answers large results with CloudFetch links, as a real one does (default true). */
+  cloudFetch?: boolean;
 }
 
 export const SANDBOX_CONTAINER = "databricks-audit";
@@ -69,7 +73,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
     startIdentityEndpoint(),
     startLogsIngestion({ tls: { cert: tls.cert, key: tls.key } }),
     startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
-    startSqlWarehouse({ tls: { cert: tls.cert, key: tls.key }, token, noGrantToken, port: 0 }),
+    startSqlWarehouse({ tls: { cert: tls.cert, key: tls.key }, token, noGrantToken, port: 0, cloudFetch: options.cloudFetch ?? true }),
   ] as const);
   const closers: (() => Promise<void>)[] = [];
   for (const result of started) if (result.status === "fulfilled") closers.push(() => result.value.close());
@@ -108,6 +112,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         noGrantToken,
         caCertPath: tls.caCertPath,
         adminUrl: warehouse.adminUrl,
+        cloudFetch: warehouse.cloudFetch().enabled,
       },
       storage: { connectionString: blob.connectionString, container: SANDBOX_CONTAINER },
       logsIngestion: {

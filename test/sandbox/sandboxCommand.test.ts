@@ -28,7 +28,8 @@ afterAll(() => {
 
 describe("dbx-audit sandbox", () => {
   it("prints one JSON line with every key of the contract", () => {
-    expect(Object.keys(contract.databricks).sort()).toEqual(["adminUrl", "caCertPath", "httpPath", "noGrantToken", "serverHostname", "token"]);
+    expect(Object.keys(contract.databricks).sort()).toEqual(["adminUrl", "caCertPath", "cloudFetch", "httpPath", "noGrantToken", "serverHostname", "token"]);
+    expect(contract.databricks.cloudFetch).toBe(true);
     expect(contract.databricks.serverHostname).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(contract.databricks.adminUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/admin$/);
     expect(Object.keys(contract.storage).sort()).toEqual(["connectionString", "container"]);
