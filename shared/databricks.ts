@@ -24,6 +24,18 @@ export interface WarehouseOptions {
 
 export const DEFAULT_FETCH_ROWS = 5_000;
 
+/**
+ * Result files the driver downloads at once through CloudFetch (its default is 10). A real
+ * warehouse answers large results with links to files of up to about 20 MB of Arrow, and the
+ * driver holds each downloaded file whole until its rows are read; node-fetch briefly holds
+ * two or three copies of a file while it assembles it. With one download at a time the next
+ * file is fetched only once the current one is read, so the reader holds about one file
+ * (20-60 MB off the V8 heap, in RSS), not ten: on a 512 MB Flex Consumption instance the
+ * export must stay within 200 MB. Downloads from the same region are far faster than the
+ * rows can be read, so the export loses little by not overlapping them.
+ */
+export const CLOUD_FETCH_CONCURRENT_DOWNLOADS = 1;
+
 export class Warehouse implements AuditSource {
   private constructor(
     private readonly client: DBSQLClient,
@@ -39,6 +51,9 @@ export class Warehouse implements AuditSource {
     // The driver's default logger prints info lines to stdout (breaking --json output and the
     // Functions log); its errors reach us as exceptions, so it stays silent.
     const client = new Client({ logger: { log: () => undefined } });
+    // CloudFetch (the driver's default, `useCloudFetch`) stays on: it is how a warehouse sends
+    // large results. The driver's connect() takes no CloudFetch options; its config does.
+    client.getConfig().cloudFetchConcurrentDownloads = CLOUD_FETCH_CONCURRENT_DOWNLOADS;
     // The driver logs to the console by default; errors reach us as exceptions instead.
     client.on("error", () => undefined);
     const common = {
@@ -156,6 +171,22 @@ export function markWarehouseError(error: unknown): unknown {
 
 export function isWarehouseError(error: unknown): boolean {
   return !!error && typeof error === "object" && (error as { fromWarehouse?: boolean }).fromWarehouse === true;
+}
+
+/**
+ * The driver refused or failed a CloudFetch result link because it expired: the driver's own
+ * check ("CloudFetch link has expired", thrown before downloading a link whose expiryTime has
+ * passed) or the storage's answer to a link that expired on the way ("CloudFetch HTTP error
+ * 403 ...": presigned Azure Blob / S3 URLs answer 403 once expired, and the clock that counts
+ * is the storage's). The statement's remaining links expire too, so recover by re-issuing the
+ * query from the last delivered cursor; a 403 that persists (a storage firewall) comes back on
+ * the re-issued query, so bound the re-issues. The driver's error classes are not exported
+ * and these are plain Errors: the message is what identifies them, also after it crossed the
+ * reader thread.
+ */
+export function isExpiredResultLinkError(error: unknown): boolean {
+  const message = error instanceof Error ? error.message : (error as { message?: unknown } | null)?.message;
+  return typeof message === "string" && /^CloudFetch (link has expired|HTTP error 403\b)/.test(message);
 }
 
 /** Classifies driver errors by what they carry (the driver's error classes are not exported). */
