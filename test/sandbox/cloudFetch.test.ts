@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSqlWarehouse, type SqlWarehouse, type WarehouseStats } from "../../sandbox/sqlWarehouse/server";
 import type { SandboxContract } from "../../sandbox/stack";
 import { ensureLocalTls } from "../../sandbox/tls";
-import { CLOUD_FETCH_CONCURRENT_DOWNLOADS, Warehouse, isExpiredResultLinkError } from "../../shared/databricks";
+import { CLOUD_FETCH_CONCURRENT_DOWNLOADS, USE_CLOUD_FETCH, Warehouse, isExpiredResultLinkError } from "../../shared/databricks";
 import type { DatabricksSettings } from "../../shared/config";
 import { auditRow, isoMicros } from "../support/auditRows";
 
@@ -111,6 +111,11 @@ function delta(before: WarehouseStats): WarehouseStats {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The stand-in as the export's settings name it. */
+function readerSettings(): DatabricksSettings {
+  return { serverHostname: warehouse.serverHostname, host: "127.0.0.1", port, httpPath: warehouse.httpPath, accessToken: TOKEN, scope: "" };
+}
 
 /** Rows whose values are easy to get wrong: nulls, non-ASCII, maps, structs, microseconds, ties. */
 const EDGE_ROWS = [
@@ -238,16 +243,27 @@ describe("CloudFetch from the warehouse stand-in, through the real driver", () =
     }
   });
 
+  it("serves the export's reader inline LZ4 pages by default, and links when it asks for them", async () => {
+    const inline = await Warehouse.connect(readerSettings(), undefined);
+    const linked = await Warehouse.connect(readerSettings(), undefined, { cloudFetch: true });
+    try {
+      expect(USE_CLOUD_FETCH).toBe(false);
+      let before = warehouse.stats();
+      const expected = await inline.all({ sql: ORDERED, params: {} });
+      expect(delta(before)).toMatchObject({ linksIssued: 0, rowsSent: SYNTHETIC + EDGE_ROWS.length });
+      before = warehouse.stats();
+      expect(await linked.all({ sql: ORDERED, params: {} })).toEqual(expected);
+      const links = delta(before);
+      expect(links.filesServed).toBeGreaterThanOrEqual(10);
+      expect(links.filesServed).toBe(links.linksIssued);
+    } finally {
+      await inline.close();
+      await linked.close();
+    }
+  });
+
   it("makes the export's reader fail on an expired link in a way isExpiredResultLinkError recognises, and a re-issued query succeeds", async () => {
-    const settings: DatabricksSettings = {
-      serverHostname: warehouse.serverHostname,
-      host: "127.0.0.1",
-      port,
-      httpPath: warehouse.httpPath,
-      accessToken: TOKEN,
-      scope: "",
-    };
-    const reader = await Warehouse.connect(settings, undefined);
+    const reader = await Warehouse.connect(readerSettings(), undefined, { cloudFetch: true });
     try {
       // Small files, so one FetchResults answer carries several links; the reader downloads one
       // at a time, so the later ones wait, and expire while the export is slow to take rows.
