@@ -205,7 +205,7 @@ function report(results: RoundResult[], floor: SinksFloor, instanceMemory: strin
       `and ${(cpuPerEventUs(bare.run) / (cpuPerEventUs(bare.run) + floorUs)).toFixed(2)} where the process's CPU is the limit; the export's own work beyond it: ${(cpuPerEventUs(exported.run) - cpuPerEventUs(bare.run) - floorUs).toFixed(1)} us an event`,
   );
   print(
-    `\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(rate(exported.run))}, peak RSS ${peakRss("exported").toFixed(0)} MB, calls ${stats.calls}, CloudFetch ${cloudFetch ? `on (${fmt(exported.files)} files)` : "off"}`,
+    `\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(rate(exported.run))}, peak RSS ${peakRss("exported").toFixed(0)} MB, calls ${stats.calls}, results ${cloudFetch ? `through CloudFetch (${fmt(exported.files)} files)` : "inline"}`,
   );
 }
 

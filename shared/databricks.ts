@@ -31,12 +31,13 @@ export const DEFAULT_FETCH_ROWS = 5_000;
  * inline Arrow pages. A warehouse answers large results with links to files of up to about
  * 20 MB of Arrow, and the driver holds a downloaded file whole until its rows are read, while
  * node-fetch briefly holds two more copies of it; V8 frees them only at a full collection.
- * Measured on the 512 MB instance's heap (200,000 events, one export): 262 MB peak RSS with
- * links of 20 MB files, 175 MB with 4 MB files, 181 MB inline. A 512 MB Flex Consumption
- * instance must stay within 200 MB, and its quarter core, not the transfer, limits the
- * export's speed, so the export reads inline pages of `fetchRows` rows (LZ4-compressed by
- * the warehouse: the driver asks for LZ4 when it does not ask for links). Links stay
- * supported (WarehouseOptions.cloudFetch) for larger instances.
+ * `npm run bench -- --events 200000 --rounds 2` on the 512 MB instance's heap: the export's
+ * peak RSS 284 MB through links (the bare reader's 205 MB), 180 MB inline (119 MB); one
+ * export through links of 4 MB files, 175 MB. A 512 MB Flex Consumption instance must stay
+ * within 200 MB, and its quarter core, not the transfer, limits the export's speed, so the
+ * export reads inline pages of `fetchRows` rows (LZ4-compressed by the warehouse: the driver
+ * asks for LZ4 when it does not ask for links). Links stay supported
+ * (WarehouseOptions.cloudFetch) for larger instances.
  */
 export const USE_CLOUD_FETCH = false;
 

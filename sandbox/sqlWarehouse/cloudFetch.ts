@@ -23,9 +23,9 @@ import { closeServer, listenOnLoopback } from "../net";
  *   so with it the files are plain Arrow; other clients (Python, Go, JDBC) get them compressed.
  * - file size: Databricks documents CloudFetch results as "Arrow-serialized files of up to
  *   20 MB" (Azure Databricks docs, "Driver capability settings for the Databricks ODBC
- *   Driver", Cloud Fetch). Default 20 MiB of Arrow per file (the stand-in cuts at DuckDB chunk
- *   boundaries, so a file can pass it by up to one chunk of 2,048 rows), or less when the
- *   client asks (maxBytesPerFile); `fileBytes` changes it.
+ *   Driver", Cloud Fetch). Default 20 MiB of Arrow per file, or less when the client asks
+ *   (maxBytesPerFile); `fileBytes` changes it. A statement's first file can pass it by up to
+ *   one DuckDB chunk (2,048 rows); later ones are cut by the bytes a row took so far.
  * - expiry: links are short-lived presigned URLs, "valid for only a short period, <= 15
  *   minutes", with their expiry alongside (Databricks Statement Execution API, external
  *   links). Default 15 minutes; `linkTtlMs` changes it. After expiry the store answers 403
