@@ -8,7 +8,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startSqlWarehouse, type SqlWarehouse, type WarehouseStats } from "../../sandbox/sqlWarehouse/server";
 import type { SandboxContract } from "../../sandbox/stack";
 import { ensureLocalTls } from "../../sandbox/tls";
-import { CLOUD_FETCH_CONCURRENT_DOWNLOADS, USE_CLOUD_FETCH, Warehouse, isExpiredResultLinkError } from "../../shared/databricks";
+import {
+  CLOUD_FETCH_CONCURRENT_DOWNLOADS,
+  USE_CLOUD_FETCH,
+  Warehouse,
+  isExpiredResultLinkError,
+  isWarehouseError,
+  type WarehouseOptions,
+} from "../../shared/databricks";
+import { ThreadedWarehouse } from "../../shared/databricksThread";
 import type { DatabricksSettings } from "../../shared/config";
 import { auditRow, isoMicros } from "../support/auditRows";
 
@@ -243,7 +251,7 @@ describe("CloudFetch from the warehouse stand-in, through the real driver", () =
     }
   });
 
-  it("serves the export's reader inline LZ4 pages by default, and links when it asks for them", async () => {
+  it("serves the export's reader inline pages by default, and links when it asks for them", async () => {
     const inline = await Warehouse.connect(readerSettings(), undefined);
     const linked = await Warehouse.connect(readerSettings(), undefined, { cloudFetch: true });
     try {
@@ -262,34 +270,57 @@ describe("CloudFetch from the warehouse stand-in, through the real driver", () =
     }
   });
 
-  it("makes the export's reader fail on an expired link in a way isExpiredResultLinkError recognises, and a re-issued query succeeds", async () => {
-    const reader = await Warehouse.connect(readerSettings(), undefined, { cloudFetch: true });
-    try {
-      // Small files, so one FetchResults answer carries several links; the reader downloads one
-      // at a time, so the later ones wait, and expire while the export is slow to take rows.
-      warehouse.setCloudFetch({ linkTtlMs: 1_000, fileBytes: 64 * 1024 });
-      const before = warehouse.stats();
-      let read = 0;
-      const error = await (async () => {
+  it.each([
+    ["in the same thread", (options: WarehouseOptions) => Warehouse.connect(readerSettings(), undefined, options)],
+    ["on the reader thread", (options: WarehouseOptions) => ThreadedWarehouse.connect(readerSettings(), undefined, options)],
+  ] as const)(
+    "makes the export's reader (%s) fail on an expired link as isExpiredResultLinkError recognises, and a re-issued query succeeds",
+    async (_where, open) => {
+      expect(ThreadedWarehouse.available()).toBe(true); // the reader thread runs from the build
+      const reader = await open({ cloudFetch: true });
+      const count = async (pauseMs: number): Promise<number> => {
+        let read = 0;
         for await (const chunk of reader.rows({ sql: ORDERED, params: {} })) {
           read += chunk.length;
-          await sleep(1_500);
+          if (pauseMs > 0) await sleep(pauseMs);
         }
-      })().catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(Error);
-      expect((error as Error).message).toBe("CloudFetch link has expired");
-      expect(isExpiredResultLinkError(error)).toBe(true);
-      expect(read).toBeGreaterThan(0);
-      expect(read).toBeLessThan(SYNTHETIC);
-      expect(delta(before).linksIssued).toBeGreaterThan(delta(before).filesServed);
+        return read;
+      };
+      try {
+        // Small files, so one FetchResults answer carries several links; the reader downloads
+        // one at a time, so the later ones wait, and expire while the export is slow to take rows.
+        warehouse.setCloudFetch({ linkTtlMs: 1_000, fileBytes: 64 * 1024 });
+        const before = warehouse.stats();
+        const error = await count(1_500).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(Error);
+        expect((error as Error).message).toBe("CloudFetch link has expired");
+        expect(isExpiredResultLinkError(error)).toBe(true);
+        expect(isWarehouseError(error)).toBe(true);
+        const { linksIssued, filesServed, rowsSent } = delta(before);
+        expect(filesServed).toBeGreaterThan(0);
+        expect(linksIssued).toBeGreaterThan(filesServed);
+        expect(rowsSent).toBeLessThan(SYNTHETIC);
 
-      // Recovery: the same query, issued again, gets fresh links.
-      warehouse.setCloudFetch({ linkTtlMs: 15 * 60_000, fileBytes: FILE_BYTES });
-      expect((await reader.all({ sql: ORDERED, params: {} })).length).toBe(SYNTHETIC + EDGE_ROWS.length);
-    } finally {
-      warehouse.setCloudFetch({ linkTtlMs: 15 * 60_000, fileBytes: FILE_BYTES });
-      await reader.close();
-    }
+        // Recovery: the same query, issued again, gets fresh links.
+        warehouse.setCloudFetch({ linkTtlMs: 15 * 60_000, fileBytes: FILE_BYTES });
+        expect(await count(0)).toBe(SYNTHETIC + EDGE_ROWS.length);
+      } finally {
+        warehouse.setCloudFetch({ linkTtlMs: 15 * 60_000, fileBytes: FILE_BYTES });
+        await reader.close();
+      }
+    },
+  );
+
+  it("isExpiredResultLinkError matches the driver's two expired-link errors and nothing else", () => {
+    expect(isExpiredResultLinkError(new Error("CloudFetch link has expired"))).toBe(true);
+    expect(isExpiredResultLinkError(new Error("CloudFetch HTTP error 403 Forbidden"))).toBe(true);
+    expect(isExpiredResultLinkError({ message: "CloudFetch link has expired" })).toBe(true);
+    expect(isExpiredResultLinkError(new Error("CloudFetch HTTP error 404 Not Found"))).toBe(false);
+    expect(isExpiredResultLinkError(new Error("CloudFetch HTTP error 4031"))).toBe(false);
+    expect(isExpiredResultLinkError(new Error("request failed: CloudFetch link has expired"))).toBe(false);
+    expect(isExpiredResultLinkError(new Error("[INSUFFICIENT_PERMISSIONS] 403"))).toBe(false);
+    expect(isExpiredResultLinkError(undefined)).toBe(false);
+    expect(isExpiredResultLinkError("CloudFetch link has expired")).toBe(false);
   });
 
   it("answers 403 once links are expired at the store, which the driver reports and isExpiredResultLinkError recognises", async () => {
