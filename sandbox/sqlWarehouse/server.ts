@@ -37,9 +37,10 @@ import { ResultStore, cloudFetchAdmin, type CloudFetchSettings, type CloudFetchS
  * Also on the same server (no auth, loopback sandbox): POST /admin/events (JSONL rows),
  * POST|GET /admin/faults, GET /admin/stats (counters, CloudFetch's included), and
  * GET|POST /admin/cloudfetch: `{ "enabled": bool, "linkTtlMs": n, "fileBytes": n,
- * "linksPerFetch": n }` changes the settings for statements executed from then on (any subset;
- * answers the settings in force), `{ "expireNow": true }` makes every link issued so far
- * answer 403, as an expired presigned URL does.
+ * "linksPerFetch": n }` (any subset; answers the settings in force) changes `enabled` for
+ * statements executed from then on and the others for links issued from then on;
+ * `{ "expireNow": true }` makes every link issued so far answer 403, as an expired presigned
+ * URL does.
  */
 
 export interface SqlWarehouseOptions {
@@ -92,7 +93,7 @@ export interface SqlWarehouse {
   eventTimeRange(): Promise<{ min: string; max: string } | null>;
   /** Replaces the current faults. */
   setFaults(faults: WarehouseFaults): void;
-  /** Changes CloudFetch for statements executed from now on; returns the settings in force. */
+  /** Changes CloudFetch (`enabled` for statements executed from now on, the rest for links issued from now on); returns the settings in force. */
   setCloudFetch(update: CloudFetchUpdate): CloudFetchSettings;
   cloudFetch(): CloudFetchSettings;
   stats(): WarehouseStats;
