@@ -1,11 +1,14 @@
 /**
- * `npm run bench [-- --events N] [--rounds R] [--instance-memory MB]`: export throughput against
+ * `npm run bench [-- --events N] [--rounds R] [--instance-memory MB] [--cloud-fetch | --no-cloud-fetch]`: export throughput against
  * the local stack, side by side with the bare driver, peak RSS of the exporting process, Logs
  * Ingestion calls and bytes per call, and the stand-ins' own CPU share. The sandbox, the bare
  * reader and the exporter each run in their own process; bare and export alternate for R
  * rounds (default 3) against one sandbox, so a slow spell of a shared machine hits both sides
  * alike. Both sides run with the V8 heap Node gives itself on a Flex Consumption instance of
- * the given memory (default 512 MB, the smallest), see INSTANCE_HEAPS.
+ * the given memory (default 512 MB, the smallest), see INSTANCE_HEAPS. The warehouse offers
+ * CloudFetch, as a real one does; both sides read as the product does (inline pages, see
+ * USE_CLOUD_FETCH in shared/databricks.ts), or through CloudFetch links with --cloud-fetch.
+ * --no-cloud-fetch: a warehouse without CloudFetch.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
@@ -14,6 +17,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { ensureLocalTls } from "../sandbox/tls";
 import type { IngestionStats } from "../sandbox/logsIngestion";
+import type { WarehouseStats } from "../sandbox/sqlWarehouse/server";
 import type { SandboxContract } from "../sandbox/stack";
 import type { SinksFloor } from "./sinksFloor";
 
@@ -53,7 +57,7 @@ interface WorkerResult {
 }
 
 async function main(): Promise<void> {
-  const { events, rounds, instanceMemory } = readFlags(process.argv.slice(2));
+  const { events, rounds, instanceMemory, cloudFetch, readerCloudFetch } = readFlags(process.argv.slice(2));
   const heapFlags = INSTANCE_HEAPS[instanceMemory]!;
   const tls = await ensureLocalTls();
   if (process.env.NODE_EXTRA_CA_CERTS !== tls.caCertPath) {
@@ -70,7 +74,10 @@ async function main(): Promise<void> {
       : `Both sides run with the V8 heap Node gives itself on a ${instanceMemory} MB instance (${heapFlags.join(" ")}).`,
   );
   const loadStarted = performance.now();
-  const { sandbox, contract } = await startSandbox(events);
+  const { sandbox, contract } = await startSandbox(events, cloudFetch);
+  log(
+    `  the warehouse ${contract.databricks.cloudFetch ? "offers CloudFetch" : "answers inline only"}; both sides ask for ${readerCloudFetch ? "CloudFetch links" : "inline pages (the product's setting)"}`,
+  );
   log(`  ready in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s`);
   try {
     const env = { ...process.env, ...contract.env, AUDIT_SERVICES: "*", EXPORT_TIME_BUDGET: "PT2H", EXPORT_SETTLE_DELAY: "PT1M" };
@@ -78,12 +85,12 @@ async function main(): Promise<void> {
     for (let round = 1; round <= rounds; round++) {
       const label = rounds > 1 ? ` (round ${round} of ${rounds})` : "";
       log(`Bare driver: the export's query, fetched in chunks and thrown away${label}...`);
-      const bare = await measured(sandbox.pid!, () => worker("bare", env, heapFlags));
+      const bare = await measured(sandbox.pid!, contract, () => worker("bare", env, heapFlags, readerCloudFetch));
       log(`Full export cycle: Blob + Log Analytics${label}...`);
       await fetch(`${contract.logsIngestion.endpoint}/admin/reset`, { method: "POST" });
       // Each round exports into a container of its own, from no state, like a first run.
-      const exported = await measured(sandbox.pid!, () =>
-        worker("export", { ...env, EXPORT_CONTAINER: `${contract.storage.container}-bench-${round}` }, heapFlags),
+      const exported = await measured(sandbox.pid!, contract, () =>
+        worker("export", { ...env, EXPORT_CONTAINER: `${contract.storage.container}-bench-${round}` }, heapFlags, readerCloudFetch),
       );
       const stats = (await (await fetch(`${contract.logsIngestion.endpoint}/admin/stats`)).json()) as IngestionStats;
       results.push({ bare, exported, stats });
@@ -91,7 +98,7 @@ async function main(): Promise<void> {
     }
     log(`The sinks' least work, measured alone on ${fmt(FLOOR_EVENTS)} synthetic events...`);
     const floor = await workerProcess<SinksFloor>(["floor", String(FLOOR_EVENTS)], process.env, heapFlags);
-    report(results, floor, instanceMemory);
+    report(results, floor, instanceMemory, contract.databricks.cloudFetch && readerCloudFetch);
   } finally {
     sandbox.kill("SIGTERM");
     await new Promise((resolve) => sandbox.once("exit", resolve));
@@ -104,6 +111,10 @@ interface Measured {
   standInCpu: number;
   /** CPU seconds the hypervisor gave to others meanwhile, all cores. */
   stolen: number;
+  /** CloudFetch links the warehouse issued and files it served meanwhile. */
+  links: number;
+  files: number;
+  fileBytes: number;
 }
 
 interface RoundResult {
@@ -112,11 +123,23 @@ interface RoundResult {
   stats: IngestionStats;
 }
 
-async function measured(sandboxPid: number, run: () => Promise<WorkerResult>): Promise<Measured> {
+async function measured(sandboxPid: number, contract: SandboxContract, run: () => Promise<WorkerResult>): Promise<Measured> {
+  const warehouse = async (): Promise<WarehouseStats> => (await (await fetch(`${contract.databricks.adminUrl}/stats`)).json()) as WarehouseStats;
+  const before = await warehouse();
   const cpu = sandboxCpu(sandboxPid);
   const steal = machineSteal();
   const result = await run();
-  return { run: result, standInCpu: sandboxCpu(sandboxPid) - cpu, stolen: machineSteal() - steal };
+  const standInCpu = sandboxCpu(sandboxPid) - cpu;
+  const stolen = machineSteal() - steal;
+  const after = await warehouse();
+  return {
+    run: result,
+    standInCpu,
+    stolen,
+    links: after.linksIssued - before.linksIssued,
+    files: after.filesServed - before.filesServed,
+    fileBytes: after.bytesServed - before.bytesServed,
+  };
 }
 
 /**
@@ -124,7 +147,7 @@ async function measured(sandboxPid: number, run: () => Promise<WorkerResult>): P
  * round: on a shared machine, interference only ever slows a run down. Peak RSS is the highest
  * of any round.
  */
-function report(results: RoundResult[], floor: SinksFloor, instanceMemory: string): void {
+function report(results: RoundResult[], floor: SinksFloor, instanceMemory: string, cloudFetch: boolean): void {
   const fastest = (side: "bare" | "exported"): Measured => results.map((r) => r[side]).reduce((a, b) => (b.run.seconds < a.run.seconds ? b : a));
   const bare = fastest("bare");
   const exported = fastest("exported");
@@ -147,6 +170,8 @@ function report(results: RoundResult[], floor: SinksFloor, instanceMemory: strin
     [`shortest possible on ${cpus} cores (s)`, cpuFloor(bare).toFixed(2), cpuFloor(exported).toFixed(2)],
     // Time the hypervisor gave this machine's CPUs to others: high values make every figure slower.
     ["CPU steal (share of all cores)", pct(bare.stolen / bare.run.seconds / cpus), pct(exported.stolen / exported.run.seconds / cpus)],
+    ["CloudFetch links issued / files served", `${fmt(bare.links)} / ${fmt(bare.files)}`, `${fmt(exported.links)} / ${fmt(exported.files)}`],
+    ["CloudFetch MB downloaded", (bare.fileBytes / 1e6).toFixed(1), (exported.fileBytes / 1e6).toFixed(1)],
     ["Logs Ingestion calls", "-", fmt(stats.calls)],
     ["fewest calls the 1 MB limit allows", "-", fmt(fewestCalls)],
     ["bytes per call (mean, uncompressed)", "-", fmt(stats.calls ? totalBytes / stats.calls : 0)],
@@ -156,6 +181,7 @@ function report(results: RoundResult[], floor: SinksFloor, instanceMemory: strin
   const width = Math.max(...rows.map((r) => r[0].length));
   const heading = results.length > 1 ? ` (fastest of ${results.length} rounds each; ratio per round ${ratios.map((r) => r.toFixed(2)).join(", ")})` : "";
   print(`\nV8 heap: ${instanceMemory === "none" ? "this machine's own memory" : `as on a ${instanceMemory} MB Flex Consumption instance`}`);
+  print(`results: ${cloudFetch ? "through CloudFetch links (--cloud-fetch)" : "inline Arrow pages, as the product reads them"}`);
   print(`\n${"".padEnd(width)}  ${"bare driver".padStart(14)}  ${"full export".padStart(14)}${heading}`);
   for (const [name, a, b] of rows) print(`${name.padEnd(width)}  ${a.padStart(14)}  ${b.padStart(14)}`);
   print(
@@ -178,7 +204,9 @@ function report(results: RoundResult[], floor: SinksFloor, instanceMemory: strin
     `with only that on top of the bare read the ratio could reach at most ${(bare.run.seconds / ((bare.run.cpuSeconds + floorSeconds + exported.standInCpu) / cpus)).toFixed(2)} on this machine (with the export's stand-ins' CPU) ` +
       `and ${(cpuPerEventUs(bare.run) / (cpuPerEventUs(bare.run) + floorUs)).toFixed(2)} where the process's CPU is the limit; the export's own work beyond it: ${(cpuPerEventUs(exported.run) - cpuPerEventUs(bare.run) - floorUs).toFixed(1)} us an event`,
   );
-  print(`\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(rate(exported.run))}, peak RSS ${peakRss("exported").toFixed(0)} MB, calls ${stats.calls}`);
+  print(
+    `\nexport/bare ratio ${ratio.toFixed(2)}, events/s ${fmt(rate(exported.run))}, peak RSS ${peakRss("exported").toFixed(0)} MB, calls ${stats.calls}, results ${cloudFetch ? `through CloudFetch (${fmt(exported.files)} files)` : "inline"}`,
+  );
 }
 
 const perEventUs = (cpuSeconds: number, events: number): string => ((cpuSeconds * 1e6) / events).toFixed(1);
@@ -186,7 +214,7 @@ const rate = (run: WorkerResult): number => (run.seconds > 0 ? run.events / run.
 const cpuPerEventUs = (run: WorkerResult): number => (run.events > 0 ? (run.cpuSeconds * 1e6) / run.events : 0);
 const cpuFloor = (side: Measured): number => (side.run.cpuSeconds + side.standInCpu) / cpus;
 
-function readFlags(args: string[]): { events: number; rounds: number; instanceMemory: string } {
+function readFlags(args: string[]): { events: number; rounds: number; instanceMemory: string; cloudFetch: boolean; readerCloudFetch: boolean } {
   const number = (flag: string, fallback: number): number => {
     const index = args.indexOf(flag);
     if (index < 0) return fallback;
@@ -195,19 +223,30 @@ function readFlags(args: string[]): { events: number; rounds: number; instanceMe
     return value;
   };
   for (const arg of args)
-    if (arg.startsWith("--") && !["--events", "--rounds", "--instance-memory"].includes(arg))
-      throw new Error(`Unknown option '${arg}': use --events N, --rounds N and --instance-memory ${Object.keys(INSTANCE_HEAPS).join("|")}.`);
+    if (arg.startsWith("--") && !["--events", "--rounds", "--instance-memory", "--cloud-fetch", "--no-cloud-fetch"].includes(arg))
+      throw new Error(
+        `Unknown option '${arg}': use --events N, --rounds N, --instance-memory ${Object.keys(INSTANCE_HEAPS).join("|")}, --cloud-fetch and --no-cloud-fetch.`,
+      );
+  if (args.includes("--cloud-fetch") && args.includes("--no-cloud-fetch"))
+    throw new Error("--cloud-fetch needs a warehouse with CloudFetch: drop --no-cloud-fetch.");
   const memoryAt = args.indexOf("--instance-memory");
   const instanceMemory = memoryAt < 0 ? "512" : (args[memoryAt + 1] ?? "");
   if (!Object.hasOwn(INSTANCE_HEAPS, instanceMemory))
     throw new Error(
       `--instance-memory must be one of ${Object.keys(INSTANCE_HEAPS).join(", ")} (MB of a Flex Consumption instance, or none); got '${instanceMemory}'.`,
     );
-  return { events: number("--events", 200_000), rounds: number("--rounds", 3), instanceMemory };
+  return {
+    events: number("--events", 200_000),
+    rounds: number("--rounds", 3),
+    instanceMemory,
+    cloudFetch: !args.includes("--no-cloud-fetch"),
+    readerCloudFetch: args.includes("--cloud-fetch"),
+  };
 }
 
-function startSandbox(events: number): Promise<{ sandbox: ChildProcess; contract: SandboxContract }> {
-  const sandbox = spawn(process.execPath, [join(root, "dist", "cli", "main.js"), "sandbox", "--synthetic", String(events)], {
+function startSandbox(events: number, cloudFetch: boolean): Promise<{ sandbox: ChildProcess; contract: SandboxContract }> {
+  const flags = ["sandbox", "--synthetic", String(events), ...(cloudFetch ? [] : ["--no-cloud-fetch"])];
+  const sandbox = spawn(process.execPath, [join(root, "dist", "cli", "main.js"), ...flags], {
     stdio: ["ignore", "pipe", "inherit"],
   });
   return new Promise((resolve, reject) => {
@@ -216,8 +255,8 @@ function startSandbox(events: number): Promise<{ sandbox: ChildProcess; contract
   });
 }
 
-function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv, heapFlags: string[]): Promise<WorkerResult> {
-  return workerProcess<WorkerResult>([mode], env, heapFlags);
+function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv, heapFlags: string[], cloudFetch: boolean): Promise<WorkerResult> {
+  return workerProcess<WorkerResult>([mode, ...(cloudFetch ? ["--cloud-fetch"] : [])], env, heapFlags);
 }
 
 function workerProcess<T>(args: string[], env: NodeJS.ProcessEnv, heapFlags: string[]): Promise<T> {

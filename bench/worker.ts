@@ -1,6 +1,7 @@
 /**
  * One measured side of the benchmark, in a process of its own so its peak RSS is its own:
  *   bare   - the export's query through the driver, fetched in chunks and thrown away
+ *            (bare and export with --cloud-fetch: through CloudFetch links, not the product's inline pages)
  *   export - one full export cycle (Blob + Log Analytics), exactly as `dbx-audit run`
  *   floor  - the sinks' least work on N synthetic events, measured alone (sinksFloor.ts)
  * Settings come from the environment (the sandbox's app settings). Prints one JSON line.
@@ -19,17 +20,24 @@ async function main(): Promise<void> {
     return;
   }
   const config = loadConfig(process.env);
+  // --cloud-fetch: the reader asks for CloudFetch links instead of the product's inline pages.
+  const warehouseOptions = process.argv.includes("--cloud-fetch") ? { cloudFetch: true } : {};
   const started = performance.now();
   let events = 0;
   let detail: unknown;
   if (mode === "bare") {
-    const warehouse = await Warehouse.connect(config.databricks, createAzureCredential(config, process.env));
+    const warehouse = await Warehouse.connect(config.databricks, createAzureCredential(config, process.env), warehouseOptions);
     const nowMs = Date.now();
     const query = scanQuery(config.filter, { timeUs: resolveStart(config.start, nowMs), eventId: "" }, (nowMs - config.settleDelayMs) * 1000);
     for await (const rows of warehouse.rows(query)) events += rows.length;
     await warehouse.close();
   } else if (mode === "export") {
-    const summary = await runExportCycle(config, process.env, { info: () => undefined, warn: (m) => process.stderr.write(`${m}\n`) });
+    const summary = await runExportCycle(
+      config,
+      process.env,
+      { info: () => undefined, warn: (m) => process.stderr.write(`${m}\n`) },
+      { warehouse: warehouseOptions },
+    );
     events = summary.eventsDelivered;
     detail = summary;
   } else {

@@ -14,7 +14,8 @@ export function registerSandboxCommand(program: Command): void {
       [] as string[],
     )
     .option("--synthetic <n>", "load N synthetic audit rows (into the first warehouse)", (v) => Number(v))
-    .action(async (flags: { events: string[]; synthetic?: number }) => {
+    .option("--no-cloud-fetch", "answer large results inline instead of through CloudFetch links (a real warehouse uses links)")
+    .action(async (flags: { events: string[]; synthetic?: number; cloudFetch: boolean }) => {
       try {
         if (flags.synthetic !== undefined && (!Number.isInteger(flags.synthetic) || flags.synthetic < 0)) {
           throw new Error(`--synthetic must be a whole number of rows (0 or more); got '${String(flags.synthetic)}'.`);
@@ -24,6 +25,7 @@ export function registerSandboxCommand(program: Command): void {
         const stack = await startSandboxStack({
           eventsFiles: flags.events,
           ...(flags.synthetic !== undefined ? { synthetic: flags.synthetic } : {}),
+          cloudFetch: flags.cloudFetch,
         });
         stopOnSignals(stack);
         process.stdout.write(`${JSON.stringify(stack.contract)}\n`);

@@ -46,6 +46,8 @@ export interface WarehouseEndpoint {
   caCertPath: string;
   /** `https://127.0.0.1:<port>/admin`; POST {adminUrl}/events (JSONL) appends rows to this warehouse only. */
   adminUrl: string;
+  /** Large results come as CloudFetch links (as from a real warehouse); POST {adminUrl}/cloudfetch changes it. */
+  cloudFetch: boolean;
 }
 
 export interface DatabricksSource extends WarehouseEndpoint {
@@ -75,6 +77,8 @@ export interface SandboxStackOptions {
   eventsFiles?: string[];
   /** Append this many synthetic rows (to the first warehouse only). */
   synthetic?: number;
+  /** The warehouse answers large results with CloudFetch links, as a real one does (default true). */
+  cloudFetch?: boolean;
 }
 
 export const SANDBOX_CONTAINER = "databricks-audit";
@@ -98,7 +102,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
       streams: { [DEFAULT_STREAM_NAME]: STREAMS_FROM_TABLES[DEFAULT_STREAM_NAME]!, [ALERTS_STREAM_NAME]: STREAMS_FROM_TABLES[ALERTS_STREAM_NAME]! },
     }),
     startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
-    startWarehouses(Math.max(1, eventsFiles.length), { tls: { cert: tls.cert, key: tls.key }, token, noGrantToken }),
+    startWarehouses(Math.max(1, eventsFiles.length), { tls: { cert: tls.cert, key: tls.key }, token, noGrantToken, cloudFetch: options.cloudFetch ?? true }),
   ] as const);
   const closers: (() => Promise<void>)[] = [];
   for (const result of started) if (result.status === "fulfilled") closers.push(() => result.value.close());
@@ -136,6 +140,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
       noGrantToken,
       caCertPath: tls.caCertPath,
       adminUrl: w.adminUrl,
+      cloudFetch: w.cloudFetch().enabled,
     }));
     const first = databricksSources[0]!;
 
@@ -147,6 +152,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         noGrantToken,
         caCertPath: tls.caCertPath,
         adminUrl: first.adminUrl,
+        cloudFetch: first.cloudFetch,
       },
       databricksSources,
       storage: { connectionString: blob.connectionString, container: SANDBOX_CONTAINER },

@@ -8,6 +8,8 @@ import { AUDIENCE, checkBearerJwt } from "../tokens";
 import { ALL_NATIVE, ArrowResultEncoder, ColumnResultEncoder, vectorsOf, type NativeTypes, type ResultColumn } from "./arrow";
 import { AuditDatabase, AuditRowError, SqlBridgeError, duckStringLiteral, translateSparkSql, type AuditRowInput, type SparkParameter } from "./auditTable";
 import { syntheticRecords, type SyntheticOptions } from "./synthetic";
+import { compressFrameSync } from "lz4-napi";
+import { ResultStore, cloudFetchAdmin, type CloudFetchSettings, type CloudFetchStats, type CloudFetchUpdate, type ResultFileSource } from "./cloudFetch";
 
 /**
  * A local stand-in for a Databricks SQL warehouse: an HTTPS server speaking the HiveServer2
@@ -16,9 +18,19 @@ import { syntheticRecords, type SyntheticOptions } from "./synthetic";
  * from DuckDB a FetchResults at a time. The Thrift code is the driver's own (its generated
  * `TCLIService` includes a server Processor), so the wire format cannot drift from the client.
  *
+ * Large results go as a real warehouse sends them, through CloudFetch (cloudFetch.ts): when the
+ * client can download results, FetchResults answers with links to LZ4-compressed (when asked)
+ * Arrow files on a second HTTPS server on loopback, the "cloud storage", with expiry. Inline
+ * Arrow batches (LZ4-compressed when asked) when CloudFetch is off or the client does not ask.
+ *
  * Also on the same server (no auth, loopback sandbox): POST /admin/events (JSONL rows, which
  * may bring new columns and struct fields),
- * POST|GET /admin/faults, GET /admin/stats.
+ * POST|GET /admin/faults, GET /admin/stats (counters, CloudFetch's included), and
+ * GET|POST /admin/cloudfetch: `{ "enabled": bool, "linkTtlMs": n, "fileBytes": n,
+ * "linksPerFetch": n }` (any subset; answers the settings in force) changes `enabled` for
+ * statements executed from then on and the others for links issued from then on;
+ * `{ "expireNow": true }` makes every link issued so far answer 403, as an expired presigned
+ * URL does.
  */
 
 export interface SqlWarehouseOptions {
@@ -31,6 +43,8 @@ export interface SqlWarehouseOptions {
   jwtAudience?: string;
   /** Default 0 (a free port). */
   port?: number;
+  /** CloudFetch: on (the default, as a real warehouse), off (false), or on with these settings. */
+  cloudFetch?: boolean | Partial<CloudFetchSettings>;
 }
 
 export interface WarehouseFaults {
@@ -44,13 +58,15 @@ export interface WarehouseFaults {
   fetchDelayMs?: number;
 }
 
-export interface WarehouseStats {
+interface WarehouseCounters {
   sessionsOpened: number;
   statements: number;
   fetches: number;
   statusPolls: number;
   rowsSent: number;
 }
+
+export interface WarehouseStats extends WarehouseCounters, CloudFetchStats {}
 
 export interface SqlWarehouse {
   /** "127.0.0.1:<port>" */
@@ -71,6 +87,9 @@ export interface SqlWarehouse {
   eventTimeRange(): Promise<{ min: string; max: string } | null>;
   /** Replaces the current faults. */
   setFaults(faults: WarehouseFaults): void;
+  /** Changes CloudFetch (`enabled` for statements executed from now on, the rest for links issued from now on); returns the settings in force. */
+  setCloudFetch(update: CloudFetchUpdate): CloudFetchSettings;
+  cloudFetch(): CloudFetchSettings;
   stats(): WarehouseStats;
   close(): Promise<void>;
 }
@@ -100,7 +119,7 @@ const TCLIService = require("@databricks/sql/thrift/TCLIService") as { Processor
 const StatusCode = { SUCCESS: 0, ERROR: 3, INVALID_HANDLE: 4 } as const;
 const OperationState = { INITIALIZED: 0, RUNNING: 1, FINISHED: 2, CANCELED: 3, CLOSED: 4, ERROR: 5, PENDING: 7, TIMEDOUT: 8 } as const;
 const OperationType = { EXECUTE_STATEMENT: 0, GET_CATALOGS: 2, GET_SCHEMAS: 3, GET_TABLES: 4, GET_TABLE_TYPES: 5, GET_COLUMNS: 6 } as const;
-const RowSetType = { ARROW_BASED_SET: 0, COLUMN_BASED_SET: 1 } as const;
+const RowSetType = { ARROW_BASED_SET: 0, COLUMN_BASED_SET: 1, URL_BASED_SET: 3 } as const;
 /** SPARK_CLI_SERVICE_PROTOCOL_V8: the first version whose servers take named parameters. */
 const SERVER_PROTOCOL_VERSION = 0xa508;
 
@@ -221,7 +240,15 @@ interface PendingChunk {
   offset: number;
 }
 
-class Operation {
+/** How a statement's rows reach the client: through result links (CloudFetch) or inline, LZ4 or not. */
+interface Delivery {
+  links: boolean;
+  lz4: boolean;
+  maxBytesPerFile?: number | undefined;
+}
+const INLINE: Delivery = { links: false, lz4: false };
+
+class Operation implements ResultFileSource {
   readonly handle = newHandle();
   readonly key = keyOf(this.handle);
   state: number = OperationState.PENDING;
@@ -229,6 +256,8 @@ class Operation {
   columns?: ResultColumn[];
   encoder?: ArrowResultEncoder | ColumnResultEncoder;
   startRowOffset = 0;
+  /** Arrow bytes per row of the last result file (CloudFetch). */
+  private fileRowBytes = 0;
   private connection?: DuckDBConnection;
   private prepared?: DuckDBPreparedStatement;
   private result?: DuckDBResult;
@@ -245,8 +274,35 @@ class Operation {
     readonly operationType: number,
     readonly arrowResults: boolean,
     readonly native: NativeTypes,
+    readonly delivery: Delivery = INLINE,
   ) {
     this.settled = new Promise<void>((resolve) => (this.settle = resolve));
+  }
+
+  get lz4(): boolean {
+    return this.delivery.lz4;
+  }
+
+  get maxBytesPerFile(): number | undefined {
+    return this.delivery.maxBytesPerFile;
+  }
+
+  arrowSchema(): Buffer {
+    return (this.encoder as ArrowResultEncoder).arrowSchema();
+  }
+
+  /**
+   * A result file's worth of record batches (CloudFetch): about `maxBytes` of them. After the
+   * first file the rows are counted from the Arrow bytes a row took so far, so a file ends
+   * near `maxBytes` rather than up to a DuckDB chunk (2,048 rows) past it.
+   */
+  async nextBatches(maxBytes: number): Promise<{ batches: Buffer[]; rows: number; startRowOffset: number; hasMoreRows: boolean }> {
+    const maxRows = this.fileRowBytes > 0 ? Math.max(1, Math.floor(maxBytes / this.fileRowBytes)) : Number.MAX_SAFE_INTEGER;
+    const page = await this.fetch(maxRows, maxBytes);
+    const rowSet = page.rowSet as { startRowOffset: number; arrowBatches: { batch: Buffer }[] };
+    const batches = rowSet.arrowBatches.map((b) => b.batch);
+    if (page.rows > 0) this.fileRowBytes = batches.reduce((sum, b) => sum + b.length, 0) / page.rows;
+    return { batches, rows: page.rows, startRowOffset: rowSet.startRowOffset, hasMoreRows: page.hasMoreRows };
   }
 
   get terminal(): boolean {
@@ -447,13 +503,14 @@ const STATUS_LONG_POLL_MS = 200;
 class Warehouse {
   readonly sessions = new Map<string, Session>();
   readonly operations = new Map<string, Operation>();
-  readonly counters: WarehouseStats = { sessionsOpened: 0, statements: 0, fetches: 0, statusPolls: 0, rowsSent: 0 };
+  readonly counters: WarehouseCounters = { sessionsOpened: 0, statements: 0, fetches: 0, statusPolls: 0, rowsSent: 0 };
   private faults: WarehouseFaults = {};
   private coldStartUntil = 0;
 
   constructor(
     readonly db: AuditDatabase,
     private readonly options: SqlWarehouseOptions,
+    readonly store: ResultStore,
   ) {}
 
   // ----- faults
@@ -640,8 +697,8 @@ class Warehouse {
         return {
           status: OK,
           schema: { columns: op.encoder.hiveColumns() },
-          resultFormat: arrowResults ? RowSetType.ARROW_BASED_SET : RowSetType.COLUMN_BASED_SET,
-          lz4Compressed: false,
+          resultFormat: op.delivery.links ? RowSetType.URL_BASED_SET : arrowResults ? RowSetType.ARROW_BASED_SET : RowSetType.COLUMN_BASED_SET,
+          lz4Compressed: op.delivery.lz4,
           ...(op.encoder instanceof ArrowResultEncoder ? { arrowSchema: op.encoder.arrowSchema() } : {}),
           isStagingOperation: false,
         };
@@ -674,7 +731,14 @@ class Warehouse {
           complexTypesAsArrow: req.useArrowNativeTypes.complexTypesAsArrow ?? false,
         }
       : { timestampAsArrow: false, decimalAsArrow: false, complexTypesAsArrow: false };
-    const op = new Operation(session, OperationType.EXECUTE_STATEMENT, req.canReadArrowResult === true, native);
+    const arrowResults = req.canReadArrowResult === true;
+    // As a real warehouse: links when the client can download results, LZ4 when it can decompress it (Arrow only).
+    const delivery: Delivery = {
+      links: arrowResults && req.canDownloadResult === true && this.store.settings.enabled,
+      lz4: arrowResults && req.canDecompressLZ4Result === true,
+      maxBytesPerFile: toNumber(req.maxBytesPerFile, 0) || undefined,
+    };
+    const op = new Operation(session, OperationType.EXECUTE_STATEMENT, arrowResults, native, delivery);
     this.operations.set(op.key, op);
     session.operations.add(op.key);
     const parameters: SparkParameter[] = (req.parameters ?? []).map((p) => ({
@@ -731,8 +795,16 @@ class Warehouse {
     await op.waitSettled();
     if (op.state !== OperationState.FINISHED || !op.encoder) return { status: this.operationError(op) };
     const maxRows = Math.max(1, toNumber(req.maxRows, 10_000));
+    if (op.delivery.links) {
+      const startRowOffset = op.startRowOffset;
+      const maxBytes = toNumber(req.maxBytes, 0);
+      const issued = await this.store.issueLinks(op, maxRows, maxBytes > 0 ? maxBytes : undefined);
+      this.counters.rowsSent += issued.rows;
+      return { status: OK, hasMoreRows: issued.hasMoreRows, results: { startRowOffset, rows: [], resultLinks: issued.links } };
+    }
     const page = await op.fetch(maxRows, MAX_BATCH_BYTES);
     this.counters.rowsSent += page.rows;
+    if (op.delivery.lz4) for (const b of (page.rowSet as { arrowBatches?: { batch: Buffer }[] }).arrowBatches ?? []) b.batch = compressFrameSync(b.batch);
     return { status: OK, hasMoreRows: page.hasMoreRows, results: page.rowSet };
   }
 
@@ -742,6 +814,7 @@ class Warehouse {
     op.close();
     op.session.operations.delete(key);
     this.operations.delete(key);
+    this.store.dropOperation(key);
   }
 
   /** Closes every operation and waits (up to 10 s) until none has a DuckDB call in flight. */
@@ -760,6 +833,9 @@ interface ExecuteStatementReq {
   runAsync?: boolean;
   queryTimeout?: unknown;
   canReadArrowResult?: boolean;
+  canDownloadResult?: boolean;
+  canDecompressLZ4Result?: boolean;
+  maxBytesPerFile?: unknown;
   useArrowNativeTypes?: { timestampAsArrow?: boolean; decimalAsArrow?: boolean; complexTypesAsArrow?: boolean };
   parameters?: {
     name?: string;
@@ -776,6 +852,7 @@ interface OperationReq {
 }
 interface FetchResultsReq extends OperationReq {
   maxRows?: unknown;
+  maxBytes?: unknown;
   fetchType?: number;
 }
 
@@ -853,10 +930,16 @@ async function handleAdmin(warehouse: Warehouse, req: IncomingMessage, res: Serv
       return sendJson(res, 200, { faults: warehouse.currentFaults() });
     case "GET /admin/stats":
       await readBody(req);
-      return sendJson(res, 200, { ...warehouse.counters, rowCount: await warehouse.db.rowCount() });
+      return sendJson(res, 200, { ...warehouse.counters, ...warehouse.store.stats(), rowCount: await warehouse.db.rowCount() });
+    case "GET /admin/cloudfetch":
+    case "POST /admin/cloudfetch": {
+      const answer = cloudFetchAdmin(warehouse.store, req.method ?? "GET", (await readBody(req)).toString("utf8"));
+      return sendJson(res, answer.status, answer.body);
+    }
     default:
       await readBody(req);
-      if (["/admin/events", "/admin/faults", "/admin/stats"].includes(path)) return sendJson(res, 405, { error: `${req.method} not allowed on ${path}` });
+      if (["/admin/events", "/admin/faults", "/admin/stats", "/admin/cloudfetch"].includes(path))
+        return sendJson(res, 405, { error: `${req.method} not allowed on ${path}` });
       return sendJson(res, 404, { error: `no such admin endpoint: ${path}` });
   }
 }
@@ -869,8 +952,16 @@ export async function startSqlWarehouse(options: SqlWarehouseOptions): Promise<S
   if (!options.token || !options.noGrantToken || options.token === options.noGrantToken) {
     throw new Error("startSqlWarehouse: token and noGrantToken are required and must differ");
   }
+  const cloudFetch = options.cloudFetch ?? true;
   const db = await AuditDatabase.create();
-  const warehouse = new Warehouse(db, options);
+  let store: ResultStore;
+  try {
+    store = await ResultStore.start(options.tls, typeof cloudFetch === "boolean" ? { enabled: cloudFetch } : cloudFetch);
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+  const warehouse = new Warehouse(db, options, store);
   const httpPath = `/sql/1.0/warehouses/${randomBytes(8).toString("hex")}`;
   const sockets = new Set<Socket>();
 
@@ -905,7 +996,14 @@ export async function startSqlWarehouse(options: SqlWarehouseOptions): Promise<S
   });
   server.on("tlsClientError", () => undefined);
 
-  const port = await listenOnLoopback(server, options.port ?? 0);
+  let port: number;
+  try {
+    port = await listenOnLoopback(server, options.port ?? 0);
+  } catch (error) {
+    await store.close();
+    db.close();
+    throw error;
+  }
   let closing: Promise<void> | undefined;
 
   return {
@@ -917,7 +1015,9 @@ export async function startSqlWarehouse(options: SqlWarehouseOptions): Promise<S
     rowCount: () => db.rowCount(),
     eventTimeRange: () => db.eventTimeRange(),
     setFaults: (faults) => warehouse.setFaults(faults),
-    stats: () => ({ ...warehouse.counters }),
+    setCloudFetch: (update) => store.configure(update),
+    cloudFetch: () => store.settings,
+    stats: () => ({ ...warehouse.counters, ...store.stats() }),
     close: () =>
       (closing ??= (async () => {
         // Stop taking requests, then end every statement, then drop the database.
@@ -925,6 +1025,7 @@ export async function startSqlWarehouse(options: SqlWarehouseOptions): Promise<S
         for (const socket of sockets) socket.destroy();
         await warehouse.closeAll();
         await stopped;
+        await store.close();
         await db.drain();
         db.close();
       })()),

@@ -81,7 +81,8 @@ describe("dbx-audit sandbox", () => {
     expect(stdout.startsWith(`${firstLine}\n`)).toBe(true);
     expect(firstLine).not.toContain("\n");
     expect(Object.keys(contract).sort()).toEqual(["databricks", "databricksSources", "env", "logsIngestion", "storage"]);
-    expect(Object.keys(contract.databricks).sort()).toEqual(["adminUrl", "caCertPath", "httpPath", "noGrantToken", "serverHostname", "token"]);
+    expect(Object.keys(contract.databricks).sort()).toEqual(["adminUrl", "caCertPath", "cloudFetch", "httpPath", "noGrantToken", "serverHostname", "token"]);
+    expect(contract.databricks.cloudFetch).toBe(true);
     expect(contract.databricks.serverHostname).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(contract.databricks.adminUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/admin$/);
     expect(Object.keys(contract.storage).sort()).toEqual(["connectionString", "container"]);

@@ -200,6 +200,7 @@ describe("SQL warehouse stand-in through the real driver", () => {
     expect(await warehouse.rowCount()).toBe(before);
   });
 
+  // Inline Arrow pages (useCloudFetch: false); cloudFetch.test.ts covers the same through result links.
   it("streams 100k rows in chunks without the heap growing with the result", async () => {
     const start = new Date("2024-06-01T00:00:00Z");
     const end = new Date("2024-06-02T00:00:00Z");
@@ -212,7 +213,7 @@ describe("SQL warehouse stand-in through the real driver", () => {
         `SELECT *, unix_micros(event_time) AS event_time_us FROM system.access.audit
          WHERE event_time >= timestamp_micros(CAST(:from AS BIGINT)) AND event_time < timestamp_micros(CAST(:to AS BIGINT))
          ORDER BY event_time, event_id`,
-        { namedParameters: { from: String(start.getTime() * 1000), to: String(end.getTime() * 1000) } },
+        { namedParameters: { from: String(start.getTime() * 1000), to: String(end.getTime() * 1000) }, useCloudFetch: false },
       );
       let total = 0;
       let chunks = 0;
@@ -293,7 +294,8 @@ describe("SQL warehouse stand-in through the real driver", () => {
   it("surfaces a socket dropped mid-fetch as ECONNRESET", async () => {
     const { session, close } = await connect();
     try {
-      const operation = await session.executeStatement("SELECT * FROM system.access.audit");
+      // Inline pages: a FetchResults call per chunk (with CloudFetch one call covers a whole file).
+      const operation = await session.executeStatement("SELECT * FROM system.access.audit", { useCloudFetch: false });
       await operation.fetchChunk({ maxRows: 1_000 });
       warehouse.setFaults({ dropSocketOnFetch: 1 });
       let error: unknown;
