@@ -157,15 +157,21 @@ export async function runExport(options: ExportOptions, deps: ExportDeps): Promi
   try {
     const following = follower?.run();
     following?.catch(() => undefined);
+    let archiveFailure: unknown;
     try {
       await archiver.resumePending();
       targetUs = (deps.now() - options.settleDelayMs) * 1000;
       caughtUp = await archiver.scanTo(targetUs);
       if (caughtUp) await archiver.deliverLateEvents();
+    } catch (error) {
+      archiveFailure = error;
     } finally {
       follower?.archiveFinished();
     }
+    // Whatever happened to the archive, Log Analytics finishes what was committed (or stops on
+    // a lost lock) before the run ends: nothing may leave after the lock is released.
     await following;
+    if (archiveFailure !== undefined) throw ensureError(archiveFailure);
     if (follower?.failure) {
       const backlog = logAnalyticsBacklog(source());
       lagging = `The archive is complete up to ${microsToIso(source().cursor.timeUs)}, but Log Analytics is ${backlog.batches} batch(es) (${backlog.events} events) behind it: ${follower.failure.message} ${follower.failure.remediation}`;
