@@ -27,8 +27,8 @@ export interface SandboxContract {
   logsIngestion: { endpoint: string; ruleId: string; streamName: string; receivedUrl: string };
   /**
    * Every app setting a timer cycle needs, pointing at the sandbox. DATABRICKS_SERVER_HOSTNAME
-   * and DATABRICKS_HTTP_PATH name the first warehouse; DATABRICKS_SOURCES (a JSON array of
-   * `{ name, serverHostname, httpPath }`) names every warehouse, one element when there is one.
+   * and DATABRICKS_HTTP_PATH name the first warehouse; with several, DATABRICKS_SOURCES (a JSON
+   * array of `{ name, serverHostname, httpPath }`) names every warehouse.
    */
   env: Record<string, string>;
 }
@@ -165,7 +165,9 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
       env: {
         DATABRICKS_SERVER_HOSTNAME: warehouse.serverHostname,
         DATABRICKS_HTTP_PATH: warehouse.httpPath,
-        DATABRICKS_SOURCES: JSON.stringify(databricksSources.map(({ name, serverHostname, httpPath }) => ({ name, serverHostname, httpPath }))),
+        ...(databricksSources.length > 1
+          ? { DATABRICKS_SOURCES: JSON.stringify(databricksSources.map(({ name, serverHostname, httpPath }) => ({ name, serverHostname, httpPath }))) }
+          : {}),
         DATABRICKS_WORKSPACE_IDS: "",
         IDENTITY_ENDPOINT: identity.endpoint,
         IDENTITY_HEADER: identity.header,

@@ -165,7 +165,9 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
     }
     const blob = results.get("blob_container")!;
     if (!container || blob.status === "FAIL") {
-      for (const name of ["export_freshness", "log_analytics_lag"] as const) record(skipped(name, "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"));
+      const blobSkip = (name: CheckName) => skipped(name, "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN");
+      record(broken.has("schedule") ? configSkip("export_freshness", ["schedule"])! : blobSkip("export_freshness"));
+      record(blobSkip("log_analytics_lag"));
     } else {
       const [freshness, lag] = await exportStateChecks(new BlobExportStore(container), config!, broken.has("schedule"), now(), budget);
       record(freshness ?? configSkip("export_freshness", ["schedule"])!);

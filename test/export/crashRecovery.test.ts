@@ -135,8 +135,9 @@ describe("a run that dies at any step, then runs again (reader thread, four call
   }, 900_000);
 
   it("does so whatever step a run finishing a batch left pending died at", async () => {
-    // An earlier run died after it recorded its second batch as pending and wrote part of it.
+    // An earlier run died after it recorded a batch as pending and wrote part of its blobs.
     const prepare = async (container: ContainerClient): Promise<void> => {
+      stack.logsIngestion.reset();
       let archiveWrites = 0;
       await exportOnce({
         stack,

@@ -262,7 +262,7 @@ describe("memory", () => {
           EXPORT_START: new Date(start).toISOString(),
           AUDIT_SERVICES: "*",
           EXPORT_SETTLE_DELAY: "PT1M",
-          EXPORT_TIME_BUDGET: "PT2H",
+          EXPORT_TIME_BUDGET: "PT20M",
           DBX_AUDIT_PEAK_RSS_FILE: report,
         };
         const launcher = join(__dirname, "..", "..", "bin", "dbx-audit.js");

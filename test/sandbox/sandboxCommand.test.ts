@@ -108,7 +108,7 @@ describe("dbx-audit sandbox", () => {
     const sources = contract.databricksSources;
     expect(sources.map((s) => s.name)).toEqual(["region1", "region2"]);
     for (const source of sources) {
-      expect(Object.keys(source).sort()).toEqual(["adminUrl", "caCertPath", "httpPath", "name", "noGrantToken", "serverHostname", "token"]);
+      expect(Object.keys(source).sort()).toEqual(["adminUrl", "caCertPath", "cloudFetch", "httpPath", "name", "noGrantToken", "serverHostname", "token"]);
       expect(source.serverHostname).toMatch(/^127\.0\.0\.1:\d+$/);
       expect(source.adminUrl).toBe(`https://${source.serverHostname}/admin`);
     }

@@ -24,7 +24,7 @@ afterAll(() => {
 });
 
 describe("startSandboxStack", () => {
-  it("keeps eventsFile working as one warehouse, listed once in DATABRICKS_SOURCES", async () => {
+  it("keeps eventsFile working as one warehouse, configured by the single-source settings alone", async () => {
     const stack = await startSandboxStack({ eventsFile: file("one.jsonl", [row("2025-05-05T05:05:05Z", "one-a")]) });
     try {
       expect(stack.warehouses).toHaveLength(1);
@@ -32,7 +32,8 @@ describe("startSandboxStack", () => {
       expect(await stack.warehouse.rowCount()).toBe(1);
       const { databricks, databricksSources, env } = stack.contract;
       expect(databricksSources).toEqual([{ name: "region1", ...databricks }]);
-      expect(JSON.parse(env.DATABRICKS_SOURCES!)).toEqual([{ name: "region1", serverHostname: databricks.serverHostname, httpPath: databricks.httpPath }]);
+      expect(env.DATABRICKS_SOURCES).toBeUndefined();
+      expect(env).toMatchObject({ DATABRICKS_SERVER_HOSTNAME: databricks.serverHostname, DATABRICKS_HTTP_PATH: databricks.httpPath });
       expect(env.EXPORT_START).toBe("2025-05-05T05:00:00.000Z");
     } finally {
       await stack.close();
