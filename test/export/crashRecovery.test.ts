@@ -69,13 +69,14 @@ afterAll(async () => {
   await stack?.close();
 });
 
-const run = (container: ContainerClient, crash?: CrashSwitch, now = NOW) =>
-  exportOnce({ stack, container, options, now: () => now, ...(crash ? { crash } : {}) });
-
 /**
- * For every step of the run that `prepare` leads up to: a fresh container, `prepare`, the run
- * dying at that step, a run after the lock expired; then both sinks are checked.
+ * The run under test (the one that dies) runs as in production, on the reader thread; the runs
+ * that set a scene up or finish after it read on the test's own thread, which spares a thread
+ * start per run (the same reads, see warehouseThread.test.ts).
  */
+const run = (container: ContainerClient, crash?: CrashSwitch, now = NOW, readerThread = true) =>
+  exportOnce({ stack, container, options, now: () => now, readerThread, ...(crash ? { crash } : {}) });
+
 /** Which steps of the reference run to crash at: all of them, or the part of the run under test. */
 type StepRange = (steps: readonly string[]) => [first: number, last: number];
 const allSteps: StepRange = (steps) => [1, steps.length];
@@ -87,6 +88,8 @@ async function everyCrash(
   minCalls: number,
   range: StepRange = allSteps,
 ): Promise<number> {
+  // For every step of the run that `prepare` leads up to: a fresh container, `prepare`, the run
+  // dying at that step, a run after the lock expired; then both sinks are checked.
   const referenceContainer = containerFor(stack, `${name}-reference`);
   await prepare(referenceContainer);
   const reference = new CrashSwitch();
@@ -103,7 +106,7 @@ async function everyCrash(
     // up) does not fail it. Either way nothing ran after that step.
     await run(container, sw).catch(() => undefined);
     if (!sw.dead) continue; // this run took fewer steps than the reference
-    const summary = await run(container, undefined, NOW + LOCK_TTL + 1000);
+    const summary = await run(container, undefined, NOW + LOCK_TTL + 1000, false);
     if (process.env.CRASH_TEST_TRACE) process.stderr.write(`${name} ${crashAt}/${last} ${sw.steps[crashAt - 1]}\n`);
     expect(summary.caughtUp).toBe(true);
     const where = `${name}: crash at step ${crashAt} (${sw.steps[crashAt - 1]})`;
@@ -144,6 +147,7 @@ describe("a run that dies at any step, then runs again (reader thread, four call
         container,
         options,
         now: () => NOW,
+        readerThread: false,
         wrapStore: (store) =>
           overriding(store, {
             writeArchive: async (blobName, lines) => {
@@ -183,6 +187,7 @@ describe("a run that dies at any step, then runs again (reader thread, four call
         container,
         options,
         now: () => NOW,
+        readerThread: false,
         wrapSource: (source) => ({
           countByHour: async (filter, from, to) => {
             const counts = await source.countByHour(filter, from, to);
