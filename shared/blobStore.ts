@@ -31,19 +31,14 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
     return { state: parseState(text.body), etag: text.etag };
   }
 
-  async writeState(state: ExportState, etag: string | null): Promise<string> {
-    const body = JSON.stringify(state, null, 1);
-    try {
-      const result = await this.container.getBlockBlobClient(STATE_BLOB).upload(body, Buffer.byteLength(body), {
-        conditions: etag === null ? { ifNoneMatch: "*" } : { ifMatch: etag },
-        blobHTTPHeaders: { blobContentType: "application/json" },
-      });
-      return result.etag!;
-    } catch (error) {
-      const status = statusOf(error);
-      if (status === 412 || status === 409) throw new StateConflictError(`The export state blob changed underneath this run (HTTP ${status}).`);
-      throw error;
-    }
+  writeState(state: ExportState, etag: string | null): Promise<string> {
+    return writeJsonConditionally(
+      this.container,
+      STATE_BLOB,
+      JSON.stringify(state, null, 1),
+      etag,
+      (status) => new StateConflictError(`The export state blob changed underneath this run (HTTP ${status}).`),
+    );
   }
 
   async writeArchive(name: string, lines: readonly Uint8Array[]): Promise<number> {
@@ -163,19 +158,49 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
     }
   }
 
-  private async readText(name: string): Promise<{ body: string; etag: string } | null> {
-    try {
-      const response = await this.container.getBlobClient(name).download();
-      const chunks: Buffer[] = [];
-      for await (const chunk of response.readableStreamBody!) chunks.push(Buffer.from(chunk as Buffer));
-      return { body: Buffer.concat(chunks).toString("utf8"), etag: response.etag! };
-    } catch (error) {
-      if (statusOf(error) === 404) return null;
-      throw error;
-    }
+  private readText(name: string): Promise<{ body: string; etag: string } | null> {
+    return readBlobText(this.container, name);
   }
 }
 
 function ignoreNotFound(error: unknown): void {
   if (statusOf(error) !== 404) throw error;
+}
+
+/** A blob's text and ETag, or null when it does not exist. */
+export async function readBlobText(container: ContainerClient, name: string): Promise<{ body: string; etag: string } | null> {
+  try {
+    const response = await container.getBlobClient(name).download();
+    const chunks: Buffer[] = [];
+    for await (const chunk of response.readableStreamBody!) chunks.push(Buffer.from(chunk as Buffer));
+    return { body: Buffer.concat(chunks).toString("utf8"), etag: response.etag! };
+  } catch (error) {
+    if (statusOf(error) === 404) return null;
+    throw error;
+  }
+}
+
+/**
+ * Writes a JSON state blob only if it is still the version read (`ifMatch` its ETag), or does
+ * not exist yet (`etag` null: `ifNoneMatch: "*"`). A writer that lost the race gets 412/409,
+ * thrown as `conflict(status)`, and never overwrites the winner. Returns the new ETag.
+ */
+export async function writeJsonConditionally(
+  container: ContainerClient,
+  name: string,
+  body: string,
+  etag: string | null,
+  conflict: (status: number) => Error,
+): Promise<string> {
+  try {
+    const result = await container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), {
+      conditions: etag === null ? { ifNoneMatch: "*" } : { ifMatch: etag },
+      blobHTTPHeaders: { blobContentType: "application/json" },
+    });
+    return result.etag!;
+  } catch (error) {
+    const status = statusOf(error);
+    if (status === 412 || status === 409) throw conflict(status);
+    throw error;
+  }
 }

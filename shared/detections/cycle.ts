@@ -6,7 +6,8 @@ import type { IngestionClientOptions } from "../logsIngestion";
 import { AlertsIngestionSink } from "./alertsSink";
 import { resolveCatalog, type ResolvedCatalog } from "./overrides";
 import { runDetections, type DetectionsLog, type DetectionsRunSummary } from "./runner";
-import { BlobDetectionsStore, readBlobText } from "./store";
+import { readBlobText } from "../blobStore";
+import { BlobDetectionsStore } from "./store";
 
 export interface DetectionsCycleOptions {
   now?: () => number;
