@@ -24,13 +24,7 @@ export class LogsIngestionSink implements IngestionSink {
     private readonly credential: TokenCredential,
     options: IngestionClientOptions = {},
   ) {
-    this.client = new LogsIngestionClient(settings.endpoint, credential, {
-      retryOptions: {
-        maxRetries: options.maxRetries ?? 5,
-        ...(options.retryDelayInMs !== undefined ? { retryDelayInMs: options.retryDelayInMs } : {}),
-        ...(options.maxRetryDelayInMs !== undefined ? { maxRetryDelayInMs: options.maxRetryDelayInMs } : {}),
-      },
-    });
+    this.client = createLogsIngestionClient(settings.endpoint, credential, options);
     useFastGzip(this.client.pipeline);
   }
 
@@ -71,6 +65,17 @@ export class LogsIngestionSink implements IngestionSink {
   async probe(): Promise<number> {
     return (await this.check()).status;
   }
+}
+
+/** The Logs Ingestion client with the app's retry settings (it honours Retry-After on 429/503). */
+export function createLogsIngestionClient(endpoint: string, credential: TokenCredential, options: IngestionClientOptions = {}): LogsIngestionClient {
+  return new LogsIngestionClient(endpoint, credential, {
+    retryOptions: {
+      maxRetries: options.maxRetries ?? 5,
+      ...(options.retryDelayInMs !== undefined ? { retryDelayInMs: options.retryDelayInMs } : {}),
+      ...(options.maxRetryDelayInMs !== undefined ? { maxRetryDelayInMs: options.maxRetryDelayInMs } : {}),
+    },
+  });
 }
 
 type Pipeline = LogsIngestionClient["pipeline"];

@@ -1,7 +1,7 @@
 import type { TokenCredential } from "@azure/identity";
-import { LogsIngestionClient } from "@azure/monitor-ingestion";
+import type { LogsIngestionClient } from "@azure/monitor-ingestion";
 import { describeError } from "../errors";
-import type { IngestionClientOptions } from "../logsIngestion";
+import { createLogsIngestionClient, type IngestionClientOptions } from "../logsIngestion";
 import type { AlertRecord } from "./alerts";
 import type { AlertsSink } from "./runner";
 
@@ -25,13 +25,7 @@ export class AlertsIngestionSink implements AlertsSink {
     credential: TokenCredential,
     options: IngestionClientOptions = {},
   ) {
-    this.client = new LogsIngestionClient(settings.endpoint, credential, {
-      retryOptions: {
-        maxRetries: options.maxRetries ?? 5,
-        ...(options.retryDelayInMs !== undefined ? { retryDelayInMs: options.retryDelayInMs } : {}),
-        ...(options.maxRetryDelayInMs !== undefined ? { maxRetryDelayInMs: options.maxRetryDelayInMs } : {}),
-      },
-    });
+    this.client = createLogsIngestionClient(settings.endpoint, credential, options);
   }
 
   async send(records: AlertRecord[]): Promise<{ failedIds: string[]; error?: string }> {

@@ -1,4 +1,4 @@
-import { ensureError, describeError } from "../errors";
+import { ensureError, describeError, statusOf } from "../errors";
 import { sentinelRecordFromLine, type SentinelAuditRecord } from "../sentinelRecord";
 import { parseLedgerRef, ledgerRefs, type ArchivedBatch } from "./archiver";
 import type { LockedState } from "./lockedState";
@@ -335,11 +335,6 @@ export function classify(error: unknown): LogAnalyticsFailure {
             : "Usually transient (service or network): the next run catches up from the archive. If it persists, check the endpoint's network access (private link, firewall).",
       };
   }
-}
-
-function statusOf(error: unknown): number | undefined {
-  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
-  return typeof status === "number" ? status : undefined;
 }
 
 /** The event_id of an archive line (the JSON of one event, event_id a plain string). */

@@ -1,4 +1,4 @@
-import { describeError } from "../errors";
+import { describeError, statusOf } from "../errors";
 import { MAX_CALL_BYTES } from "../sentinelRecord";
 import type { DeadLetter, IngestionSink } from "./ports";
 
@@ -45,7 +45,7 @@ export async function redriveDeadLetters(store: DeadLetterStore, sink: Ingestion
             await sink.send([letter.record]);
             result.accepted += 1;
           } catch (error) {
-            refused.push({ ...letter, reason: describeError(error), status: statusOf(error) });
+            refused.push({ ...letter, reason: describeError(error), status: statusOf(error) ?? null });
           }
         }
       }
@@ -76,11 +76,6 @@ function callsOf(letters: readonly DeadLetter[]): DeadLetter[][] {
     }
   }
   return calls;
-}
-
-function statusOf(error: unknown): number | null {
-  const status = (error as { statusCode?: unknown } | undefined)?.statusCode;
-  return typeof status === "number" ? status : null;
 }
 
 export const DEAD_LETTER_PREFIX = "dead-letter/logs-ingestion/";
