@@ -99,9 +99,24 @@ export interface RedactionRule {
 
 export type ExportStart = { kind: "at"; us: number } | { kind: "ago"; ms: number };
 
+/** One SQL warehouse to read (one per region): DATABRICKS_SOURCES' entries, or the single-source settings as "default". */
+export interface SourceConfig {
+  /** Its name in the state, the run summary, the checks and the alerts. */
+  name: string;
+  databricks: DatabricksSettings;
+  filter: AuditFilter;
+}
+
+/** The name of the one source the single-source settings (DATABRICKS_SERVER_HOSTNAME, ...) describe. */
+export const SINGLE_SOURCE_NAME = "default";
+
 export interface AppConfig {
+  /** Every warehouse to read, never empty; the first is `databricks` and `filter` below. */
+  sources: readonly SourceConfig[];
+  /** The first source's warehouse (the only one unless DATABRICKS_SOURCES lists several). */
   databricks: DatabricksSettings;
   azureClientId?: string;
+  /** The first source's filter. */
   filter: AuditFilter;
   storage?: StorageSettings;
   logsIngestion?: LogsIngestionSettings;
@@ -156,6 +171,7 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     services: readServices(read("AUDIT_SERVICES"), "AUDIT_SERVICES", problems),
     includeAccountLevel: readBoolean(read("AUDIT_INCLUDE_ACCOUNT_LEVEL"), true, "AUDIT_INCLUDE_ACCOUNT_LEVEL", problems),
   };
+  const sourceConfigs = databricks ? configureSources(sources, databricks, filter, read, problems) : [];
 
   const storage = readStorage(read, problems, needs.storage);
   const logsIngestion = readLogsIngestion(read, problems);
@@ -190,9 +206,10 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
-    databricks: databricks!,
+    sources: sourceConfigs,
+    databricks: sourceConfigs[0]!.databricks,
     ...(azureClientId ? { azureClientId } : {}),
-    filter,
+    filter: sourceConfigs[0]!.filter,
     ...(storage ? { storage } : {}),
     ...(logsIngestion ? { logsIngestion } : {}),
     schedule,
@@ -461,15 +478,63 @@ export interface SourceSettings {
   serverHostname: string;
   httpPath: string;
   workspaceIds?: string[];
+  /** The name of the app setting holding this warehouse's personal access token (a Key Vault reference in Azure); else managed identity. */
+  accessTokenSetting?: string;
+}
+
+const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
+
+/**
+ * The sources a run reads. Without DATABRICKS_SOURCES: one, "default", from the single-source
+ * settings. With it: one per entry, each with its own workspace IDs (DATABRICKS_WORKSPACE_IDS
+ * otherwise) and its own token setting (a personal access token belongs to one workspace).
+ */
+function configureSources(
+  listed: SourceSettings[] | undefined,
+  first: DatabricksSettings,
+  filter: AuditFilter,
+  read: (name: string) => string | undefined,
+  problems: string[],
+): SourceConfig[] {
+  if (!listed) return [{ name: SINGLE_SOURCE_NAME, databricks: first, filter }];
+  if (listed.length > 1 && first.accessToken !== undefined) {
+    problems.push(
+      `DATABRICKS_ACCESS_TOKEN is one workspace's personal access token, and DATABRICKS_SOURCES lists ${listed.length} warehouses: remove it and use the app's managed identity (granted in each region's workspace), or give each source its own with "accessTokenSetting" (the name of an app setting holding that workspace's token).`,
+    );
+  }
+  return listed.map((source, index) => {
+    const { accessToken: _shared, ...common } = first;
+    let accessToken = index === 0 ? first.accessToken : undefined;
+    if (source.accessTokenSetting !== undefined) {
+      accessToken = read(source.accessTokenSetting);
+      if (accessToken === undefined) {
+        problems.push(
+          `DATABRICKS_SOURCES source '${source.name}': accessTokenSetting names the app setting ${source.accessTokenSetting}, which is not set; set it to that workspace's personal access token (a Key Vault reference in Azure), or remove accessTokenSetting to use the managed identity.`,
+        );
+      }
+    }
+    return {
+      name: source.name,
+      databricks: {
+        ...common,
+        serverHostname: source.serverHostname,
+        ...parseServerHostname(source.serverHostname)!,
+        httpPath: source.httpPath,
+        ...(accessToken !== undefined ? { accessToken } : {}),
+      },
+      filter: source.workspaceIds !== undefined ? { ...filter, workspaceIds: [...new Set(source.workspaceIds)] } : filter,
+    };
+  });
 }
 
 const SOURCE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,39}$/;
+/** Azure Databricks regions an account could span, with room to spare. */
+const MAX_SOURCES = 16;
 
 /**
  * DATABRICKS_SOURCES: a JSON array of the SQL warehouses to read, one per region
  * (`[{"name": "westeurope", "serverHostname": "...", "httpPath": "...", "workspaceIds": ["..."]}]`).
- * Each problem names the source and the field. This version exports one warehouse per app: a
- * list of several is refused rather than silently reading only the first.
+ * Each problem names the source and the field.
  */
 function readSources(value: string | undefined, problems: string[]): SourceSettings[] | undefined {
   if (value === undefined) return undefined;
@@ -489,7 +554,11 @@ function readSources(value: string | undefined, problems: string[]): SourceSetti
   const sources: SourceSettings[] = [];
   const before = problems.length;
   parsed.forEach((entry: unknown, index) => {
-    const source = (entry ?? {}) as Record<string, unknown>;
+    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
+      problems.push(`DATABRICKS_SOURCES[${index}] must be an object {name, serverHostname, httpPath, workspaceIds?, accessTokenSetting?}.`);
+      return;
+    }
+    const source = entry as Record<string, unknown>;
     const label = typeof source.name === "string" && source.name ? `DATABRICKS_SOURCES source '${source.name}'` : `DATABRICKS_SOURCES[${index}]`;
     if (typeof source.name !== "string" || !SOURCE_NAME.test(source.name))
       problems.push(`${label}: name must be 1-40 letters, digits, '-' or '_', starting with a letter (e.g. 'westeurope').`);
@@ -504,16 +573,19 @@ function readSources(value: string | undefined, problems: string[]): SourceSetti
     if (ids !== undefined && (!Array.isArray(ids) || !ids.every((id) => typeof id === "string" && WORKSPACE_ID.test(id)))) {
       problems.push(`${label}: workspaceIds must be a list of numeric workspace IDs as strings, e.g. ["1234567890123456"].`);
     }
+    const tokenSetting = source.accessTokenSetting;
+    if (tokenSetting !== undefined && (typeof tokenSetting !== "string" || !SETTING_NAME.test(tokenSetting)))
+      problems.push(`${label}: accessTokenSetting must be the name of an app setting (letters, digits, '_'), e.g. 'DATABRICKS_ACCESS_TOKEN_EASTUS'.`);
+    const known = new Set(["name", "serverHostname", "httpPath", "workspaceIds", "accessTokenSetting"]);
+    const unknown = Object.keys(source).filter((key) => !known.has(key));
+    if (unknown.length > 0)
+      problems.push(`${label}: unknown field(s) ${unknown.join(", ")}; a source has name, serverHostname, httpPath, workspaceIds (optional) and accessTokenSetting (optional).`);
     sources.push(source as unknown as SourceSettings);
   });
   const names = sources.map((s) => s.name);
   const repeated = names.filter((name, i) => names.indexOf(name) !== i);
   if (repeated.length > 0) problems.push(`DATABRICKS_SOURCES: each source needs its own name; repeated: ${[...new Set(repeated)].join(", ")}.`);
-  if (problems.length === before && sources.length > 1) {
-    problems.push(
-      `DATABRICKS_SOURCES lists ${sources.length} warehouses (${names.join(", ")}), and this version exports one warehouse per app. List one, or deploy one app per region and set AUDIT_INCLUDE_ACCOUNT_LEVEL=false in all but one (account-level events appear in every region).`,
-    );
-  }
+  if (sources.length > MAX_SOURCES) problems.push(`DATABRICKS_SOURCES lists ${sources.length} warehouses; at most ${MAX_SOURCES} (one per region) are supported.`);
   return problems.length === before ? sources : undefined;
 }
 

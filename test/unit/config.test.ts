@@ -170,8 +170,38 @@ describe("DATABRICKS_SOURCES", () => {
     );
   });
 
-  it("refuses several warehouses rather than silently reading only the first", () => {
-    const [problem] = withSources([source, { ...source, name: "eastus" }]);
-    expect(problem).toMatch(/lists 2 warehouses \(westeurope, eastus\), and this version exports one warehouse per app/);
+  it("takes several warehouses, each with its own name, workspaces and token setting", () => {
+    const eastus = { name: "eastus", serverHostname: "adb-2.3.azuredatabricks.net:8443", httpPath: "/sql/1.0/warehouses/east", workspaceIds: ["42"] };
+    const config = loadConfig({
+      EXPORT_STORAGE_ACCOUNT_URL: minimal.EXPORT_STORAGE_ACCOUNT_URL,
+      DATABRICKS_WORKSPACE_IDS: "7,8",
+      DATABRICKS_SOURCES: JSON.stringify([source, { ...eastus, accessTokenSetting: "EASTUS_PAT" }]),
+      EASTUS_PAT: "dapi-east",
+    });
+    expect(config.sources.map((s) => s.name)).toEqual(["westeurope", "eastus"]);
+    expect(config.sources[0]!.filter.workspaceIds).toEqual(["7", "8"]);
+    expect(config.sources[0]!.databricks.accessToken).toBeUndefined();
+    expect(config.sources[1]).toMatchObject({
+      databricks: { host: "adb-2.3.azuredatabricks.net", port: 8443, httpPath: "/sql/1.0/warehouses/east", accessToken: "dapi-east" },
+      filter: { workspaceIds: ["42"], includeAccountLevel: true },
+    });
+    expect(config.databricks).toBe(config.sources[0]!.databricks);
+  });
+
+  it("keeps the single-source settings as one source named default", () => {
+    const config = loadConfig(minimal);
+    expect(config.sources).toHaveLength(1);
+    expect(config.sources[0]).toMatchObject({ name: "default", databricks: config.databricks, filter: config.filter });
+  });
+
+  it("refuses one shared personal access token, repeated names, unknown fields and a token setting that is not set", () => {
+    const two = [source, { ...source, name: "eastus" }];
+    expect(withSources(two, { DATABRICKS_ACCESS_TOKEN: "dapi-x" }).join("\n")).toMatch(/DATABRICKS_ACCESS_TOKEN is one workspace's personal access token/);
+    expect(withSources([source, source]).join("\n")).toMatch(/each source needs its own name; repeated: westeurope/);
+    expect(withSources([{ ...source, region: "x" }]).join("\n")).toMatch(/source 'westeurope': unknown field\(s\) region/);
+    expect(withSources([{ ...source, accessTokenSetting: "MISSING_PAT" }]).join("\n")).toMatch(
+      /source 'westeurope': accessTokenSetting names the app setting MISSING_PAT, which is not set/,
+    );
+    expect(withSources([source, 5]).join("\n")).toMatch(/DATABRICKS_SOURCES\[1\] must be an object/);
   });
 });
