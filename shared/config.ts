@@ -503,7 +503,8 @@ function configureSources(
     );
   }
   return listed.map((source, index) => {
-    const { accessToken: _shared, ...common } = first;
+    const common: DatabricksSettings = { ...first };
+    delete common.accessToken;
     let accessToken = index === 0 ? first.accessToken : undefined;
     if (source.accessTokenSetting !== undefined) {
       accessToken = read(source.accessTokenSetting);
