@@ -43,11 +43,19 @@ async function run(flags: RunFlags): Promise<void> {
   let lagging: DeliveryError | undefined;
   for (let cycle = 1; cycle <= maxCycles; cycle++) {
     let summary: ExportSummary;
+    // With several sources the bar follows the one furthest behind, and counts every source's events.
+    const sources = new Map<string, { cursorUs: number; targetUs: number; events: number }>();
     try {
       summary = await runExportCycle(config, process.env, log, {
-        onProgress: ({ cursorUs, targetUs, eventsDelivered }) => {
-          bar ??= progressBar(flags.progress !== false && !flags.json, cursorUs, targetUs);
-          bar.update(cursorUs, eventsDelivered);
+        onProgress: ({ source, cursorUs, targetUs, eventsDelivered }) => {
+          sources.set(source, { cursorUs, targetUs, events: eventsDelivered });
+          const all = [...sources.values()];
+          const cursor = Math.min(...all.map((s) => s.cursorUs));
+          bar ??= progressBar(flags.progress !== false && !flags.json, cursor, Math.max(...all.map((s) => s.targetUs)));
+          bar.update(
+            cursor,
+            all.reduce((total, s) => total + s.events, 0),
+          );
         },
       });
     } catch (error) {
@@ -59,7 +67,8 @@ async function run(flags: RunFlags): Promise<void> {
       bar = undefined;
     }
     process.stdout.write(`${flags.json ? JSON.stringify(summary) : formatSummary(summary)}\n`);
-    if (summary.caughtUp) break;
+    // A source that failed fails again at once: the next cycle waits for its fix.
+    if (summary.caughtUp || summary.sources.some((s) => s.status === "failed")) break;
   }
   if (lagging) throw lagging;
 }

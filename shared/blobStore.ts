@@ -6,6 +6,7 @@ import { statusOf } from "./errors";
 import { StateConflictError, type BatchRecord, type DeadLetter, type ExportStore, type JournalEntry, type StoredState } from "./export/ports";
 import { fastGzip } from "./fastGzip";
 import { DEAD_LETTER_PREFIX, type DeadLetterStore } from "./export/redrive";
+import { ClaimsConflictError, claimsBlobName, hourOfClaimsBlob, parseClaims, type HourClaims, type StoredClaims } from "./export/accountEvents";
 
 const gunzip = promisify(gunzipCallback);
 
@@ -106,6 +107,43 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
 
   async deleteJournal(source: string, seq: number): Promise<void> {
     await this.deletePaths([journalBlobName(source, seq)]);
+  }
+
+  async readClaims(hour: number): Promise<StoredClaims | null> {
+    const name = claimsBlobName(hour);
+    const text = await this.readText(name);
+    return text ? { claims: parseClaims(text.body, name), etag: text.etag } : null;
+  }
+
+  async writeClaims(hour: number, claims: HourClaims, etag: string | null): Promise<string> {
+    const name = claimsBlobName(hour);
+    const body = JSON.stringify(claims);
+    try {
+      return await writeJsonConditionally(
+        this.container,
+        name,
+        body,
+        etag,
+        (status) => new ClaimsConflictError(`${name} changed underneath this run (HTTP ${status}).`),
+      );
+    } catch (error) {
+      // The storage SDK may retry a write that had in fact succeeded: then the blob holds exactly this body.
+      if (!(error instanceof ClaimsConflictError)) throw error;
+      const now = await this.readText(name);
+      if (now?.body === body) return now.etag;
+      throw error;
+    }
+  }
+
+  async deleteClaims(hours: readonly number[]): Promise<void> {
+    await this.deletePaths(hours.map(claimsBlobName));
+  }
+
+  async listClaimHours(): Promise<number[]> {
+    return (await this.listNames("_state/account-events/")).flatMap((name) => {
+      const hour = hourOfClaimsBlob(name);
+      return hour === undefined ? [] : [hour];
+    });
   }
 
   async writeDeadLetters(name: string, letters: readonly DeadLetter[]): Promise<string> {

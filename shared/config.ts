@@ -580,13 +580,16 @@ function readSources(value: string | undefined, problems: string[]): SourceSetti
     const known = new Set(["name", "serverHostname", "httpPath", "workspaceIds", "accessTokenSetting"]);
     const unknown = Object.keys(source).filter((key) => !known.has(key));
     if (unknown.length > 0)
-      problems.push(`${label}: unknown field(s) ${unknown.join(", ")}; a source has name, serverHostname, httpPath, workspaceIds (optional) and accessTokenSetting (optional).`);
+      problems.push(
+        `${label}: unknown field(s) ${unknown.join(", ")}; a source has name, serverHostname, httpPath, workspaceIds (optional) and accessTokenSetting (optional).`,
+      );
     sources.push(source as unknown as SourceSettings);
   });
   const names = sources.map((s) => s.name);
   const repeated = names.filter((name, i) => names.indexOf(name) !== i);
   if (repeated.length > 0) problems.push(`DATABRICKS_SOURCES: each source needs its own name; repeated: ${[...new Set(repeated)].join(", ")}.`);
-  if (sources.length > MAX_SOURCES) problems.push(`DATABRICKS_SOURCES lists ${sources.length} warehouses; at most ${MAX_SOURCES} (one per region) are supported.`);
+  if (sources.length > MAX_SOURCES)
+    problems.push(`DATABRICKS_SOURCES lists ${sources.length} warehouses; at most ${MAX_SOURCES} (one per region) are supported.`);
   return problems.length === before ? sources : undefined;
 }
 

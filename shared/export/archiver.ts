@@ -7,7 +7,8 @@ import { BatchBuilder, withOwnLine, type BatchLimits, type PreparedBatch, type P
 import { boundedScan, type SliceLimits } from "./boundedScan";
 import type { LockedState } from "./lockedState";
 import type { AuditSource, ExportLog, ExportStore } from "./ports";
-import { batchBlobName, compareKeys, type BatchKind, type PendingBatch, type SourceState } from "./state";
+import { ACCOUNT_WORKSPACE_ID, type AccountEventClaims } from "./accountEvents";
+import { batchBlobName, compareKeys, journalOf, type BatchKind, type PendingBatch, type SourceState } from "./state";
 
 /**
  * The Blob archive's side of one source: it follows the warehouse. Per batch of events (in
@@ -35,12 +36,16 @@ export interface ArchiverOptions {
   archiveConcurrency: number;
   ingestionOn: boolean;
   isRecoverable?: (error: unknown) => boolean;
+  /** Account-level events are claimed here before they are archived, so that only one source archives each (accountEvents.ts). */
+  claims?: AccountEventClaims;
 }
 
 export interface ArchiveProgress {
   eventsRead: number;
   eventsArchived: number;
   lateEventsArchived: number;
+  /** Account-level events skipped because another source archived them. */
+  duplicatesSkipped: number;
   blobsWritten: number;
   bytesArchived: number;
   batches: number;
@@ -62,6 +67,8 @@ interface ReadyBatch {
   kind: BatchKind;
   from: EventKey;
   prepared: PreparedBatch;
+  /** Account-level events of the batch that another source archives (skipped, but covered by its ledger). */
+  duplicates: ReadonlySet<string>;
 }
 
 export class SourceArchiver {
@@ -69,6 +76,7 @@ export class SourceArchiver {
     eventsRead: 0,
     eventsArchived: 0,
     lateEventsArchived: 0,
+    duplicatesSkipped: 0,
     blobsWritten: 0,
     bytesArchived: 0,
     batches: 0,
@@ -125,7 +133,8 @@ export class SourceArchiver {
       );
     this.log.info(`Resuming batch ${pending.id} (${pending.kind}, ${record.ids.length} events) left pending by an earlier run.`);
     const calls = record.calls ?? (this.options.ingestionOn ? callsForUnrecordedBatch(found) : []);
-    await this.archive(pending, found, calls);
+    const duplicates = await this.duplicatesOf(found.filter((e): e is PreparedEvent => e !== undefined));
+    await this.archive(pending, found, calls, duplicates);
   }
 
   // ---- scanning ---------------------------------------------------------------------------
@@ -205,19 +214,47 @@ export class SourceArchiver {
     if (last) yield await ready(last);
   }
 
-  /** Names the batch and writes its batch blob: harmless if the run dies before recording it (a retry overwrites it). */
+  /**
+   * Names the batch, claims its account-level events and writes its batch blob: harmless if
+   * the run dies before recording it (a retry overwrites the blob, and finds its own claims).
+   * The ledger lists every event_id of the batch, the ones skipped as duplicates too.
+   */
   private async ready(kind: BatchKind, from: EventKey, prepared: PreparedBatch): Promise<ReadyBatch> {
     const id = batchId(this.options.source, kind, from, prepared.events);
+    const duplicates = await this.duplicatesOf(prepared.events);
     await this.locked.confirmHeld();
     await this.store.writeBatch(id, {
       ids: prepared.events.map((e) => e.eventId),
-      blobs: blobNamesOf(prepared.events, id),
+      blobs: blobNamesOf(
+        prepared.events.filter((e) => !duplicates.has(e.eventId)),
+        id,
+      ),
       calls: prepared.calls,
     });
-    return { id, kind, from, prepared };
+    return { id, kind, from, prepared, duplicates };
   }
 
-  private async deliverNew({ id, kind, from, prepared }: ReadyBatch): Promise<void> {
+  /**
+   * The account-level events among `events` this source must not archive: the ones another
+   * source claimed, and, for a source added next to others that were already running, the
+   * ones before it joined (those sources archived them already).
+   */
+  private async duplicatesOf(events: readonly PreparedEvent[]): Promise<Set<string>> {
+    const claims = this.options.claims;
+    if (!claims) return new Set();
+    const joinedUs = this.sourceState.accountEventsFromUs;
+    const skipped = new Set<string>();
+    const toClaim: PreparedEvent[] = [];
+    for (const event of events) {
+      if (event.workspaceId !== ACCOUNT_WORKSPACE_ID) continue;
+      if (joinedUs !== undefined && event.timeUs < joinedUs) skipped.add(event.eventId);
+      else toClaim.push(event);
+    }
+    if (toClaim.length > 0) for (const id of await claims.claim(this.options.source, toClaim)) skipped.add(id);
+    return skipped;
+  }
+
+  private async deliverNew({ id, kind, from, prepared, duplicates }: ReadyBatch): Promise<void> {
     const { events } = prepared;
     const last = events[events.length - 1]!;
     const source = this.options.source;
@@ -233,25 +270,31 @@ export class SourceArchiver {
     await this.locked.save((state) => {
       state.sources[source]!.pending = pending;
     });
-    await this.archive(pending, events, prepared.calls ?? []);
+    await this.archive(pending, events, prepared.calls ?? [], duplicates);
   }
 
   // ---- archiving one batch --------------------------------------------------------------
 
-  /** Archives a recorded batch and commits it; `events` by position in the batch (undefined: gone from the table). */
+  /**
+   * Archives a recorded batch and commits it; `events` by position in the batch (undefined:
+   * gone from the table). `duplicates` are archived by another source: counted as covered by
+   * this source's ledger, and neither archived nor sent here.
+   */
   private async archive(
     pending: PendingBatch,
     events: readonly (PreparedEvent | undefined)[],
     calls: readonly { start: number; end: number }[],
+    duplicates: ReadonlySet<string>,
   ): Promise<void> {
     const present = events.filter((e): e is PreparedEvent => e !== undefined);
-    await this.writeBlobs(pending, present);
+    const delivered = duplicates.size > 0 ? present.filter((e) => !duplicates.has(e.eventId)) : present;
+    await this.writeBlobs(pending, delivered);
     if (this.options.ingestionOn) {
       await this.locked.confirmHeld();
-      await this.store.writeJournal(this.options.source, pending.seq, {
+      await this.store.writeJournal(journalOf(this.sourceState, this.options.source), pending.seq, {
         batchId: pending.id,
-        count: present.length,
-        firstEventUs: present[0]?.timeUs ?? pending.from.timeUs,
+        count: delivered.length,
+        firstEventUs: delivered[0]?.timeUs ?? pending.from.timeUs,
       });
     }
 
@@ -283,7 +326,7 @@ export class SourceArchiver {
       if (pending.kind === "scan" && compareKeys(pending.through, source.cursor) > 0) source.cursor = pending.through;
       source.pending = null;
       source.archivedBatches = pending.seq + 1;
-      source.archivedEvents += present.length;
+      source.archivedEvents += delivered.length;
       const la = source.logAnalytics;
       if (!ingestionOn) {
         // Log Analytics off: nothing waits for it (if it is turned on later it starts from here).
@@ -300,9 +343,11 @@ export class SourceArchiver {
     const done = [...dropped].map(parseLedgerRef).filter((b) => b.seq === undefined || b.seq < nextToSend);
     await this.store.deleteBatches(done.map((b) => b.id)).catch(() => undefined);
     this.progress.batches += 1;
-    this.progress.eventsArchived += present.length;
-    if (pending.kind === "late") this.progress.lateEventsArchived += present.length;
-    await this.onArchived({ seq: pending.seq, id: pending.id, events, calls });
+    this.progress.eventsArchived += delivered.length;
+    this.progress.duplicatesSkipped += present.length - delivered.length;
+    if (pending.kind === "late") this.progress.lateEventsArchived += delivered.length;
+    const toSend = duplicates.size > 0 ? events.map((e) => (e && duplicates.has(e.eventId) ? undefined : e)) : events;
+    await this.onArchived({ seq: pending.seq, id: pending.id, events: toSend, calls });
   }
 
   private async writeBlobs(pending: PendingBatch, events: readonly PreparedEvent[]): Promise<void> {

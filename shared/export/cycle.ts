@@ -1,11 +1,13 @@
-import type { AppConfig, Settings } from "../config";
+import type { TokenCredential } from "@azure/identity";
+import type { AppConfig, AuditFilter, Settings, SourceConfig } from "../config";
 import { BlobExportStore } from "../blobStore";
 import { createAzureCredential, createContainerClient } from "../composition";
 import { Warehouse, isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
 import { ThreadedWarehouse } from "../databricksThread";
 import { LogsIngestionSink, type IngestionClientOptions } from "../logsIngestion";
-import { runExport, type ExportOptions, type ExportProgress, type ExportSummary } from "./engine";
-import type { ExportLog } from "./ports";
+import { runExport, type ExportOptions, type ExportProgress, type ExportSummary, type SourceSummary } from "./engine";
+import type { PreparedEvent } from "./batching";
+import type { AuditSource, ExportLog, ScanRequest } from "./ports";
 
 export interface CycleOptions {
   now?: () => number;
@@ -15,19 +17,15 @@ export interface CycleOptions {
   tuning?: Pick<ExportOptions, "batchEvents" | "lockTtlMs" | "uploadConcurrency" | "archiveConcurrency" | "slices">;
 }
 
-/** One export cycle from validated settings: what the timer runs, and `dbx-audit run`. */
+/** One export cycle from validated settings: what the timer runs, and `dbx-audit run`. Every configured source, each failing alone. */
 export async function runExportCycle(config: AppConfig, env: Settings, log: ExportLog, options: CycleOptions = {}): Promise<ExportSummary> {
   if (!config.storage) throw new Error("The export needs EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING.");
   const credential = createAzureCredential(config, env);
   const store = new BlobExportStore(createContainerClient(config.storage, credential));
   await store.ensureContainer();
   const ingestion = config.logsIngestion ? new LogsIngestionSink(config.logsIngestion, credential, options.ingestion) : undefined;
-  // The driver's reads on a thread of their own (see databricksThread.ts); in the same thread
-  // only when running from TypeScript sources that were never built.
   const warehouseOptions: WarehouseOptions = { queryTimeoutMs: config.queryTimeoutMs, ...options.warehouse };
-  const warehouse = ThreadedWarehouse.available()
-    ? await ThreadedWarehouse.connect(config.databricks, credential, warehouseOptions)
-    : await Warehouse.connect(config.databricks, credential, warehouseOptions);
+  const readers = config.sources.map((source) => new LazyWarehouse(source, credential, warehouseOptions));
   try {
     return await runExport(
       {
@@ -41,7 +39,7 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
         ...options.tuning,
       },
       {
-        source: warehouse,
+        sources: config.sources.map((source, index) => ({ name: source.name, reader: readers[index]!, filter: source.filter })),
         store,
         ...(ingestion ? { ingestion } : {}),
         now: options.now ?? Date.now,
@@ -50,14 +48,62 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
       },
     );
   } finally {
-    await warehouse.close();
+    await Promise.all(readers.map((reader) => reader.close()));
   }
 }
 
-/** The one line a run logs: window, rows read, bytes archived, rows ingested, Log Analytics' lag, new state. Never row payloads. */
+/**
+ * A source's warehouse, connected on first use: a region whose warehouse is down fails its
+ * own source when the run reaches it, not the whole run before it starts. The driver reads on
+ * a thread of its own (see databricksThread.ts); in the same thread only when running from
+ * TypeScript sources that were never built.
+ */
+class LazyWarehouse implements AuditSource {
+  private connecting: Promise<Warehouse | ThreadedWarehouse> | undefined;
+
+  constructor(
+    private readonly source: SourceConfig,
+    private readonly credential: TokenCredential | undefined,
+    private readonly options: WarehouseOptions,
+  ) {}
+
+  private connect(): Promise<Warehouse | ThreadedWarehouse> {
+    this.connecting ??= ThreadedWarehouse.available()
+      ? ThreadedWarehouse.connect(this.source.databricks, this.credential, this.options)
+      : Warehouse.connect(this.source.databricks, this.credential, this.options);
+    return this.connecting;
+  }
+
+  async *scan(request: ScanRequest): AsyncGenerator<PreparedEvent[]> {
+    yield* (await this.connect()).scan(request);
+  }
+
+  async countByHour(filter: AuditFilter, fromUs: number, toUs: number): Promise<Map<number, number>> {
+    return (await this.connect()).countByHour(filter, fromUs, toUs);
+  }
+
+  async close(): Promise<void> {
+    const connecting = this.connecting;
+    this.connecting = undefined;
+    if (connecting) await (await connecting.catch(() => undefined))?.close();
+  }
+}
+
+/** The one line a run logs: window, rows read, bytes archived, rows ingested, Log Analytics' lag, new state; per source when there are several. Never row payloads. */
 export function formatSummary(summary: ExportSummary): string {
+  if (summary.sources.length <= 1) return formatSource(summary);
+  const caughtUp = summary.sources.filter((s) => s.caughtUp).length;
+  const head = [
+    `export of ${summary.sources.length} sources: ${caughtUp} caught up`,
+    `read ${summary.eventsRead}`,
+    `delivered ${summary.eventsDelivered} (late ${summary.lateEventsDelivered}; ${summary.duplicatesSkipped} account-level events already delivered by another source skipped)`,
+  ].join("; ");
+  return [head, ...summary.sources.map((s) => `source ${s.name}: ${s.status === "failed" ? `FAILED: ${s.error}` : formatSource(s)}`)].join(" | ");
+}
+
+function formatSource(summary: Omit<SourceSummary, "name">): string {
   return [
-    `export ${summary.caughtUp ? "caught up" : "stopped at its time budget (the next run continues)"}`,
+    `export ${summary.caughtUp ? "caught up" : summary.status === "failed" ? "failed" : "stopped at its time budget (the next run continues)"}`,
     `window ${summary.windowStart} .. ${summary.windowEnd}`,
     `read ${summary.eventsRead}`,
     `delivered ${summary.eventsDelivered} (late ${summary.lateEventsDelivered})`,
@@ -68,7 +114,7 @@ export function formatSummary(summary: ExportSummary): string {
   ].join("; ");
 }
 
-function formatLogAnalytics(summary: ExportSummary): string {
+function formatLogAnalytics(summary: Omit<SourceSummary, "name">): string {
   const la = summary.logAnalytics;
   if (la.status === "off") return "Log Analytics off";
   const sent = `ingested ${summary.recordsIngested} records in ${summary.ingestionCalls} calls`;

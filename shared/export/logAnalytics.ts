@@ -3,7 +3,7 @@ import { sentinelRecordFromLine, type SentinelAuditRecord } from "../sentinelRec
 import { parseLedgerRef, ledgerRefs, type ArchivedBatch } from "./archiver";
 import type { LockedState } from "./lockedState";
 import type { DeadLetter, ExportLog, ExportStore, IngestionSink } from "./ports";
-import type { SourceState } from "./state";
+import { journalOf, type SourceState } from "./state";
 import { DEAD_LETTER_PREFIX } from "./redrive";
 
 /**
@@ -144,7 +144,7 @@ export class LogAnalyticsFollower {
 
   /** A batch archived while Log Analytics was behind, read back from the archive in the batch's own order. */
   private async readBack(seq: number): Promise<BatchToSend | undefined> {
-    const entry = await this.store.readJournal(this.options.source, seq);
+    const entry = await this.store.readJournal(journalOf(this.sourceState, this.options.source), seq);
     if (!entry) {
       this.stop(
         {
@@ -240,7 +240,7 @@ export class LogAnalyticsFollower {
     });
     this.progress.batchesSent += 1;
     // The journal entry is done with; the batch blob too, once the late-row ledger no longer lists it.
-    await this.store.deleteJournal(this.options.source, seq).catch(() => undefined);
+    await this.store.deleteJournal(journalOf(this.sourceState, this.options.source), seq).catch(() => undefined);
     const listed = [...ledgerRefs(this.sourceState)].some((ref) => parseLedgerRef(ref).id === batch.id);
     if (!listed) await this.store.deleteBatches([batch.id]).catch(() => undefined);
     if (deadLettered > 0) this.log.warn(`Batch ${batch.id}: ${deadLettered} record(s) dead-lettered, the rest ingested.`);

@@ -3,6 +3,7 @@ import type { AuditFilter } from "../config";
 import type { SentinelAuditRecord } from "../sentinelRecord";
 import type { CallRange, PreparedEvent, Preparation } from "./batching";
 import type { ExportState } from "./state";
+import type { ClaimsStore } from "./accountEvents";
 
 /**
  * The export engine's ports: the warehouse, the blob store and Log Analytics come in through
@@ -56,7 +57,7 @@ export interface DeadLetter {
   record: SentinelAuditRecord;
 }
 
-export interface ExportStore {
+export interface ExportStore extends ClaimsStore {
   readState(): Promise<StoredState | null>;
   /** Conditional write: `etag` null means "create, must not exist". Returns the new ETag; throws StateConflictError on 409/412. */
   writeState(state: ExportState, etag: string | null): Promise<string>;

@@ -44,6 +44,17 @@ export interface SourceState {
   archivedBatches: number;
   archivedEvents: number;
   logAnalytics: LogAnalyticsProgress;
+  /**
+   * A source added next to sources already running: its account-level events before this
+   * time are theirs (they archived them), so it skips them.
+   */
+  accountEventsFromUs?: number;
+  /** The journal's folder, when it is not the source's name (a single source that became a named one). */
+  journal?: string;
+  /** This source's last run: each source fails alone. */
+  lastSuccessAt?: string;
+  lastFailureAt?: string;
+  lastError?: string;
 }
 
 export interface HourLedger {
@@ -228,6 +239,11 @@ export function logAnalyticsBacklog(source: SourceState): { batches: number; eve
 /** A batch's blob: its event_ids (the late-row ledger), archive blobs and Log Analytics calls. */
 export function batchBlobName(id: string): string {
   return `_state/batches/${id}.ids`;
+}
+
+/** The journal folder of a source. */
+export function journalOf(source: SourceState, name: string): string {
+  return source.journal ?? name;
 }
 
 /** Where Log Analytics finds the archive's batch number `seq` of a source. */

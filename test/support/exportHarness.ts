@@ -79,6 +79,10 @@ export function crashingStore(store: ExportStore, sw: CrashSwitch): ExportStore 
     readJournal: (source, seq) => sw.around("readJournal", () => store.readJournal(source, seq)),
     deleteJournal: (source, seq) => sw.around("deleteJournal", () => store.deleteJournal(source, seq)),
     writeDeadLetters: (name, letters) => sw.around("writeDeadLetters", () => store.writeDeadLetters(name, letters)),
+    readClaims: (hour) => sw.around("readClaims", () => store.readClaims(hour)),
+    writeClaims: (hour, claims, etag) => sw.around("writeClaims", () => store.writeClaims(hour, structuredClone(claims), etag)),
+    deleteClaims: (hours) => sw.around("deleteClaims", () => store.deleteClaims(hours)),
+    listClaimHours: () => sw.around("listClaimHours", () => store.listClaimHours()),
   };
 }
 
