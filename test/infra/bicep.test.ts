@@ -443,6 +443,18 @@ describe("infra/ Bicep", () => {
     }
   });
 
+  it("shows DATABRICKS_SOURCES in infra/README.md as lists the app accepts, for azd and in a parameters file", () => {
+    const readme = readFileSync(join(infra, "README.md"), "utf8");
+    const fromAzd = /azd env set DATABRICKS_SOURCES '(.*)'/.exec(readme)?.[1];
+    const fromFile = /"databricksSources": (\{[\s\S]*?\n\})/.exec(readme)?.[1];
+    expect(fromAzd).toBeDefined();
+    expect(fromFile).toBeDefined();
+    const lists = [JSON.parse(fromAzd!) as unknown, (JSON.parse(fromFile!) as { value: unknown }).value];
+    expect(lists[1]).toEqual(lists[0]);
+    const config = loadConfig({ DATABRICKS_SOURCES: JSON.stringify(lists[0]) }, { storage: false });
+    expect(config.sources.map((source) => source.name)).toEqual(["westeurope", "eastus"]);
+  });
+
   it("evaluates interpolated strings, and refuses expressions the Bicep grammar groups differently from Bicep", async () => {
     const fixture = await parseBicepText(
       [
