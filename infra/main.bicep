@@ -88,6 +88,10 @@ param databricksAccessTokenSecretUri string = ''
 @description('DATABRICKS_SCOPE: Entra ID scope of the Azure Databricks application; empty for the app\'s default (public cloud).')
 param databricksScope string = ''
 
+@maxLength(16)
+@description('DATABRICKS_SOURCES: the SQL warehouses to read, one per region, as a list of {"name": "westeurope", "serverHostname": "adb-1234567890123456.7.azuredatabricks.net", "httpPath": "/sql/1.0/warehouses/1234567890abcdef", "workspaceIds": ["1234567890123456"] (optional), "accessTokenSetting": "AN_APP_SETTING" (optional; else the managed identity)}. The first must be the warehouse of databricksServerHostname and databricksHttpPath. Empty: that one warehouse alone.')
+param databricksSources array = []
+
 // ---------------------------------------------------------------------------------------------
 // Export options: empty means the app's default (shared/config.ts). Same names as the app settings.
 
@@ -386,6 +390,12 @@ var optionalAppSettings = {
 
 var givenOptionalAppSettings = toObject(filter(items(optionalAppSettings), setting => !empty(setting.value)), setting => setting.key, setting => setting.value)
 
+// The first of DATABRICKS_SOURCES is the warehouse the single-source settings name, so an existing
+// deployment's progress carries over. The app refuses the two disagreeing; checked here as well, so a
+// mismatch stops the deployment instead of every hourly run.
+var firstSourceAgrees = empty(databricksSources) ? true : ((databricksSources[0].serverHostname == databricksServerHostname) && (databricksSources[0].httpPath == databricksHttpPath))
+var checkedDatabricksSources = firstSourceAgrees ? databricksSources : fail('The first of databricksSources (DATABRICKS_SOURCES) must be the warehouse of databricksServerHostname and databricksHttpPath (DATABRICKS_SERVER_HOSTNAME, DATABRICKS_HTTP_PATH): list that warehouse first, with the same serverHostname and httpPath.')
+
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
@@ -400,6 +410,7 @@ module api 'app/api.bicep' = {
     deploymentContainerName: deploymentContainerName
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     appSettings: union(requiredAppSettings, givenOptionalAppSettings)
+    databricksSources: checkedDatabricksSources
     nodeVersion: nodeVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

@@ -22,6 +22,9 @@ param applicationInsightsConnectionString string
 @description('The app\'s own settings (everything the Functions host does not need).')
 param appSettings object
 
+@description('DATABRICKS_SOURCES: the SQL warehouses to read, one per region; set as that app setting (JSON) only when it lists any.')
+param databricksSources array = []
+
 @allowed([
   '22'
 ])
@@ -42,6 +45,11 @@ param maximumInstanceCount int = 40
 
 @description('Resource ID of the subnet (delegated to Microsoft.App/environments) the app is integrated with; empty for none.')
 param virtualNetworkSubnetId string = ''
+
+// Turned into JSON here, on the resource, rather than passed in as text among appSettings: Resource
+// Manager reads a module parameter value that starts with '[' and ends with ']', as this JSON does, as a
+// template expression. Without sources the setting is left out, and the single-source settings apply.
+var databricksSourcesSetting = empty(databricksSources) ? {} : { DATABRICKS_SOURCES: string(databricksSources) }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -108,7 +116,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
   resource appSettingsConfig 'config' = {
     name: 'appsettings'
-    properties: union(appSettings, {
+    properties: union(appSettings, databricksSourcesSetting, {
       // Identity-based host storage: no connection string, no key. The blob endpoint alone, as the
       // Functions quickstart does: timers keep their schedule status and singleton locks in blobs,
       // and the host does not probe queues and tables it has no role on (__accountName would make it

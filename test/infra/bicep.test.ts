@@ -1,8 +1,11 @@
 import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "../../shared/config";
 import {
+  BicepFailure,
   descendants,
+  evaluate,
   literal,
   moduleProblems,
   objectProperties,
@@ -12,6 +15,7 @@ import {
   syntaxProblems,
   valueAt,
   type BicepFile,
+  type BicepValue,
   type Problem,
 } from "./support/bicep";
 
@@ -111,6 +115,93 @@ function securityProblems(files: Iterable<BicepFile>, root: string): Problem[] {
       }
     }
   }
+  return problems;
+}
+
+/** Two regions' warehouses, the first the one the single-source parameters name. */
+const SOURCES = [
+  {
+    name: "westeurope",
+    serverHostname: "adb-1111111111111111.11.azuredatabricks.net",
+    httpPath: "/sql/1.0/warehouses/aaaa1111",
+    workspaceIds: ["1111111111111111"],
+  },
+  {
+    name: "eastus",
+    serverHostname: "adb-2222222222222222.2.azuredatabricks.net",
+    httpPath: "/sql/1.0/warehouses/bbbb2222",
+    workspaceIds: ["2222222222222222"],
+  },
+];
+const SINGLE_SOURCE = { databricksServerHostname: SOURCES[0]!.serverHostname, databricksHttpPath: SOURCES[0]!.httpPath };
+
+/** app/api.bicep's app settings as the template computes them, for a given list and main.bicep's settings. */
+function apiAppSettings(api: BicepFile, sources: BicepValue[], appSettings: Record<string, string> = {}): Record<string, string> {
+  const config = api.resources.find((r) => r.type === "Microsoft.Web/sites/config");
+  const properties = valueAt(config?.body, "properties");
+  if (!properties) throw new Error("app/api.bicep has no appsettings");
+  const settings = evaluate(properties, api, {
+    appSettings,
+    databricksSources: sources,
+    // What the host's own settings read: the identity and the storage account resource.
+    identityClientId: "00000000-0000-0000-0000-000000000001",
+    applicationInsightsConnectionString: "InstrumentationKey=x",
+    storage: { properties: { primaryEndpoints: { blob: "https://st.blob.core.windows.net/" } } },
+  });
+  // App settings are strings: anything else is a template that cannot deploy.
+  const notText = Object.entries(settings as Record<string, BicepValue>).filter(([, value]) => typeof value !== "string");
+  if (notText.length > 0) throw new Error(`app settings that are not strings: ${notText.map(([key]) => key).join(", ")}`);
+  return settings as Record<string, string>;
+}
+
+/**
+ * DATABRICKS_SOURCES through the template, evaluated rather than read: main.bicep's list parameter (an
+ * array, empty by default) reaches app/api.bicep unchanged, which sets the app setting to the list's JSON
+ * only when the list has entries; a first entry that is not the single-source warehouse stops the
+ * deployment (the app would refuse it on every run).
+ */
+function databricksSourcesProblems(main: BicepFile, api: BicepFile): string[] {
+  const problems: string[] = [];
+  for (const [where, file] of [
+    ["main.bicep", main],
+    ["app/api.bicep", api],
+  ] as const) {
+    const param = file.params.get("databricksSources");
+    if (param?.type !== "array" || param.defaultValue?.type !== "array" || param.defaultValue.namedChildCount !== 0) {
+      problems.push(`${where}: databricksSources is not an array parameter that defaults to []`);
+    }
+  }
+  for (const name of ["requiredAppSettings", "optionalAppSettings"]) {
+    if (objectProperties(main.vars.get(name)).has("DATABRICKS_SOURCES")) problems.push(`main.bicep: ${name} passes DATABRICKS_SOURCES to the module as text`);
+  }
+
+  const passed = main.modules.find((m) => m.symbol === "api")?.params.get("databricksSources");
+  if (!passed) {
+    problems.push("main.bicep: module api is not given databricksSources");
+  } else {
+    const passedFor = (sources: BicepValue[], single: Record<string, string> = SINGLE_SOURCE): BicepValue =>
+      evaluate(passed, main, { ...single, databricksSources: sources });
+    for (const sources of [[], SOURCES]) {
+      if (JSON.stringify(passedFor(sources)) !== JSON.stringify(sources)) problems.push(`main.bicep: module api is not given the list of ${sources.length}`);
+    }
+    for (const [name, other] of [
+      ["databricksServerHostname", "adb-3333333333333333.3.azuredatabricks.net"],
+      ["databricksHttpPath", "/sql/1.0/warehouses/cccc3333"],
+    ] as const) {
+      try {
+        passedFor(SOURCES, { ...SINGLE_SOURCE, [name]: other });
+        problems.push(`main.bicep: a first source other than ${name}'s warehouse does not stop the deployment`);
+      } catch (error) {
+        if (!(error instanceof BicepFailure)) throw error;
+      }
+    }
+  }
+
+  const none = apiAppSettings(api, [], { FROM_MAIN: "kept" });
+  const some = apiAppSettings(api, SOURCES, { FROM_MAIN: "kept" });
+  if ("DATABRICKS_SOURCES" in none) problems.push("app/api.bicep: DATABRICKS_SOURCES is set for an empty list");
+  if (some.DATABRICKS_SOURCES !== JSON.stringify(SOURCES)) problems.push("app/api.bicep: DATABRICKS_SOURCES is not the list's JSON");
+  if (none.FROM_MAIN !== "kept" || some.FROM_MAIN !== "kept") problems.push("app/api.bicep: main.bicep's appSettings are lost");
   return problems;
 }
 
@@ -285,6 +376,101 @@ describe("infra/ Bicep", () => {
     expect(stringLiteral(main.params.get("detectionsSchedule")?.defaultValue)).toBe("0 15 * * * *");
   });
 
+  it("takes DATABRICKS_SOURCES as a list parameter, empty by default, and sets the app setting to its JSON only when it lists any", () => {
+    expect(databricksSourcesProblems(file("main.bicep"), file("app/api.bicep"))).toEqual([]);
+    const param = file("main.bicep").params.get("databricksSources")!;
+    // The description shows every field of a source, and the limit is the app's (shared/config.ts).
+    const description = stringLiteral(param.decorators.get("description")?.[0]) ?? "";
+    for (const field of ["name", "serverHostname", "httpPath", "workspaceIds", "accessTokenSetting"]) expect(description).toContain(`"${field}"`);
+    expect(literal(param.decorators.get("maxLength")?.[0])).toBe(16);
+  });
+
+  it("writes DATABRICKS_SOURCES as the app reads it: one source per warehouse, the first the single-source one", () => {
+    const settings = apiAppSettings(file("app/api.bicep"), SOURCES, {
+      DATABRICKS_SERVER_HOSTNAME: SOURCES[0]!.serverHostname,
+      DATABRICKS_HTTP_PATH: SOURCES[0]!.httpPath,
+    });
+    const config = loadConfig(settings, { storage: false });
+    expect(config.sources.map((s) => [s.name, s.databricks.serverHostname, s.databricks.httpPath, s.filter.workspaceIds])).toEqual(
+      SOURCES.map((s) => [s.name, s.serverHostname, s.httpPath, s.workspaceIds]),
+    );
+    const single = apiAppSettings(file("app/api.bicep"), [], {
+      DATABRICKS_SERVER_HOSTNAME: "adb-1.1.azuredatabricks.net",
+      DATABRICKS_HTTP_PATH: "/sql/1.0/warehouses/x",
+    });
+    const one = loadConfig(single, { storage: false });
+    expect(one.sources.map((s) => s.databricks.serverHostname)).toEqual(["adb-1.1.azuredatabricks.net"]);
+  });
+
+  it("reports DATABRICKS_SOURCES set for an empty list, not as the list's JSON, a non-list parameter, a list not passed on, and no stop for a disagreeing first source", async () => {
+    const broken = async (path: string, from: string, to: string): Promise<BicepFile> => {
+      const text = readFileSync(join(infra, path), "utf8");
+      expect(text, path).toContain(from);
+      return parseBicepText(text.replace(from, to), join(infra, path));
+    };
+    const apiSetting = "empty(databricksSources) ? {} : { DATABRICKS_SOURCES: string(databricksSources) }";
+    const cases: [string, string, string, string[]][] = [
+      ["app/api.bicep", apiSetting, "{ DATABRICKS_SOURCES: string(databricksSources) }", ["app/api.bicep: DATABRICKS_SOURCES is set for an empty list"]],
+      [
+        "app/api.bicep",
+        apiSetting,
+        "empty(databricksSources) ? {} : { DATABRICKS_SOURCES: string(databricksSources[0]) }",
+        ["app/api.bicep: DATABRICKS_SOURCES is not the list's JSON"],
+      ],
+      [
+        "main.bicep",
+        "param databricksSources array = []",
+        "param databricksSources string = ''",
+        ["main.bicep: databricksSources is not an array parameter that defaults to []"],
+      ],
+      ["main.bicep", "    databricksSources: checkedDatabricksSources\n", "", ["main.bicep: module api is not given databricksSources"]],
+      [
+        "main.bicep",
+        "var checkedDatabricksSources = firstSourceAgrees ?",
+        "var checkedDatabricksSources = true ?",
+        [
+          "main.bicep: a first source other than databricksServerHostname's warehouse does not stop the deployment",
+          "main.bicep: a first source other than databricksHttpPath's warehouse does not stop the deployment",
+        ],
+      ],
+    ];
+    for (const [path, from, to, expected] of cases) {
+      const fixture = await broken(path, from, to);
+      expect(syntaxProblems(fixture.tree), `${path}: ${to}`).toEqual([]);
+      const main = path === "main.bicep" ? fixture : file("main.bicep");
+      const api = path === "app/api.bicep" ? fixture : file("app/api.bicep");
+      expect(databricksSourcesProblems(main, api), `${path}: ${to}`).toEqual(expected);
+    }
+  });
+
+  it("shows DATABRICKS_SOURCES in infra/README.md as lists the app accepts, for azd and in a parameters file", () => {
+    const readme = readFileSync(join(infra, "README.md"), "utf8");
+    const fromAzd = /azd env set DATABRICKS_SOURCES '(.*)'/.exec(readme)?.[1];
+    const fromFile = /"databricksSources": (\{[\s\S]*?\n\})/.exec(readme)?.[1];
+    expect(fromAzd).toBeDefined();
+    expect(fromFile).toBeDefined();
+    const lists = [JSON.parse(fromAzd!) as unknown, (JSON.parse(fromFile!) as { value: unknown }).value];
+    expect(lists[1]).toEqual(lists[0]);
+    const config = loadConfig({ DATABRICKS_SOURCES: JSON.stringify(lists[0]) }, { storage: false });
+    expect(config.sources.map((source) => source.name)).toEqual(["westeurope", "eastus"]);
+  });
+
+  it("evaluates interpolated strings, and refuses expressions the Bicep grammar groups differently from Bicep", async () => {
+    const fixture = await parseBicepText(
+      [
+        "param list array = []",
+        "var greeting = 'id=${string(list)};n=${length(list)}'",
+        "var unparenthesized = empty(list) ? true : list[0].a == 'x' && list[0].b == 'y'",
+        "var parenthesized = empty(list) ? true : ((list[0].a == 'x') && (list[0].b == 'y'))",
+      ].join("\n"),
+    );
+    const value = (name: string, list: BicepValue[]): BicepValue => evaluate(fixture.vars.get(name)!, fixture, { list });
+    expect(value("greeting", ["a"])).toBe('id=["a"];n=1');
+    expect(value("parenthesized", [{ a: "x", b: "y" }])).toBe(true);
+    expect(value("parenthesized", [{ a: "x", b: "z" }])).toBe(false);
+    for (const list of [[], [{ a: "x", b: "y" }]]) expect(() => value("unparenthesized", list)).toThrow(/parenthesize/);
+  });
+
   it("runs Node 22 on Flex Consumption, in a region that offers it", () => {
     const main = file("main.bicep");
     expect(stringLiteral(main.params.get("nodeVersion")?.defaultValue)).toBe("22");
@@ -361,6 +547,18 @@ describe("infra/ Bicep", () => {
         if (typeof declared === "number" && declared !== number) problems.push(`${name}: default ${fallback} differs from main.bicep's ${declared}`);
       }
       if (param.type === "bool" && !["true", "false"].includes(fallback)) problems.push(`${name}: default ${fallback} is not a bool`);
+      // azd (1.23.4 and later) reads an array parameter's substituted text as JSON.
+      if (param.type === "array") {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(fallback);
+        } catch {
+          parsed = undefined;
+        }
+        if (!Array.isArray(parsed)) problems.push(`${name}: default ${fallback} is not a JSON array`);
+        else if (JSON.stringify(parsed) !== JSON.stringify(evaluate(param.defaultValue!, main, {})))
+          problems.push(`${name}: default ${fallback} differs from main.bicep's`);
+      }
     }
     for (const param of main.params.values()) {
       if (!param.defaultValue && !(param.name in parameters)) problems.push(`${param.name} is required by main.bicep but not mapped`);
@@ -376,6 +574,7 @@ describe("infra/ Bicep", () => {
     ]) {
       expect(parameters, name).toHaveProperty(name);
     }
+    expect(parameters.databricksSources?.value).toBe("${DATABRICKS_SOURCES=[]}");
   });
 
   it("names resources only with prefixes abbreviations.json defines", () => {

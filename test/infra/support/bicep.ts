@@ -291,3 +291,142 @@ export async function parseBicepText(text: string, path = "fixture.bicep"): Prom
   if (!tree) throw new Error("the parser returned no tree");
   return readBicep(path, tree);
 }
+
+export type BicepValue = string | number | boolean | null | BicepValue[] | { [key: string]: BicepValue };
+
+/** What `fail('...')` does at deployment: stops it with that message. */
+export class BicepFailure extends Error {}
+
+const isObject = (value: BicepValue): value is { [key: string]: BicepValue } => typeof value === "object" && value !== null && !Array.isArray(value);
+
+/**
+ * Evaluates an expression of the small subset the template's settings logic uses: literals, objects,
+ * arrays, parameters and variables, parentheses, `? :`, `==`, `!=`, `&&`, `||`, `!`, member and index
+ * access, and `empty`, `length`, `string`, `union` (of objects, shallow) and `fail`. `values` gives
+ * parameters (and any resource symbol an expression reads) their values; a parameter not given takes its
+ * default. Anything else throws, so a construct this does not know fails a test instead of being guessed.
+ * `string()` of an array or object is its JSON, as Resource Manager's is.
+ *
+ * tree-sitter-bicep 1.1.0 groups some expressions differently from Bicep: it reads `a && b[0].c` as
+ * `(a && b)[0].c` and `x ? y : z[0]` as `(x ? y : z)[0]`. Those shapes are refused here (Bicep itself
+ * would need the parentheses to mean them): parenthesize the operands in the template.
+ */
+export function evaluate(node: Node, file: BicepFile, values: Record<string, BicepValue>): BicepValue {
+  const recurse = (child: Node | null | undefined): BicepValue => {
+    if (!child) throw new Error(`incomplete expression: ${node.text}`);
+    return evaluate(child, file, values);
+  };
+  const operator = (): string => node.children.find((child) => child !== null && !child.isNamed)?.type ?? "";
+  const misgrouped = (child: Node | null | undefined, kinds: string[]): void => {
+    if (child && kinds.includes(child.type)) throw new Error(`parenthesize: the Bicep grammar groups this differently from Bicep: ${node.text}`);
+  };
+  switch (node.type) {
+    case "string":
+      return named(node)
+        .map((part) => {
+          if (part.type === "string_content") return part.text;
+          if (part.type === "escape_sequence") return part.text.slice(1);
+          if (part.type === "interpolation") {
+            const value = recurse(named(part)[0]);
+            return typeof value === "string" ? value : JSON.stringify(value);
+          }
+          throw new Error(`unsupported string part (${part.type}): ${node.text}`);
+        })
+        .join("");
+    case "number":
+    case "boolean":
+    case "null": {
+      const value = literal(node);
+      if (value === undefined) throw new Error(`not a plain literal: ${node.text}`);
+      return value;
+    }
+    case "array":
+      return named(node)
+        .filter((child) => child.type !== "comment")
+        .map((child) => recurse(child));
+    case "object":
+      return Object.fromEntries([...objectProperties(node)].map(([key, value]) => [key, recurse(value)]));
+    case "parenthesized_expression":
+      return recurse(named(node)[0]);
+    case "identifier": {
+      if (node.text in values) return values[node.text]!;
+      const variable = file.vars.get(node.text);
+      if (variable) return recurse(variable);
+      const param = file.params.get(node.text);
+      if (param?.defaultValue) return recurse(param.defaultValue);
+      throw new Error(`${node.text} has no value: give it one`);
+    }
+    case "ternary_expression": {
+      const condition = recurse(node.childForFieldName("condition"));
+      if (typeof condition !== "boolean") throw new Error(`condition is not a bool: ${node.text}`);
+      return recurse(node.childForFieldName(condition ? "consequence" : "alternative"));
+    }
+    case "unary_expression": {
+      const argument = recurse(node.childForFieldName("argument"));
+      if (operator() !== "!" || typeof argument !== "boolean") throw new Error(`unsupported: ${node.text}`);
+      return !argument;
+    }
+    case "binary_expression": {
+      misgrouped(node.childForFieldName("left"), ["ternary_expression"]);
+      misgrouped(node.childForFieldName("right"), ["ternary_expression"]);
+      const op = operator();
+      const left = recurse(node.childForFieldName("left"));
+      if (op === "&&" || op === "||") {
+        if (typeof left !== "boolean") throw new Error(`not a bool: ${node.text}`);
+        if (op === "&&" ? !left : left) return left;
+        const right = recurse(node.childForFieldName("right"));
+        if (typeof right !== "boolean") throw new Error(`not a bool: ${node.text}`);
+        return right;
+      }
+      const right = recurse(node.childForFieldName("right"));
+      if (op === "==") return JSON.stringify(left) === JSON.stringify(right);
+      if (op === "!=") return JSON.stringify(left) !== JSON.stringify(right);
+      throw new Error(`unsupported operator ${op}: ${node.text}`);
+    }
+    case "member_expression": {
+      misgrouped(node.childForFieldName("object"), ["binary_expression", "ternary_expression", "unary_expression"]);
+      const object = recurse(node.childForFieldName("object"));
+      const property = node.childForFieldName("property")?.text ?? "";
+      if (!isObject(object) || !(property in object)) throw new Error(`no property ${property}: ${node.text}`);
+      return object[property]!;
+    }
+    case "subscript_expression": {
+      misgrouped(node.childForFieldName("object"), ["binary_expression", "ternary_expression", "unary_expression"]);
+      const object = recurse(node.childForFieldName("object"));
+      const index = recurse(node.childForFieldName("index"));
+      if (Array.isArray(object) && typeof index === "number" && index >= 0 && index < object.length) return object[index]!;
+      if (isObject(object) && typeof index === "string" && index in object) return object[index]!;
+      throw new Error(`index out of range: ${node.text}`);
+    }
+    case "call_expression": {
+      const name = node.childForFieldName("function")?.text ?? "";
+      const argumentList = node.childForFieldName("arguments");
+      const args = argumentList ? named(argumentList).map((arg) => recurse(arg)) : [];
+      switch (name) {
+        case "empty": {
+          const [value] = args;
+          return value === null || value === "" || (Array.isArray(value) && value.length === 0) || (isObject(value!) && Object.keys(value).length === 0);
+        }
+        case "length": {
+          const [value] = args;
+          if (typeof value === "string" || Array.isArray(value)) return value.length;
+          if (value !== undefined && isObject(value)) return Object.keys(value).length;
+          throw new Error(`length of what: ${node.text}`);
+        }
+        case "string": {
+          const [value] = args;
+          return typeof value === "string" ? value : JSON.stringify(value);
+        }
+        case "union":
+          if (!args.every(isObject)) throw new Error(`union of objects only: ${node.text}`);
+          return Object.assign({}, ...args) as BicepValue;
+        case "fail":
+          throw new BicepFailure(typeof args[0] === "string" ? args[0] : JSON.stringify(args[0]));
+        default:
+          throw new Error(`unsupported function ${name}: ${node.text}`);
+      }
+    }
+    default:
+      throw new Error(`unsupported expression (${node.type}): ${node.text}`);
+  }
+}
