@@ -32,14 +32,18 @@ export class SimulatedCrash extends Error {
 export class CrashSwitch {
   steps: string[] = [];
   dead = false;
-  constructor(private readonly crashAt?: number) {}
+  /** At the nth step, or at the nth occurrence of a named step (e.g. "after writeClaims"). */
+  constructor(private readonly crashAt?: number | { step: string; occurrence: number }) {}
 
   step(name: string): void {
     if (this.dead) throw new SimulatedCrash(`already dead (${name})`);
     this.steps.push(name);
-    if (this.steps.length === this.crashAt) {
+    const at = this.crashAt;
+    const hit =
+      typeof at === "number" ? this.steps.length === at : at !== undefined && name === at.step && this.steps.filter((s) => s === name).length === at.occurrence;
+    if (hit) {
       this.dead = true;
-      throw new SimulatedCrash(`crash at step ${this.crashAt}: ${name}`);
+      throw new SimulatedCrash(`crash at step ${this.steps.length}: ${name}`);
     }
   }
 
