@@ -150,6 +150,40 @@ describe("dbx-audit sandbox", () => {
     expect(await response.text()).toBe("");
   });
 
+  it("runs every region with `dbx-audit run` and its env: an account-level event both regions hold reaches Log Analytics once", async () => {
+    const [region1] = contract.databricksSources as [DatabricksSource, DatabricksSource];
+    // posted-1 (workspace "0") is already in region 2; region 1 gets the same event.
+    const copy = row("2026-01-01T00:00:00.000001Z", "posted-1", "0");
+    expect((await fetch(`${region1.adminUrl}/events`, { method: "POST", body: toJsonl([copy]) })).status).toBe(200);
+    const child = spawn(process.execPath, [launcher, "run", "--until-caught-up", "--json"], {
+      env: { ...process.env, ...contract.env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    expect(code, err).toBe(0);
+    const summaries = out
+      .trim()
+      .split("\n")
+      .map((line) => JSON.parse(line) as { sources: { name: string; status: string; eventsDelivered: number; duplicatesSkipped: number }[] });
+    expect(summaries.at(-1)!.sources.map((s) => [s.name, s.status])).toEqual([
+      ["region1", "ok"],
+      ["region2", "ok"],
+    ]);
+    const skipped = summaries.flatMap((s) => s.sources).reduce((n, s) => n + s.duplicatesSkipped, 0);
+    expect(skipped).toBe(1);
+    const received = (await (await fetch(contract.logsIngestion.receivedUrl)).text())
+      .split("\n")
+      .filter(Boolean)
+      .map((line) => (JSON.parse(line) as { EventId: string }).EventId);
+    expect(received.filter((id) => id === "posted-1")).toHaveLength(1);
+    expect(new Set(received).size).toBe(received.length);
+    for (const id of ["r1-a", "r1-c", "r2-a", "r2-b", "posted-2"]) expect(received).toContain(id);
+  }, 120_000);
+
   it("stops everything on SIGTERM, every warehouse included, and exits 0", async () => {
     const exited = new Promise<number | null>((resolve) => sandbox.once("exit", (code) => resolve(code)));
     sandbox.kill("SIGTERM");
