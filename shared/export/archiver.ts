@@ -6,7 +6,7 @@ import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "../timesta
 import { BatchBuilder, withOwnLine, type BatchLimits, type PreparedBatch, type PreparedEvent, type Preparation } from "./batching";
 import { boundedScan, type SliceLimits } from "./boundedScan";
 import type { LockedState } from "./lockedState";
-import type { AuditSource, ExportLog, ExportStore } from "./ports";
+import type { AuditSource, BatchRecord, ExportLog, ExportStore } from "./ports";
 import { ACCOUNT_WORKSPACE_ID, type AccountEventClaims } from "./accountEvents";
 import { batchBlobName, compareKeys, journalOf, type BatchKind, type PendingBatch, type SourceState } from "./state";
 
@@ -67,8 +67,6 @@ interface ReadyBatch {
   kind: BatchKind;
   from: EventKey;
   prepared: PreparedBatch;
-  /** Account-level events of the batch that another source archives (skipped, but covered by its ledger). */
-  duplicates: ReadonlySet<string>;
 }
 
 export class SourceArchiver {
@@ -133,7 +131,17 @@ export class SourceArchiver {
       );
     this.log.info(`Resuming batch ${pending.id} (${pending.kind}, ${record.ids.length} events) left pending by an earlier run.`);
     const calls = record.calls ?? (this.options.ingestionOn ? callsForUnrecordedBatch(found) : []);
-    const duplicates = await this.duplicatesOf(found.filter((e): e is PreparedEvent => e !== undefined));
+    const present = found.filter((e): e is PreparedEvent => e !== undefined);
+    const duplicates = await this.duplicatesOf(present);
+    // Another source may have claimed some of its account-level events since: list only the blobs it writes.
+    const blobs = blobNamesOf(
+      present.filter((e) => !duplicates.has(e.eventId)),
+      pending.id,
+    );
+    if (record.blobs && (blobs.length !== record.blobs.length || blobs.some((name, i) => name !== record.blobs![i]))) {
+      await this.locked.confirmHeld();
+      await this.store.writeBatch(pending.id, { ...record, blobs });
+    }
     await this.archive(pending, found, calls, duplicates);
   }
 
@@ -214,24 +222,21 @@ export class SourceArchiver {
     if (last) yield await ready(last);
   }
 
-  /**
-   * Names the batch, claims its account-level events and writes its batch blob: harmless if
-   * the run dies before recording it (a retry overwrites the blob, and finds its own claims).
-   * The ledger lists every event_id of the batch, the ones skipped as duplicates too.
-   */
+  /** Names the batch and writes its batch blob: harmless if the run dies before recording it (a retry overwrites it). */
   private async ready(kind: BatchKind, from: EventKey, prepared: PreparedBatch): Promise<ReadyBatch> {
     const id = batchId(this.options.source, kind, from, prepared.events);
-    const duplicates = await this.duplicatesOf(prepared.events);
     await this.locked.confirmHeld();
-    await this.store.writeBatch(id, {
+    await this.store.writeBatch(id, this.recordOf(id, prepared, new Set()));
+    return { id, kind, from, prepared };
+  }
+
+  /** The batch blob: every event_id (the ledger, duplicates included), the archive blobs it writes, its calls. */
+  private recordOf(id: string, prepared: PreparedBatch, duplicates: ReadonlySet<string>): BatchRecord {
+    return {
       ids: prepared.events.map((e) => e.eventId),
-      blobs: blobNamesOf(
-        prepared.events.filter((e) => !duplicates.has(e.eventId)),
-        id,
-      ),
+      blobs: blobNamesOf(duplicates.size > 0 ? prepared.events.filter((e) => !duplicates.has(e.eventId)) : prepared.events, id),
       calls: prepared.calls,
-    });
-    return { id, kind, from, prepared, duplicates };
+    };
   }
 
   /**
@@ -254,8 +259,15 @@ export class SourceArchiver {
     return skipped;
   }
 
-  private async deliverNew({ id, kind, from, prepared, duplicates }: ReadyBatch): Promise<void> {
+  private async deliverNew({ id, kind, from, prepared }: ReadyBatch): Promise<void> {
     const { events } = prepared;
+    // Claimed only now, just before the batch is recorded: a batch prepared ahead and never
+    // delivered (the time budget ran out) holds no claim another source would wait for.
+    const duplicates = await this.duplicatesOf(events);
+    if (duplicates.size > 0) {
+      await this.locked.confirmHeld();
+      await this.store.writeBatch(id, this.recordOf(id, prepared, duplicates));
+    }
     const last = events[events.length - 1]!;
     const source = this.options.source;
     const pending: PendingBatch = {

@@ -92,7 +92,7 @@ function accountRows(t0: number, n: number, spanHours: number): AuditRow[] {
 const ids = (rows: readonly AuditRow[]): string[] => rows.map((r) => r.event_id as string);
 
 /** Both regions (or the first alone, as the single-source settings name it) through the real driver, Azurite and the Logs Ingestion client. */
-async function exportRegions(s: Scenario, nowMs: number, crash?: CrashSwitch, only?: "single"): Promise<ExportSummary> {
+async function exportRegions(s: Scenario, nowMs: number, crash?: CrashSwitch, only?: "single", warnings: string[] = []): Promise<ExportSummary> {
   const container = containerFor(stack, s.container);
   const store = new BlobExportStore(container);
   await store.ensureContainer();
@@ -121,7 +121,7 @@ async function exportRegions(s: Scenario, nowMs: number, crash?: CrashSwitch, on
       store: crash ? crashingStore(store, crash) : store,
       ingestion: crash ? crashingSink(sink, crash) : sink,
       now: () => nowMs,
-      log: { info: () => undefined, warn: () => undefined },
+      log: { info: () => undefined, warn: (message) => warnings.push(message) },
     });
   } finally {
     await Promise.all(warehouses.map((w) => w.reader.close()));
@@ -194,6 +194,32 @@ describe("account-level events in every region", () => {
     const third = await exportRegions(s, s.t0 + 6 * HOUR);
     expect({ delivered: third.eventsDelivered, skipped: third.duplicatesSkipped }).toEqual({ delivered: 0, skipped: 0 });
     await expectEachOnce(s, everything, "after a quiet run");
+  });
+});
+
+describe("Log Analytics catching up from the archive of two regions", () => {
+  it("sends each account-level event once, from the archive of the region that archived it", async () => {
+    const s = scenario();
+    stack.logsIngestion.reset();
+    const [west, east] = stack.warehouses;
+    const westRows = workspaceRows(s.t0, 2, 20, "1111");
+    const eastRows = workspaceRows(s.t0, 2, 20, "2222");
+    const account = accountRows(s.t0, 16, 2);
+    await west!.appendRows([...westRows, ...account]);
+    await east!.appendRows([...eastRows, ...account]);
+
+    stack.logsIngestion.setFaults({ forbidden: true });
+    const refused = await exportRegions(s, s.t0 + 2 * HOUR + 15 * 60_000).catch((e: unknown) => (e as DeliveryError).summary as ExportSummary);
+    stack.logsIngestion.setFaults({});
+    expect(refused.logAnalytics).toMatchObject({ status: "behind", eventsBehind: westRows.length + eastRows.length + account.length });
+    expect(ingestedRecords(stack)).toHaveLength(0);
+
+    const warnings: string[] = [];
+    const caughtUp = await exportRegions(s, s.t0 + 2 * HOUR + 30 * 60_000, undefined, undefined, warnings);
+    expect(caughtUp.logAnalytics).toMatchObject({ status: "current" });
+    expect(caughtUp.logAnalytics.batchesReadBack).toBeGreaterThan(0);
+    expect(warnings.filter((w) => /gone/.test(w))).toEqual([]);
+    await expectEachOnce(s, [...ids(westRows), ...ids(eastRows), ...ids(account)], "after catching up");
   });
 });
 
