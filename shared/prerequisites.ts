@@ -6,6 +6,6 @@
  */
 export { runChecks, DEFAULT_CHECK_BUDGET_MS, type CheckOptions } from "./checks/run";
 export { CHECK_NAMES, worstStatus, type CheckName, type CheckReport, type CheckResult, type CheckStatus } from "./checks/result";
-export { assessFreshness, FRESH_INTERVALS, STALE_INTERVALS } from "./checks/exportState";
+export { assessFreshness, assessSourceFreshness, FRESH_INTERVALS, STALE_INTERVALS } from "./checks/exportState";
 export { auditColumnsCheck } from "./checks/auditTable";
 export { formatAge, scheduleIntervalMs } from "./checks/schedule";

@@ -2,8 +2,9 @@ import { STATE_BLOB, type BlobExportStore } from "../blobStore";
 import type { AppConfig } from "../config";
 import { describeError, redactSecrets } from "../errors";
 import type { ExportState } from "../export/state";
+import { microsToIso } from "../timestamps";
 import { assessLogAnalyticsLag } from "./logAnalyticsLag";
-import type { CheckResult, CheckStatus } from "./result";
+import { worstStatus, type CheckResult, type CheckStatus } from "./result";
 import { formatAge, scheduleIntervalMs } from "./schedule";
 import { BLOB_STEP_TIMEOUT_MS } from "./storage";
 import { seconds, timed, type Budget } from "./timing";
@@ -45,12 +46,52 @@ export async function exportStateChecks(
   ];
 }
 
+type Assessment = Omit<CheckResult, "name">;
+
+/**
+ * export_freshness of one of several sources: the runs' freshness (assessFreshness) and how far
+ * this source's archive is behind. Its cursor stays within the settle delay plus FRESH_INTERVALS
+ * schedule intervals of now while the runs move it; a warehouse that is down or refuses holds
+ * its source back while the others advance (WARN up to STALE_INTERVALS, FAIL beyond).
+ */
+export function assessSourceFreshness(name: string, state: ExportState | null, schedule: string, settleDelayMs: number, nowMs: number): Assessment {
+  const runs = assessFreshness(state, schedule, nowMs);
+  if (!state) return runs;
+  const source = state.sources[name];
+  const intervalMs = scheduleIntervalMs(schedule);
+  let archive: Assessment;
+  if (!source) {
+    archive = {
+      status: "WARN",
+      detail: "Nothing archived from this source yet (the export state has no progress for it).",
+      remediation: `A source added to DATABRICKS_SOURCES starts at EXPORT_START on the next exportAuditLogs run; if runs have happened since, look at their errors for source '${name}' and at its warehouse checks.`,
+    };
+  } else {
+    const behindMs = Math.max(0, nowMs - Math.floor(source.cursor.timeUs / 1000));
+    const status: CheckStatus =
+      behindMs <= settleDelayMs + FRESH_INTERVALS * intervalMs ? "PASS" : behindMs <= settleDelayMs + STALE_INTERVALS * intervalMs ? "WARN" : "FAIL";
+    archive = {
+      status,
+      detail: `The archive is complete up to ${microsToIso(source.cursor.timeUs)} (${formatAge(behindMs)} behind now; runs read up to ${formatAge(settleDelayMs)} before now).`,
+      remediation:
+        status === "PASS"
+          ? ""
+          : `The runs are not moving this source forward: look at the exportAuditLogs invocations' errors for source '${name}' and at its warehouse checks (warehouse_connectivity, system_table_access). A source that is new or was down catches up run by run ('dbx-audit run --until-caught-up' does it at once).`,
+    };
+  }
+  return {
+    status: worstStatus([archive.status, runs.status]),
+    detail: `${archive.detail} ${runs.detail}`,
+    remediation: [...new Set([archive.remediation, runs.remediation].filter(Boolean))].join(" "),
+  };
+}
+
 /**
  * How fresh the export is, against its schedule: PASS when the last success is within
  * FRESH_INTERVALS schedule intervals, WARN up to STALE_INTERVALS (or when nothing ran yet),
  * FAIL beyond. Mentions a held or abandoned lock and the last error.
  */
-export function assessFreshness(state: ExportState | null, schedule: string, nowMs: number): Omit<CheckResult, "name"> {
+export function assessFreshness(state: ExportState | null, schedule: string, nowMs: number): Assessment {
   const intervalMs = scheduleIntervalMs(schedule);
   const every = `schedule '${schedule}' runs at least every ${formatAge(intervalMs)}`;
   if (!state) {
