@@ -5,7 +5,17 @@
  * run together by `checks/run.ts`.
  */
 export { runChecks, DEFAULT_CHECK_BUDGET_MS, type CheckOptions } from "./checks/run";
-export { CHECK_NAMES, worstStatus, type CheckName, type CheckReport, type CheckResult, type CheckStatus } from "./checks/result";
+export {
+  CHECK_NAMES,
+  PER_SOURCE_CHECKS,
+  checkTitle,
+  worstStatus,
+  type CheckName,
+  type CheckReport,
+  type CheckResult,
+  type CheckStatus,
+  type SourceStatus,
+} from "./checks/result";
 export { assessFreshness, assessSourceFreshness, FRESH_INTERVALS, STALE_INTERVALS } from "./checks/exportState";
 export { auditColumnsCheck } from "./checks/auditTable";
 export { formatAge, scheduleIntervalMs } from "./checks/schedule";

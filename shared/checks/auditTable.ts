@@ -3,6 +3,7 @@ import { AUDIT_TABLE, workspaceActivityQuery } from "../auditQueries";
 import type { Warehouse } from "../databricks";
 import { describeError } from "../errors";
 import type { CheckName, CheckResult } from "./result";
+import type { SourceFields } from "./sources";
 import { seconds, timed, type Budget } from "./timing";
 
 // audit_table_columns and workspace_filter: what the warehouse's audit table holds.
@@ -42,6 +43,7 @@ export function auditColumnsCheck(liveColumns: readonly string[]): CheckResult {
 export async function workspaceFilterCheck(
   warehouse: Warehouse,
   workspaceIds: readonly string[],
+  fields: SourceFields,
   lookbackHours: number,
   nowMs: number,
   budget: Budget,
@@ -50,7 +52,7 @@ export async function workspaceFilterCheck(
     return {
       name: "workspace_filter",
       status: "PASS",
-      detail: "No workspace filter (DATABRICKS_WORKSPACE_IDS is empty): every workspace this warehouse sees is exported.",
+      detail: `No workspace filter (${fields.workspaceIdsSetting} is empty): every workspace this warehouse sees is exported.`,
       remediation: "",
     };
   }
@@ -78,7 +80,7 @@ export async function workspaceFilterCheck(
     status: "WARN",
     detail: `No events in the last ${lookbackHours} h for workspace${quiet.length === 1 ? "" : "s"} ${quiet.join(", ")} (per workspace: ${summary}).`,
     remediation:
-      "Check each ID in DATABRICKS_WORKSPACE_IDS / --workspace-id (the number after 'adb-' or '?o=' in the workspace URL). " +
+      `Check each ID in ${fields.workspaceIds} (the number after 'adb-' or '?o=' in the workspace URL). ` +
       "Workspace events are regional: a warehouse sees only the workspaces of its own region, so use a warehouse in the same region. " +
       "If the workspace is just quiet, widen the window with CHECK_WORKSPACE_LOOKBACK_HOURS / --workspace-check-lookback-hours.",
   };

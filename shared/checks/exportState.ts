@@ -3,8 +3,9 @@ import type { AppConfig } from "../config";
 import { describeError, redactSecrets } from "../errors";
 import type { ExportState } from "../export/state";
 import { microsToIso } from "../timestamps";
-import { assessLogAnalyticsLag } from "./logAnalyticsLag";
+import { assessLogAnalyticsLag, assessSourceLogAnalyticsLag } from "./logAnalyticsLag";
 import { worstStatus, type CheckResult, type CheckStatus } from "./result";
+import { namesSources } from "./sources";
 import { formatAge, scheduleIntervalMs } from "./schedule";
 import { BLOB_STEP_TIMEOUT_MS } from "./storage";
 import { seconds, timed, type Budget } from "./timing";
@@ -13,40 +14,51 @@ import { seconds, timed, type Budget } from "./timing";
 export const FRESH_INTERVALS = 2;
 export const STALE_INTERVALS = 6;
 
-/** export_freshness (undefined when the schedule setting is broken) and log_analytics_lag, from one read of the state. */
+type Assessment = Omit<CheckResult, "name" | "source">;
+
+/**
+ * export_freshness (left out when the schedule setting is broken) and log_analytics_lag of each
+ * source, from one read of the state. With the one source of the single-source settings, they
+ * read as they always did; with several, each answers from its own progress.
+ */
 export async function exportStateChecks(
   store: BlobExportStore,
   config: AppConfig,
+  sources: readonly string[],
   scheduleBroken: boolean,
   nowMs: number,
   budget: Budget,
-): Promise<[CheckResult | undefined, CheckResult]> {
+): Promise<CheckResult[]> {
+  const each = (assess: (source: string) => { freshness: Assessment; lag: Assessment }): CheckResult[] =>
+    sources.flatMap((source) => {
+      const { freshness, lag } = assess(source);
+      return [...(scheduleBroken ? [] : [{ name: "export_freshness" as const, source, ...freshness }]), { name: "log_analytics_lag" as const, source, ...lag }];
+    });
   const ms = budget.stepMs(BLOB_STEP_TIMEOUT_MS);
   const read = await timed(() => store.readState(), ms);
-  const both = (result: Omit<CheckResult, "name">): [CheckResult | undefined, CheckResult] => [
-    scheduleBroken ? undefined : { name: "export_freshness", ...result },
-    { name: "log_analytics_lag", ...result },
-  ];
-  if (read.kind === "timeout") {
-    return both({ status: "WARN", detail: `Reading ${STATE_BLOB} took longer than ${seconds(ms)}.`, remediation: "Retry in a few minutes." });
-  }
-  if (read.kind === "failed") {
-    return both({
-      status: "FAIL",
-      detail: `Could not read the export state ${STATE_BLOB}: ${describeError(read.error)}`,
-      remediation: "Restore the state blob from a blob version or snapshot, or delete it to restart from EXPORT_START (see TROUBLESHOOTING.md).",
-    });
+  if (read.kind !== "done") {
+    const unread: Assessment =
+      read.kind === "timeout"
+        ? { status: "WARN", detail: `Reading ${STATE_BLOB} took longer than ${seconds(ms)}.`, remediation: "Retry in a few minutes." }
+        : {
+            status: "FAIL",
+            detail: `Could not read the export state ${STATE_BLOB}: ${describeError(read.error)}`,
+            remediation: "Restore the state blob from a blob version or snapshot, or delete it to restart from EXPORT_START (see TROUBLESHOOTING.md).",
+          };
+    return each(() => ({ freshness: unread, lag: unread }));
   }
   const state = read.value?.state ?? null;
   const listed = await timed(() => store.listDeadLetters(), budget.stepMs(BLOB_STEP_TIMEOUT_MS));
   const deadLetters = listed.kind === "done" ? listed.value : [];
-  return [
-    scheduleBroken ? undefined : { name: "export_freshness", ...assessFreshness(state, config.schedule, nowMs) },
-    { name: "log_analytics_lag", ...assessLogAnalyticsLag(state, config.logsIngestion !== undefined, deadLetters) },
-  ];
+  const logAnalyticsOn = config.logsIngestion !== undefined;
+  if (!namesSources(sources)) {
+    return each(() => ({ freshness: assessFreshness(state, config.schedule, nowMs), lag: assessLogAnalyticsLag(state, logAnalyticsOn, deadLetters) }));
+  }
+  return each((source) => ({
+    freshness: assessSourceFreshness(source, state, config.schedule, config.settleDelayMs, nowMs),
+    lag: assessSourceLogAnalyticsLag(source, state?.sources[source], logAnalyticsOn, deadLetters),
+  }));
 }
-
-type Assessment = Omit<CheckResult, "name">;
 
 /**
  * export_freshness of one of several sources: the runs' freshness (assessFreshness) and how far

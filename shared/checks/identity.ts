@@ -13,7 +13,9 @@ export type TokenOutcome = { ok: true; token: string; principal?: string } | { o
 
 export function neededScopes(config: AppConfig, broken: Set<Section>): { scope: string; purpose: string }[] {
   const scopes: { scope: string; purpose: string }[] = [];
-  if (!broken.has("databricks") && !config.databricks.accessToken) scopes.push({ scope: config.databricks.scope, purpose: "Databricks" });
+  // Every source shares the scope; a token is needed when one of them has no personal access token.
+  const entraSource = config.sources.find((source) => !source.databricks.accessToken);
+  if (!broken.has("databricks") && entraSource) scopes.push({ scope: entraSource.databricks.scope, purpose: "Databricks" });
   if (!broken.has("storage") && config.storage?.kind === "accountUrl") scopes.push({ scope: STORAGE_SCOPE, purpose: "Blob Storage" });
   if (!broken.has("logsIngestion") && config.logsIngestion) scopes.push({ scope: LOGS_INGESTION_SCOPE, purpose: "Logs Ingestion" });
   return scopes;

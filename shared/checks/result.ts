@@ -1,3 +1,5 @@
+import { namesSources } from "./sources";
+
 /** The shape every prerequisite check answers in, and the rules for a check that could not run. */
 
 export type CheckStatus = "PASS" | "WARN" | "FAIL";
@@ -18,12 +20,24 @@ export const CHECK_NAMES = [
 
 export type CheckName = (typeof CHECK_NAMES)[number];
 
+/** The checks that run once per source (SQL warehouse): each result names its source. */
+export const PER_SOURCE_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
+  "warehouse_connectivity",
+  "system_table_access",
+  "workspace_filter",
+  "audit_table_columns",
+  "export_freshness",
+  "log_analytics_lag",
+]);
+
 export interface CheckResult {
   name: CheckName;
   status: CheckStatus;
   detail: string;
   /** What to do about a WARN or FAIL; empty on PASS. */
   remediation: string;
+  /** The source (SQL warehouse, one per region) a per-source check is about; absent on the checks of the whole deployment. */
+  source?: string;
 }
 
 export interface CheckReport {
@@ -31,7 +45,20 @@ export interface CheckReport {
   status: CheckStatus;
   checkedAt: string;
   durationMs: number;
+  /** Every check in CHECK_NAMES order; a per-source check once per source, in the configured order. */
   checks: CheckResult[];
+  /** Each source's worst status over its own checks, in the configured order. */
+  sources: SourceStatus[];
+}
+
+export interface SourceStatus {
+  name: string;
+  status: CheckStatus;
+}
+
+/** A check's name for a one-line summary: with the source when the report has several (or a named one). */
+export function checkTitle(check: CheckResult, report: Pick<CheckReport, "sources">): string {
+  return check.source !== undefined && namesSources(report.sources.map((s) => s.name)) ? `${check.name}[${check.source}]` : check.name;
 }
 
 export function worstStatus(statuses: readonly CheckStatus[]): CheckStatus {

@@ -8,9 +8,10 @@ import { LOGS_INGESTION_SCOPE } from "../logsIngestion";
 import { exportStateChecks } from "./exportState";
 import { azureAuthenticationCheck, neededScopes, STORAGE_SCOPE, type TokenOutcome } from "./identity";
 import { logsIngestionCheck } from "./logsIngestion";
-import { CHECK_NAMES, skipped, skippedAfter, worstStatus, type CheckName, type CheckReport, type CheckResult } from "./result";
+import { CHECK_NAMES, PER_SOURCE_CHECKS, skipped, skippedAfter, worstStatus, type CheckName, type CheckReport, type CheckResult } from "./result";
 import { secretScrubber } from "./secrets";
 import { configurationCheck, loadForChecks, SECTION_SETTINGS, type Section } from "./settings";
+import { namesSources, sourcesToCheck, type CheckedSource } from "./sources";
 import { blobContainerCheck, noCredential } from "./storage";
 import { Budget } from "./timing";
 import { warehouseChecks } from "./warehouse";
@@ -43,16 +44,20 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
   const startedMs = now();
   const budget = new Budget(options.budgetMs ?? DEFAULT_CHECK_BUDGET_MS);
   const scrub = secretScrubber(settings, env);
-  const results = new Map<CheckName, CheckResult>();
+  // One result per check, and per source for a per-source check.
+  const results = new Map<string, CheckResult>();
+  const keyOf = (name: CheckName, source?: string): string => (source === undefined ? name : `${name}@${source}`);
+  const resultOf = (name: CheckName, source?: string): CheckResult | undefined => results.get(keyOf(name, source));
   const record = (result: CheckResult): CheckResult => {
     const clean = { ...result, detail: scrub(result.detail), remediation: scrub(result.remediation) };
-    results.set(result.name, clean);
+    results.set(keyOf(result.name, result.source), clean);
     return clean;
   };
 
   const loaded = loadForChecks(settings, options.needs ?? { storage: false });
   record(configurationCheck(loaded));
   const { config, broken } = loaded;
+  const sources = sourcesToCheck(settings, config);
   const configSkip = (name: CheckName, sections: Section[]): CheckResult | undefined => {
     const bad = sections.filter((s) => broken.has(s));
     if (!config || bad.length > 0) {
@@ -79,26 +84,36 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
   }
   const authFailedFor = (scope: string): boolean => {
     const token = tokens.get(scope);
-    return results.get("azure_authentication")?.status === "FAIL" && (token === undefined || !token.ok);
+    return resultOf("azure_authentication")?.status === "FAIL" && (token === undefined || !token.ok);
   };
 
-  const databricksChain = async (): Promise<void> => {
+  // One chain per source, all at once: a cold or unreachable warehouse spends its own time
+  // (every step is bounded by the same budget), never another source's.
+  const databricksChain = async (source: CheckedSource): Promise<void> => {
+    const recordOwn = (result: CheckResult): CheckResult => record({ ...result, source: source.name });
     const skip = configSkip("warehouse_connectivity", ["databricks"]);
-    if (skip) {
-      record(skip);
-    } else if (!config!.databricks.accessToken && authFailedFor(config!.databricks.scope)) {
-      record(skipped("warehouse_connectivity", "azure_authentication", "FAIL"));
+    if (skip || !source.config) {
+      recordOwn(skip ?? skippedSource("warehouse_connectivity"));
+    } else if (!source.config.databricks.accessToken && authFailedFor(source.config.databricks.scope)) {
+      recordOwn(skipped("warehouse_connectivity", "azure_authentication", "FAIL"));
     } else {
-      const token = tokens.get(config!.databricks.scope);
-      const principal = token?.ok ? token.principal : undefined;
-      await warehouseChecks(config!, getCredential, budget, { lookbackHours, nowMs: now(), broken, ...(principal ? { principal } : {}) }, record);
+      const { databricks } = source.config;
+      const token = tokens.get(databricks.scope);
+      const principal = !databricks.accessToken && token?.ok ? token.principal : undefined;
+      await warehouseChecks(
+        { ...source, config: source.config },
+        getCredential,
+        budget,
+        { lookbackHours, nowMs: now(), broken, ...(principal ? { principal } : {}) },
+        recordOwn,
+      );
     }
     for (const [name, dependency] of [
       ["system_table_access", "warehouse_connectivity"],
       ["audit_table_columns", "system_table_access"],
       ["workspace_filter", "system_table_access"],
     ] as const) {
-      if (!results.has(name)) record(skippedAfter(name, results.get(dependency)!));
+      if (!resultOf(name, source.name)) recordOwn(skippedAfter(name, resultOf(dependency, source.name)!));
     }
   };
 
@@ -121,15 +136,18 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
       container = createContainerClient(config!.storage, config!.storage.kind === "accountUrl" ? getCredential() : noCredential);
       record(await blobContainerCheck(container, config!.storage.container, budget));
     }
-    const blob = results.get("blob_container")!;
+    const blob = resultOf("blob_container")!;
+    const names = sources.map((source) => source.name);
+    const scheduleSkip = broken.has("schedule") ? configSkip("export_freshness", ["schedule"]) : undefined;
     if (!container || blob.status === "FAIL") {
       const blobSkip = (name: CheckName) => skipped(name, "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN");
-      record(broken.has("schedule") ? configSkip("export_freshness", ["schedule"])! : blobSkip("export_freshness"));
-      record(blobSkip("log_analytics_lag"));
+      for (const source of names) {
+        record({ ...(scheduleSkip ?? blobSkip("export_freshness")), source });
+        record({ ...blobSkip("log_analytics_lag"), source });
+      }
     } else {
-      const [freshness, lag] = await exportStateChecks(new BlobExportStore(container), config!, broken.has("schedule"), now(), budget);
-      record(freshness ?? configSkip("export_freshness", ["schedule"])!);
-      record(lag);
+      for (const result of await exportStateChecks(new BlobExportStore(container), config!, names, scheduleSkip !== undefined, now(), budget)) record(result);
+      if (scheduleSkip) for (const source of names) record({ ...scheduleSkip, source });
     }
     const blobUsable = container && blob.status !== "FAIL";
     record(
@@ -154,18 +172,42 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
     else record(await logsIngestionCheck(config!, getCredential(), budget));
   };
 
-  await Promise.all([databricksChain(), blobChain(), logsChain()].map((chain) => chain.catch(() => undefined)));
+  await Promise.all([...sources.map(databricksChain), blobChain(), logsChain()].map((chain) => chain.catch(() => undefined)));
 
   // Anything a chain could not record (an unexpected throw) is still reported, never omitted.
-  const checks = CHECK_NAMES.map(
-    (name) =>
-      results.get(name) ??
-      record({ name, status: "FAIL", detail: "The check did not complete.", remediation: "Run the check again; if it persists, look at the function's logs." }),
-  );
+  const reported = (name: CheckName, source?: string): CheckResult =>
+    resultOf(name, source) ??
+    record({
+      name,
+      status: "FAIL",
+      detail: "The check did not complete.",
+      remediation: "Run the check again; if it persists, look at the function's logs.",
+      ...(source === undefined ? {} : { source }),
+    });
+  const checks = CHECK_NAMES.flatMap((name) => (PER_SOURCE_CHECKS.has(name) ? sources.map((source) => reported(name, source.name)) : [reported(name)]));
+  const named = namesSources(sources.map((source) => source.name));
   return {
     status: worstStatus(checks.map((c) => c.status)),
     checkedAt: new Date(startedMs).toISOString(),
     durationMs: Math.round(budget.elapsed()),
-    checks,
+    checks: named ? checks.map((check) => labelled(check, sources)) : checks,
+    sources: sources.map(({ name }) => ({ name, status: worstStatus(checks.filter((c) => c.source === name).map((c) => c.status)) })),
+  };
+}
+
+/** A source whose own DATABRICKS_SOURCES entry is invalid: its checks are skipped, the others' run. */
+function skippedSource(name: CheckName): CheckResult {
+  return skipped(name, "configuration", "FAIL", "DATABRICKS_SOURCES");
+}
+
+/** Names the source in the detail, and its warehouse in the remediation, of a per-source result. */
+function labelled(check: CheckResult, sources: readonly CheckedSource[]): CheckResult {
+  if (check.source === undefined) return check;
+  const databricks = sources.find((source) => source.name === check.source)?.config?.databricks;
+  const warehouse = databricks ? ` (warehouse https://${databricks.serverHostname}${databricks.httpPath})` : "";
+  return {
+    ...check,
+    detail: `source '${check.source}': ${check.detail}`,
+    remediation: check.remediation ? `Source '${check.source}'${warehouse}: ${check.remediation}` : "",
   };
 }

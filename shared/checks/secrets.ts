@@ -1,9 +1,11 @@
 import type { Settings } from "../config";
 import { redactSecrets } from "../errors";
+import { sourceTokens } from "./sources";
 
 /**
  * Masks what redactSecrets recognises by shape, plus the exact secret values this run knows
- * (the access token, the connection string and its key, the identity header, tokens obtained).
+ * (the access tokens, each DATABRICKS_SOURCES source's included, the connection string and
+ * its key, the identity header, tokens obtained).
  */
 export function secretScrubber(settings: Settings, env: Settings): ((text: string) => string) & { add(secret: string): void } {
   const secrets = new Set<string>();
@@ -13,6 +15,7 @@ export function secretScrubber(settings: Settings, env: Settings): ((text: strin
   };
   for (const source of [settings, env]) {
     add(source.DATABRICKS_ACCESS_TOKEN);
+    for (const token of sourceTokens(source)) add(token);
     add(source.IDENTITY_HEADER);
     add(source.MSI_SECRET);
     add(source.AZURE_CLIENT_SECRET);

@@ -1,12 +1,13 @@
 import type { TokenCredential } from "@azure/identity";
 import { AUDIT_TABLE, SCHEMA_PROBE_SQL } from "../auditQueries";
-import type { AppConfig } from "../config";
+import type { DatabricksSettings } from "../config";
 import { Warehouse, warehouseErrorKind } from "../databricks";
 import { describeError, ensureError } from "../errors";
 import { SYSTEM_TABLE_GRANTS_REMEDIATION } from "../remediation";
 import { auditColumnsCheck, slowQuery, workspaceFilterCheck } from "./auditTable";
 import { skipped, type CheckName, type CheckResult } from "./result";
 import { SECTION_SETTINGS, type Section } from "./settings";
+import type { CheckedSource, SourceFields } from "./sources";
 import { seconds, timed, type Budget } from "./timing";
 
 const CONNECT_TIMEOUT_MS = 20_000;
@@ -15,15 +16,17 @@ const STARTING_REMEDIATION =
   "Retry in a few minutes: a stopped SQL warehouse starts on the first query and can take several minutes. " +
   "If it keeps happening, check the warehouse's state in Databricks (SQL Warehouses), its auto-stop setting, or use a serverless warehouse (starts in seconds).";
 
+/** warehouse_connectivity, system_table_access, audit_table_columns and workspace_filter of one source, on one session. */
 export async function warehouseChecks(
-  config: AppConfig,
+  source: Required<CheckedSource>,
   getCredential: () => TokenCredential,
   budget: Budget,
   context: { lookbackHours: number; nowMs: number; broken: Set<Section>; principal?: string },
   record: (result: CheckResult) => CheckResult,
 ): Promise<void> {
-  const settings = config.databricks;
+  const settings = source.config.databricks;
   const target = `https://${settings.serverHostname}${settings.httpPath}`;
+  const failure = (name: CheckName, error: unknown): CheckResult => warehouseFailure(name, error, settings, source.fields, target, context.principal);
   const connectMs = budget.stepMs(CONNECT_TIMEOUT_MS);
   const connected = await timed(
     () => Warehouse.connect(settings, settings.accessToken ? undefined : getCredential(), { retryMaxAttempts: 2, socketTimeoutMs: Math.max(connectMs, 5_000) }),
@@ -40,7 +43,7 @@ export async function warehouseChecks(
     return;
   }
   if (connected.kind === "failed") {
-    record(warehouseFailure("warehouse_connectivity", connected.error, config, target, context.principal));
+    record(failure("warehouse_connectivity", connected.error));
     return;
   }
   const warehouse = connected.value;
@@ -57,7 +60,7 @@ export async function warehouseChecks(
       return;
     }
     if (probe.kind === "failed") {
-      record(warehouseFailure("warehouse_connectivity", probe.error, config, target, context.principal));
+      record(failure("warehouse_connectivity", probe.error));
       return;
     }
     record({ name: "warehouse_connectivity", status: "PASS", detail: `Session opened and SELECT 1 answered by ${target}.`, remediation: "" });
@@ -69,7 +72,7 @@ export async function warehouseChecks(
       return;
     }
     if (schema.kind === "failed") {
-      record(warehouseFailure("system_table_access", schema.error, config, target, context.principal));
+      record(failure("system_table_access", schema.error));
       return;
     }
     record({ name: "system_table_access", status: "PASS", detail: `${AUDIT_TABLE} is readable by this identity.`, remediation: "" });
@@ -80,14 +83,20 @@ export async function warehouseChecks(
       record(skipped("workspace_filter", "configuration", "FAIL", badFilter.flatMap((s) => SECTION_SETTINGS[s]).join(", ")));
       return;
     }
-    record(await workspaceFilterCheck(warehouse, config.filter.workspaceIds, context.lookbackHours, context.nowMs, budget));
+    record(await workspaceFilterCheck(warehouse, source.config.filter.workspaceIds, source.fields, context.lookbackHours, context.nowMs, budget));
   } finally {
     await timed(() => warehouse.close(), Math.max(100, Math.floor(Math.min(2_000, budget.leftMs()))));
   }
 }
 
-function warehouseFailure(name: CheckName, error: unknown, config: AppConfig, target: string, principal?: string): CheckResult {
-  const settings = config.databricks;
+function warehouseFailure(
+  name: CheckName,
+  error: unknown,
+  settings: DatabricksSettings,
+  fields: SourceFields,
+  target: string,
+  principal?: string,
+): CheckResult {
   const tokenFor = principal ? ` (the Entra ID token used here is for ${principal})` : "";
   const detail = describeError(error);
   const text = `${ensureError(error).message} ${(error as { response?: { errorMessage?: string } }).response?.errorMessage ?? ""}`;
@@ -98,7 +107,7 @@ function warehouseFailure(name: CheckName, error: unknown, config: AppConfig, ta
         status: "FAIL",
         detail: `The SQL warehouse at ${target} refused the credentials (${detail}).`,
         remediation: settings.accessToken
-          ? "The personal access token (DATABRICKS_ACCESS_TOKEN / --access-token) is invalid, expired or from another workspace: create a new one (User settings > Developer > Access tokens) and update the setting (a Key Vault reference in Azure)."
+          ? `The personal access token (${fields.accessToken}) is invalid, expired or from another workspace: create a new one (User settings > Developer > Access tokens) and update the setting (a Key Vault reference in Azure).`
           : `Add the app's managed identity${tokenFor} to the workspace as a service principal (Settings > Identity and access > Service principals, by its application ID) ` +
             "with the 'Databricks SQL access' entitlement and CAN USE on the warehouse. In a sovereign cloud, set DATABRICKS_SCOPE / --scope to that cloud's Azure Databricks scope.",
       };
@@ -124,7 +133,7 @@ function warehouseFailure(name: CheckName, error: unknown, config: AppConfig, ta
         status: "FAIL",
         detail: `Cannot reach the SQL warehouse at ${target} (${detail}).`,
         remediation:
-          `Check DATABRICKS_SERVER_HOSTNAME / --server-hostname ('${settings.serverHostname}': the warehouse's Connection details) and that this host can reach it on port ${settings.port} ` +
+          `Check ${fields.hostname} ('${settings.serverHostname}': the warehouse's Connection details) and that this host can reach it on port ${settings.port} ` +
           "(DNS, private endpoint, firewall, the workspace's IP access list).",
       };
     case "sql":
@@ -141,7 +150,7 @@ function warehouseFailure(name: CheckName, error: unknown, config: AppConfig, ta
         name,
         status: "FAIL",
         detail: `The SQL warehouse at ${target} rejected the query (${detail}).`,
-        remediation: "Check that DATABRICKS_HTTP_PATH points at a Databricks SQL warehouse ('/sql/1.0/warehouses/<id>').",
+        remediation: `Check that ${fields.httpPathSetting} points at a Databricks SQL warehouse ('/sql/1.0/warehouses/<id>').`,
       };
     default: {
       const status = (error as { statusCode?: number }).statusCode;
@@ -151,8 +160,8 @@ function warehouseFailure(name: CheckName, error: unknown, config: AppConfig, ta
         detail: `The SQL warehouse call to ${target} failed (${detail}).`,
         remediation:
           status === 404
-            ? `No warehouse at that HTTP path: check DATABRICKS_HTTP_PATH / --http-path ('${settings.httpPath}') against the warehouse's Connection details.`
-            : "Check DATABRICKS_SERVER_HOSTNAME and DATABRICKS_HTTP_PATH against the warehouse's Connection details, and that the warehouse exists and is not deleted.",
+            ? `No warehouse at that HTTP path: check ${fields.httpPath} ('${settings.httpPath}') against the warehouse's Connection details.`
+            : `Check ${fields.hostnameAndPath} against the warehouse's Connection details, and that the warehouse exists and is not deleted.`,
       };
     }
   }
