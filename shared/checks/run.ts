@@ -48,9 +48,10 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
   const results = new Map<string, CheckResult>();
   const keyOf = (name: CheckName, source?: string): string => (source === undefined ? name : `${name}@${source}`);
   const resultOf = (name: CheckName, source?: string): CheckResult | undefined => results.get(keyOf(name, source));
-  const record = (result: CheckResult): CheckResult => {
-    const clean = { ...result, detail: scrub(result.detail), remediation: scrub(result.remediation) };
-    results.set(keyOf(result.name, result.source), clean);
+  const record = ({ source, ...result }: CheckResult): CheckResult => {
+    // `source` last on every result, so the JSON reads the same whichever check made it.
+    const clean = { ...result, detail: scrub(result.detail), remediation: scrub(result.remediation), ...(source === undefined ? {} : { source }) };
+    results.set(keyOf(result.name, source), clean);
     return clean;
   };
 
