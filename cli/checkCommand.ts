@@ -23,7 +23,7 @@ export function registerCheckCommand(program: Command): void {
   program
     .command("check")
     .description(
-      "Check the prerequisites (Azure authentication, SQL warehouse, system.access.audit grants, workspace filter, storage, Log Analytics, export freshness) and print [PASS]/[WARN]/[FAIL] per check.",
+      "Check the prerequisites (Azure authentication, SQL warehouse, system.access.audit grants, workspace filter, storage, Log Analytics, export freshness) and print [PASS]/[WARN]/[FAIL] per check, and per source for each SQL warehouse DATABRICKS_SOURCES lists.",
     )
     .option("--server-hostname <host>", "SQL warehouse server hostname (DATABRICKS_SERVER_HOSTNAME)")
     .option("--http-path <path>", "SQL warehouse HTTP path, e.g. /sql/1.0/warehouses/<id> (DATABRICKS_HTTP_PATH)")
@@ -65,7 +65,11 @@ async function check(flags: CheckFlags): Promise<void> {
   process.exitCode = report.status === "FAIL" ? 1 : 0;
 }
 
-/** `[PASS] name  detail` per check, the remediation under each WARN and FAIL, then a summary line. */
+/**
+ * `[PASS] name  detail` per check (a per-source check once per source, its detail naming the
+ * source when there are several), the remediation under each WARN and FAIL, then each source's
+ * status when there are several and a summary line.
+ */
 export function formatReport(report: CheckReport): string {
   const width = Math.max(...report.checks.map((c) => c.name.length));
   const lines: string[] = [];
@@ -76,6 +80,8 @@ export function formatReport(report: CheckReport): string {
   const failed = report.checks.filter((c) => c.status === "FAIL").length;
   const warned = report.checks.filter((c) => c.status === "WARN").length;
   lines.push("");
+  // Several warehouses: which of them need attention, at a glance.
+  if (report.sources.length > 1) lines.push(`Sources: ${report.sources.map((s) => `${s.name} ${s.status}`).join(", ")}.`);
   lines.push(
     `${report.status}: ${report.checks.length - failed - warned} passed, ${warned} warning${warned === 1 ? "" : "s"}, ${failed} failed (${(report.durationMs / 1000).toFixed(1)} s).`,
   );

@@ -1,6 +1,6 @@
 import { app, type HttpRequest, type HttpResponseInit, type InvocationContext } from "@azure/functions";
 import { describeError } from "../shared/errors";
-import { runChecks, type CheckReport } from "../shared/prerequisites";
+import { checkTitle, runChecks, type CheckReport } from "../shared/prerequisites";
 
 /**
  * GET: runs every prerequisite check within its time budget (well under the 230 s HTTP limit)
@@ -20,7 +20,9 @@ export async function checkPrerequisites(_request: HttpRequest, context: Invocat
       jsonBody: { status: "FAIL", checks: [], error: "The checks could not run; see the function's logs." },
     };
   }
-  context.log(`prerequisite checks ${report.status} in ${report.durationMs} ms: ${report.checks.map((c) => `${c.name} ${c.status}`).join(", ")}`);
+  context.log(
+    `prerequisite checks ${report.status} in ${report.durationMs} ms: ${report.checks.map((c) => `${checkTitle(c, report)} ${c.status}`).join(", ")}`,
+  );
   for (const check of report.checks) {
     if (check.status !== "PASS") context.warn(`${check.name} ${check.status}: ${check.detail}`);
   }

@@ -1,7 +1,8 @@
 import type { ContainerClient } from "@azure/storage-blob";
 import { DETECTIONS_DEFAULTS, type Settings } from "../config";
 import { describeError, redactSecrets } from "../errors";
-import { formatAge, scheduleIntervalMs, type CheckResult, type CheckStatus } from "../prerequisites";
+import type { CheckResult, CheckStatus } from "../checks/result";
+import { formatAge, scheduleIntervalMs } from "../checks/schedule";
 import { parseTimestampMicros } from "../timestamps";
 import { DETECTIONS_STATE_BLOB, type DetectionsState } from "./state";
 import { BlobDetectionsStore } from "./store";

@@ -3,7 +3,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { DEVSTORE_KEY } from "../../sandbox/azurite";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 import { checkPrerequisites } from "../../functions/checkPrerequisites";
-import type { CheckReport } from "../../shared/prerequisites";
+import { PER_SOURCE_CHECKS, type CheckReport } from "../../shared/prerequisites";
 
 // The HTTP function through @azure/functions' own HttpRequest and InvocationContext (a namespace
 // import: under native ESM the package has no named exports). The handler reads process.env,
@@ -84,7 +84,13 @@ describe("checkPrerequisites (HTTP)", () => {
       "log_analytics_lag",
       "detections_state",
     ]);
-    for (const check of body.checks) expect(Object.keys(check).sort()).toEqual(["detail", "name", "remediation", "status"]);
+    // A per-source check also names its source: the single-source settings' one is "default".
+    for (const check of body.checks) {
+      const perSource = PER_SOURCE_CHECKS.has(check.name);
+      expect(Object.keys(check).sort()).toEqual(["detail", "name", "remediation", ...(perSource ? ["source"] : []), "status"]);
+      if (perSource) expect(check.source).toBe("default");
+    }
+    expect(body.sources).toEqual([{ name: "default", status: expect.stringMatching(/^(PASS|WARN)$/) }]);
     // No export has run in a fresh sandbox: freshness WARNs, which is not a failure.
     expect(body.checks.filter((c) => c.status === "FAIL")).toEqual([]);
     expect(status).toBe(200);

@@ -1,13 +1,14 @@
-import { createServer } from "node:net";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DEVSTORE_KEY } from "../../sandbox/azurite";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 import { BlobExportStore, STATE_BLOB } from "../../shared/blobStore";
 import { initialState, type ExportState } from "../../shared/export/state";
-import { DETECTIONS_STATE_BLOB, initialDetectionsState } from "../../shared/detections/state";
+import { DETECTIONS_STATE_BLOB } from "../../shared/detections/state";
 import { runChecks, type CheckName, type CheckReport, type CheckResult } from "../../shared/prerequisites";
 import { auditRow, isoMicros } from "../support/auditRows";
+import { expectNoSecrets as expectNoSecretsIn, writeDetectionsState } from "../support/checkHelpers";
+import { closedPort } from "../support/ports";
 
 // Against the whole local stack: the SQL warehouse stand-in (real driver), Azurite, the Logs
 // Ingestion stand-in and the managed identity endpoint. Identity failures have their own file
@@ -67,32 +68,10 @@ async function writeState(fields: Partial<ExportState> | null): Promise<void> {
   await store.writeState({ ...initialState(), ...fields }, current?.etag ?? null);
 }
 
-/** A detections state whose every detection evaluated up to `untilMs`. */
-async function writeDetectionsState(untilMs: number): Promise<void> {
-  const state = initialDetectionsState();
-  state.detections.repeated_failed_login_attempts = { evaluatedUntil: new Date(untilMs).toISOString() };
-  const blob = BlobServiceClient.fromConnectionString(stack.contract.storage.connectionString)
-    .getContainerClient(stack.contract.storage.container)
-    .getBlockBlobClient(DETECTIONS_STATE_BLOB);
-  const body = JSON.stringify(state);
-  await blob.upload(body, body.length);
-}
-
 const hoursAgo = (hours: number): string => new Date(Date.now() - hours * 3_600_000).toISOString();
 
 function expectNoSecrets(report: CheckReport): void {
-  const text = JSON.stringify(report);
-  for (const secret of [
-    stack.contract.databricks.token,
-    stack.contract.databricks.noGrantToken,
-    DEVSTORE_KEY,
-    settings.IDENTITY_HEADER!,
-    stack.contract.storage.connectionString,
-  ]) {
-    expect(text).not.toContain(secret);
-  }
-  expect(text).not.toMatch(/eyJ[\w-]+\.[\w-]+/); // no JWT
-  expect(text).not.toMatch(/\n\s+at /); // no stack trace
+  expectNoSecretsIn(stack.contract, JSON.stringify(report));
 }
 
 describe("runChecks against the local stack", () => {
@@ -104,7 +83,7 @@ describe("runChecks against the local stack", () => {
 
   it("passes every check on a good setup, without adding rows to Log Analytics or touching the state blob", async () => {
     await writeState({ lastRunAt: hoursAgo(0.2), lastSuccessAt: hoursAgo(0.2) });
-    await writeDetectionsState(Math.floor(Date.now() / 3_600_000) * 3_600_000);
+    await writeDetectionsState(stack.contract.storage, Math.floor(Date.now() / 3_600_000) * 3_600_000);
     const before = await store.readState();
     const received = stack.logsIngestion.received().length;
 
@@ -277,12 +256,3 @@ describe("runChecks against the local stack", () => {
     expectNoSecrets(report);
   });
 });
-
-/** A loopback port nothing listens on. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}

@@ -1,0 +1,32 @@
+import type { Settings } from "../config";
+import { redactSecrets } from "../errors";
+import { sourceTokens } from "./sources";
+
+/**
+ * Masks what redactSecrets recognises by shape, plus the exact secret values this run knows
+ * (the access tokens, each DATABRICKS_SOURCES source's included, the connection string and
+ * its key, the identity header, tokens obtained).
+ */
+export function secretScrubber(settings: Settings, env: Settings): ((text: string) => string) & { add(secret: string): void } {
+  const secrets = new Set<string>();
+  const add = (value: string | undefined): void => {
+    const text = value?.trim();
+    if (text && text.length >= 8) secrets.add(text);
+  };
+  for (const source of [settings, env]) {
+    add(source.DATABRICKS_ACCESS_TOKEN);
+    for (const token of sourceTokens(source)) add(token);
+    add(source.IDENTITY_HEADER);
+    add(source.MSI_SECRET);
+    add(source.AZURE_CLIENT_SECRET);
+    const connection = source.EXPORT_STORAGE_CONNECTION_STRING;
+    add(connection);
+    for (const match of connection?.matchAll(/(?:AccountKey|SharedAccessSignature)=([^;]+)/gi) ?? []) add(match[1]);
+  }
+  const scrub = (text: string): string => {
+    let out = text;
+    for (const secret of [...secrets].sort((a, b) => b.length - a.length)) out = out.split(secret).join("***");
+    return redactSecrets(out);
+  };
+  return Object.assign(scrub, { add });
+}

@@ -1,0 +1,29 @@
+import { BlobServiceClient } from "@azure/storage-blob";
+import { expect } from "vitest";
+import { DEVSTORE_KEY } from "../../sandbox/azurite";
+import type { SandboxContract } from "../../sandbox/stack";
+import { DETECTIONS_STATE_BLOB, initialDetectionsState } from "../../shared/detections/state";
+
+/** A detections state whose every detection evaluated up to `untilMs`. */
+export async function writeDetectionsState(storage: SandboxContract["storage"], untilMs: number): Promise<void> {
+  const state = initialDetectionsState();
+  state.detections.repeated_failed_login_attempts = { evaluatedUntil: new Date(untilMs).toISOString() };
+  const blob = BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(storage.container).getBlockBlobClient(DETECTIONS_STATE_BLOB);
+  const body = JSON.stringify(state);
+  await blob.upload(body, body.length);
+}
+
+/** No token, key, connection string, identity header, JWT or stack trace of the sandbox in `text`. */
+export function expectNoSecrets(contract: SandboxContract, text: string): void {
+  for (const secret of [
+    contract.databricks.token,
+    contract.databricks.noGrantToken,
+    DEVSTORE_KEY,
+    contract.env.IDENTITY_HEADER!,
+    contract.storage.connectionString,
+  ]) {
+    expect(text).not.toContain(secret);
+  }
+  expect(text).not.toMatch(/eyJ[\w-]+\.[\w-]+/); // no JWT
+  expect(text).not.toMatch(/\n\s+at /); // no stack trace
+}
