@@ -156,11 +156,16 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
   const sources = readSources(read("DATABRICKS_SOURCES"), problems);
   const first = sources?.[0];
   // DATABRICKS_SOURCES names the warehouses; the single-source settings, when also set, must agree with its first.
-  const databricks = readDatabricks((name) => {
-    if (first && name === "DATABRICKS_SERVER_HOSTNAME") return agreeing(name, read(name), first.serverHostname, problems);
-    if (first && name === "DATABRICKS_HTTP_PATH") return agreeing(name, read(name), first.httpPath, problems);
-    return read(name);
-  }, problems);
+  // A DATABRICKS_SOURCES with problems has named them; the single-source settings it stands for are not also "required".
+  const sourcesBroken = read("DATABRICKS_SOURCES") !== undefined && !sources;
+  const databricks = readDatabricks(
+    (name) => {
+      if (first && name === "DATABRICKS_SERVER_HOSTNAME") return agreeing(name, read(name), first.serverHostname, problems);
+      if (first && name === "DATABRICKS_HTTP_PATH") return agreeing(name, read(name), first.httpPath, problems);
+      return read(name);
+    },
+    sourcesBroken ? [] : problems,
+  );
   const azureClientId = read("AZURE_CLIENT_ID");
   if (azureClientId && !GUID.test(azureClientId)) {
     problems.push(`AZURE_CLIENT_ID must be the client ID (a GUID) of a user-assigned managed identity; got '${azureClientId}'.`);

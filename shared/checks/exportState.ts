@@ -82,9 +82,12 @@ export function assessSourceFreshness(name: string, state: ExportState | null, s
     const behindMs = Math.max(0, nowMs - Math.floor(source.cursor.timeUs / 1000));
     const status: CheckStatus =
       behindMs <= settleDelayMs + FRESH_INTERVALS * intervalMs ? "PASS" : behindMs <= settleDelayMs + STALE_INTERVALS * intervalMs ? "WARN" : "FAIL";
+    const lastFailure = source.lastError
+      ? ` This source's last run failed${source.lastFailureAt ? ` at ${source.lastFailureAt}` : ""}: ${redactSecrets(source.lastError)}`
+      : "";
     archive = {
       status,
-      detail: `The archive is complete up to ${microsToIso(source.cursor.timeUs)} (${formatAge(behindMs)} behind now; runs read up to ${formatAge(settleDelayMs)} before now).`,
+      detail: `The archive is complete up to ${microsToIso(source.cursor.timeUs)} (${formatAge(behindMs)} behind now; runs read up to ${formatAge(settleDelayMs)} before now).${lastFailure}`,
       remediation:
         status === "PASS"
           ? ""

@@ -47,6 +47,17 @@ describe("assessSourceFreshness", () => {
     expect(assessSourceFreshness("westeurope", state, HOURLY, SETTLE, NOW).status).toBe("FAIL");
   });
 
+  it("gives the source's own last error, without a token it may carry", () => {
+    const failing = {
+      ...behind(3 * HOUR),
+      lastFailureAt: new Date(NOW - 5 * MIN).toISOString(),
+      lastError: "connect ECONNREFUSED 10.0.0.4:443 token=dapi0123456789abcdef0123456789abcdef",
+    };
+    const result = assessSourceFreshness("eastus", stateWith({ eastus: failing }), HOURLY, SETTLE, NOW);
+    expect(result.detail).toContain("This source's last run failed at 2025-03-10T11:55:00.000Z: connect ECONNREFUSED 10.0.0.4:443");
+    expect(result.detail).not.toContain("dapi0123456789abcdef");
+  });
+
   it("warns for a source the state has no progress for yet (a source just added)", () => {
     const result = assessSourceFreshness("westeurope", stateWith({ eastus: behind(SETTLE) }), HOURLY, SETTLE, NOW);
     expect(result.status).toBe("WARN");

@@ -203,5 +203,7 @@ describe("DATABRICKS_SOURCES", () => {
       /source 'westeurope': accessTokenSetting names the app setting MISSING_PAT, which is not set/,
     );
     expect(withSources([source, 5]).join("\n")).toMatch(/DATABRICKS_SOURCES\[1\] must be an object/);
+    // The list's own problems, not also "DATABRICKS_SERVER_HOSTNAME is required".
+    expect(withSources([{ ...source, httpPath: "x" }])).toEqual([expect.stringMatching(/source 'westeurope': httpPath must be a path/)]);
   });
 });
