@@ -2,9 +2,9 @@ import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
 import { loadDetectionsConfig, type Settings } from "../shared/config";
 import { createAzureCredential } from "../shared/composition";
-import { Warehouse } from "../shared/databricks";
 import { ConfigError, describeError } from "../shared/errors";
-import { evaluateDetection } from "../shared/detections/evaluate";
+import { closeSources, connectSources } from "../shared/detections/cycle";
+import { evaluateOverSources } from "../shared/detections/evaluate";
 import { resolveCatalog, type ResolvedCatalog } from "../shared/detections/overrides";
 import type { Detection } from "../shared/detections/types";
 import { floorTo, MICROS_PER_MINUTE } from "../shared/detections/windows";
@@ -21,8 +21,10 @@ interface DetectFlags {
 
 /**
  * `dbx-audit detect`: evaluates the detections over a range with the app settings in the
- * environment and writes their alerts as JSONL (the same lines as the Blob alerts); nothing is
- * kept in the detections' state and nothing is sent anywhere else.
+ * environment, on every source (SQL warehouse, one per region) put together as the timer does,
+ * and writes their alerts as JSONL (the same lines as the Blob alerts); nothing is kept in the
+ * detections' state and nothing is sent anywhere else. A source that fails is reported and the
+ * others go on; the exit code is then 1.
  */
 export function registerDetectCommand(program: Command): void {
   program
@@ -63,32 +65,53 @@ async function detect(flags: DetectFlags): Promise<void> {
   for (const problem of catalog.errors) process.stderr.write(`warning: ${problem}\n`);
 
   const toUs = Math.ceil(endUs! / MICROS_PER_HOUR) * MICROS_PER_HOUR;
-  const credential = config.app.databricks.accessToken ? undefined : createAzureCredential(config.app, process.env);
-  const warehouse = await Warehouse.connect(config.app.databricks, credential);
+  const credential = config.app.sources.every((s) => s.databricks.accessToken) ? undefined : createAzureCredential(config.app, process.env);
+  const handles = await connectSources(config.app.sources, credential, { queryTimeoutMs: config.app.queryTimeoutMs });
   const lines: string[] = [];
+  /** Detections no source answered, and detections some source failed ("name on source"). */
   const failures: string[] = [];
+  const partial: string[] = [];
+  const down = new Map(handles.flatMap((h) => (h.connectError ? [[h.name, h.connectError] as const] : [])));
+  for (const [name, error] of down) process.stderr.write(`source ${name}: FAILED ${error}\n`);
   try {
     for (const detection of selected) {
-      const fromUs = floorTo(startUs!, detection.windowMinutes * MICROS_PER_MINUTE);
-      try {
-        const evaluation = await evaluateDetection(warehouse, detection, { fromUs, toUs }, config.workspaceIds, Date.now);
-        for (const alert of evaluation.alerts) lines.push(JSON.stringify(alert));
-        process.stderr.write(`${detection.name}: ${evaluation.alerts.length} alert(s) (${evaluation.warehouseMs} ms)\n`);
-      } catch (error) {
+      const up = handles.flatMap((h) => (h.source && !down.has(h.name) ? [{ name: h.name, source: h.source }] : []));
+      if (up.length === 0) {
         failures.push(detection.name);
-        process.stderr.write(`${detection.name}: FAILED ${describeError(error)}\n`);
+        process.stderr.write(`${detection.name}: FAILED no source could answer\n`);
+        continue;
       }
+      const fromUs = floorTo(startUs!, detection.windowMinutes * MICROS_PER_MINUTE);
+      const evaluation = await evaluateOverSources(up, detection, { fromUs, toUs }, config.workspaceIds, Date.now);
+      const failed = evaluation.attempts.filter((a) => a.error !== undefined);
+      for (const attempt of failed) {
+        if (attempt.sourceDown && !down.has(attempt.source)) {
+          down.set(attempt.source, attempt.error!);
+          process.stderr.write(`source ${attempt.source}: FAILED ${attempt.error} (the other sources go on)\n`);
+        }
+      }
+      if (failed.length === evaluation.attempts.length) {
+        failures.push(detection.name);
+        process.stderr.write(`${detection.name}: FAILED ${failed.map((a) => (up.length > 1 ? `${a.source}: ${a.error}` : a.error)).join("; ")}\n`);
+        continue;
+      }
+      for (const alert of evaluation.alerts) lines.push(JSON.stringify(alert));
+      if (failed.length > 0) partial.push(`${detection.name} on ${failed.map((a) => a.source).join(", ")}`);
+      const note = failed.length > 0 ? `; failed on ${failed.map((a) => `${a.source} (${a.error})`).join(", ")}` : "";
+      process.stderr.write(`${detection.name}: ${evaluation.alerts.length} alert(s) (${evaluation.warehouseMs} ms)${note}\n`);
     }
   } finally {
-    await warehouse.close();
+    await closeSources(handles);
   }
   const text = lines.map((line) => `${line}\n`).join("");
   if (flags.output && flags.output !== "-") writeFileSync(flags.output, text);
   else process.stdout.write(text);
+  const sourcesNote = handles.length > 1 ? ` on ${handles.length - down.size} of ${handles.length} sources` : "";
+  const failedNote = [...failures, ...partial, ...[...down.keys()].map((name) => `source ${name}`)];
   process.stderr.write(
-    `${lines.length} alert(s) from ${selected.length - failures.length} detection(s) over ${microsToIso(startUs!)} .. ${microsToIso(toUs)}${failures.length > 0 ? `; failed: ${failures.join(", ")}` : ""}\n`,
+    `${lines.length} alert(s) from ${selected.length - failures.length} detection(s)${sourcesNote} over ${microsToIso(startUs!)} .. ${microsToIso(toUs)}${failedNote.length > 0 ? `; failed: ${failedNote.join(", ")}` : ""}\n`,
   );
-  if (failures.length > 0) process.exitCode = 1;
+  if (failedNote.length > 0) process.exitCode = 1;
 }
 
 /** The catalog with a local overrides file applied (the CLI reads DETECTIONS_CONFIG as a path). */

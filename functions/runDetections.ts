@@ -2,11 +2,13 @@ import { app, type InvocationContext, type Timer } from "@azure/functions";
 import { DETECTIONS_DEFAULTS, loadDetectionsConfig } from "../shared/config";
 import { ConcurrentRunError, ConfigError, describeError } from "../shared/errors";
 import { runDetectionsCycle } from "../shared/detections/cycle";
-import { formatDetectionsSummary } from "../shared/detections/runner";
+import { formatDetectionsSummary, runProblems } from "../shared/detections/runner";
 
 /**
  * Hourly, after the export: every enabled detection over its complete windows (and the windows
- * late rows can still change), each alert exactly once, to Blob and Log Analytics.
+ * late rows can still change) on every source (SQL warehouse, one per region), each alert
+ * exactly once, to Blob and Log Analytics. A source that fails does not stop the others; the
+ * invocation then fails, after the summary line says which.
  */
 export async function runDetections(timer: Timer, context: InvocationContext): Promise<void> {
   let config;
@@ -20,9 +22,9 @@ export async function runDetections(timer: Timer, context: InvocationContext): P
   try {
     const { summary } = await runDetectionsCycle(config, process.env, { info: (m) => context.log(m), warn: (m) => context.warn(m) });
     context.log(formatDetectionsSummary(summary));
-    if (summary.deliveryError || summary.failures.length > 0) {
-      const reasons = [...summary.failures.map((f) => `${f.detection}: ${f.error}`), ...(summary.deliveryError ? [summary.deliveryError] : [])];
-      throw new Error(`runDetections finished with failures (every other detection's alerts were delivered): ${reasons.join("; ")}`);
+    const problems = runProblems(summary);
+    if (problems.length > 0) {
+      throw new Error(`runDetections finished with failures (every other detection's and source's alerts were delivered): ${problems.join("; ")}`);
     }
   } catch (error) {
     if (error instanceof ConcurrentRunError) {

@@ -39,6 +39,8 @@ export interface AlertLine {
   source_ips: string[];
   workspaces: string[];
   sample_event_ids: string[];
+  /** The sources (SQL warehouses, one per region) whose rows the alert counts, in configured order. */
+  sources: string[];
   group_key: Record<string, string | null>;
 }
 
@@ -84,7 +86,8 @@ export function alertId(detection: string, windowStart: string, windowEnd: strin
   return createHash("sha256").update(`${detection}\n${windowStart}\n${windowEnd}\n${canonical}`).digest("hex").slice(0, 32);
 }
 
-export function alertFromRow(detection: Detection, row: DetectionRow): AlertLine {
+/** One source's row as an alert (combine.ts puts several sources' lines of one alert together). */
+export function alertFromRow(detection: Detection, row: DetectionRow, sources: readonly string[] = []): AlertLine {
   const windowUs = detection.windowMinutes * MICROS_PER_MINUTE;
   const startUs = Number(row.window_index) * windowUs;
   const windowStart = microsToIso(startUs);
@@ -114,6 +117,7 @@ export function alertFromRow(detection: Detection, row: DetectionRow): AlertLine
     source_ips: texts(row.source_ips),
     workspaces: texts(row.workspaces),
     sample_event_ids: texts(row.sample_event_ids),
+    sources: [...sources],
     group_key: groupKey,
   };
 }
@@ -142,8 +146,8 @@ export function alertRecord(alert: AlertLine, raisedAt: string): AlertRecord {
     SourceIPs: alert.source_ips,
     Workspaces: alert.workspaces,
     SampleEventIds: alert.sample_event_ids,
-    // Which warehouses (regions) counted the events: filled in once several warehouses are read.
-    Sources: [],
+    // Alerts still pending from before sources were recorded have none.
+    Sources: alert.sources ?? [],
   };
 }
 

@@ -1,11 +1,14 @@
 import type { ContainerClient } from "@azure/storage-blob";
-import type { DetectionsConfig, Settings } from "../config";
+import type { TokenCredential } from "@azure/identity";
+import type { DetectionsConfig, Settings, SourceConfig } from "../config";
 import { createAzureCredential, createContainerClient } from "../composition";
 import { Warehouse, type WarehouseOptions } from "../databricks";
+import { explainWarehouseError } from "../remediation";
 import type { IngestionClientOptions } from "../logsIngestion";
 import { AlertsIngestionSink } from "./alertsSink";
 import { resolveCatalog, type ResolvedCatalog } from "./overrides";
 import { runDetections, type DetectionsLog, type DetectionsRunSummary } from "./runner";
+import type { SourceHandle } from "./runSources";
 import { readBlobText } from "../blobStore";
 import { BlobDetectionsStore } from "./store";
 
@@ -18,8 +21,10 @@ export interface DetectionsCycleOptions {
 
 /**
  * One detections cycle from validated settings (what the timer runs): the catalog with the
- * overrides blob applied, one warehouse session for every detection, the state and alerts in
- * the export container, alerts to Log Analytics when its alerts stream is set.
+ * overrides blob applied, one session per source (SQL warehouse, one per region) for every
+ * detection, the state and alerts in the export container, alerts to Log Analytics when its
+ * alerts stream is set. A source that cannot connect is handed to the run as down: the
+ * detections go on over the others.
  */
 export async function runDetectionsCycle(
   config: DetectionsConfig,
@@ -35,7 +40,7 @@ export async function runDetectionsCycle(
   const catalog = await loadCatalogFromBlob(container, config.overrides);
   for (const problem of catalog.errors) log.warn(`detections overrides: ${problem}`);
   const alerts = config.alertsIngestion ? new AlertsIngestionSink(config.alertsIngestion, credential, options.ingestion) : undefined;
-  const warehouse = await Warehouse.connect(config.app.databricks, credential, options.warehouse);
+  const handles = await connectSources(config.app.sources, credential, { queryTimeoutMs: config.app.queryTimeoutMs, ...options.warehouse });
   try {
     const summary = await runDetections(
       {
@@ -46,12 +51,31 @@ export async function runDetectionsCycle(
         configErrors: catalog.errors,
         ...(options.lockTtlMs !== undefined ? { lockTtlMs: options.lockTtlMs } : {}),
       },
-      { source: warehouse, store: new BlobDetectionsStore(container), ...(alerts ? { alerts } : {}), now: options.now ?? Date.now, log },
+      { sources: handles, store: new BlobDetectionsStore(container), ...(alerts ? { alerts } : {}), now: options.now ?? Date.now, log },
     );
     return { summary, configErrors: catalog.errors };
   } finally {
-    await warehouse.close();
+    await closeSources(handles);
   }
+}
+
+export type ConnectedSource = SourceHandle & { source?: Warehouse };
+
+/** A session on every source at once; a source that cannot connect comes back with the reason, the others are not held up by it. */
+export async function connectSources(
+  sources: readonly SourceConfig[],
+  credential: TokenCredential | undefined,
+  options: WarehouseOptions = {},
+): Promise<ConnectedSource[]> {
+  const settled = await Promise.allSettled(sources.map((s) => Warehouse.connect(s.databricks, credential, options)));
+  return settled.map((result, i) => {
+    const name = sources[i]!.name;
+    return result.status === "fulfilled" ? { name, source: result.value } : { name, connectError: `cannot connect: ${explainWarehouseError(result.reason)}` };
+  });
+}
+
+export async function closeSources(handles: readonly ConnectedSource[]): Promise<void> {
+  await Promise.all(handles.map((h) => (h.source ? h.source.close() : Promise.resolve())));
 }
 
 /** The catalog with the overrides blob applied; a missing blob is a problem, the built-ins still run. */

@@ -1,5 +1,6 @@
-import { ALERTS_DOC_TAIL, OVERRIDES_DOC } from "./docsText";
+import { ALERTS_DOC_TAIL, OVERRIDES_DOC, REGIONS_DOC } from "./docsText";
 import { BUILT_IN_DETECTIONS } from "./catalog";
+import { COMBINATION_LABELS, sourceCombination } from "./combination";
 import { windowName } from "./overrides";
 import { REPORTS } from "./reports";
 
@@ -16,6 +17,7 @@ export function renderDetectionsDoc(): string {
       d.windowMinutes === 1440 ? "UTC day (so far, hourly)" : windowName(d.windowMinutes),
       `\`${d.operator} ${d.threshold}\`${d.measure ? " (see below)" : ""}`,
       d.groupBy.join(", "),
+      COMBINATION_LABELS[sourceCombination(d)],
       d.severity,
       `${d.tactic} / ${d.technique}`,
       d.origin === "seed" ? `seed #${d.seedEntry}` : "Sentinel",
@@ -40,15 +42,17 @@ export function renderDetectionsDoc(): string {
     "evaluate the day so far, every hour, and alert once per day and group when they cross the threshold. Detections see every",
     "service and every workspace unless `DETECTIONS_WORKSPACE_IDS` narrows them (account-level events always count).",
     "",
-    "| detection | what it catches | window | threshold | per | severity | MITRE ATT&CK | source |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| detection | what it catches | window | threshold | per | regions | severity | MITRE ATT&CK | source |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows.map((r) => `| ${r} |`),
     "",
     ...measures,
     "",
     "`per`: the group key besides the window. `email` is the principal (`user_identity.email`; for failed logins the",
     "`request_params.user` when the email is empty); `source_ip` has its `:port` removed; `metastore_id` is `request_params.metastore_id`.",
+    "`regions`: how the detection puts several SQL warehouses (one per region) together; see below.",
     "",
+    REGIONS_DOC,
     "## Reports",
     "",
     "The seed's query-only entries run by hand: `dbx-audit report NAME [--days 90] [--output FILE]` (a table on the terminal, JSONL to a file).",

@@ -51,7 +51,7 @@ export const ALERTS_DOC_TAIL = `
   the group key's values as plain fields (\`email\` and \`user\` for the principal, \`source_ip\`, \`workspace_id\`,
   \`metastore_id\`, \`event_date\`), \`count\`, \`value\` (the measure), \`first_event_time, last_event_time\`, up to 10
   \`principals\`, \`source_ips\`, \`workspaces\` and \`sample_event_ids\` (look them up in the archive or \`DatabricksAudit_CL\`),
-  and \`group_key\`.
+  \`sources\` (the SQL warehouses whose events it counts) and \`group_key\`.
 - **Log Analytics / Sentinel**, when \`LOGS_INGESTION_ALERTS_STREAM\` is set with \`LOGS_INGESTION_ENDPOINT\` and
   \`LOGS_INGESTION_RULE_ID\`: table \`DatabricksAuditAlerts_CL\` through the stream \`Custom-DatabricksAuditAlerts\` of the same
   data collection rule (columns in \`infra/tables.json\`), e.g.
@@ -59,8 +59,32 @@ export const ALERTS_DOC_TAIL = `
 - An alert is recorded as raised once both have it; one that Log Analytics refused stays pending in the state and is sent
   by the next run (the invocation fails meanwhile, after logging what was delivered).
 
-State: \`_state/detections.json\` in the export container (each detection's last evaluated window, the alert ids raised
-within the late-row horizon \`EXPORT_LATE_HORIZON\`, alerts pending for Log Analytics, a lock). Settings:
+State: \`_state/detections.json\` in the export container (each detection's last evaluated window and the windows it evaluated
+without a warehouse that failed, each warehouse's last error, the alert ids raised within the late-row horizon
+\`EXPORT_LATE_HORIZON\`, alerts pending for Log Analytics, a lock). Settings:
 \`DETECTIONS_SCHEDULE\` (NCRONTAB, default \`0 15 * * * *\`), \`DETECTIONS_WORKSPACE_IDS\`, \`DETECTIONS_CONFIG\`,
 \`LOGS_INGESTION_ALERTS_STREAM\`; windows end no later than now minus \`EXPORT_SETTLE_DELAY\`.
+`;
+
+export const REGIONS_DOC = `## Several regions
+
+With several SQL warehouses (\`DATABRICKS_SOURCES\`, one per region), every detection runs on each of them, one after the
+other, and their rows are put together before any alert is raised. A warehouse holds its own region's workspace events, and
+every warehouse holds the account-level events (\`workspace_id\` "0"), so those are read from one warehouse only: the first
+(in \`DATABRICKS_SOURCES\` order) that answers. The \`regions\` column says how a detection combines:
+
+- **added up**: the groups span workspaces (per user, source IP or metastore) and the measure is a \`count\` or \`sum\`: each
+  warehouse returns every group's count, and the threshold applies to their sum (one failed login in each of two regions is two).
+- **united**: the same for \`count(DISTINCT ...)\`: each warehouse returns its set of values, and the threshold applies to the size
+  of their union (\`access_to_multiple_workspaces\`: a user active in 3 workspaces in one region and 2 in another raises one alert).
+- **per workspace**: grouped by workspace, which lives in one region: each warehouse applies the threshold to its own groups.
+- **per region**: a measure that cannot be put together from parts (\`high_number_of_read_writes\`; a metastore belongs to one
+  region): each warehouse is evaluated on its own, account-level events included; a group that passes in several is one alert.
+
+An added detection combines by the same rules: \`count(...)\`, \`sum(...)\` and \`count(DISTINCT x)\` alone are added up or united,
+any other measure is per region. An alert's id does not depend on the warehouses; its \`sources\` (\`Sources\` in Log Analytics)
+lists those whose events it counts. A warehouse that is down or refuses does not stop the others: the run raises their alerts,
+reports it (run summary, log, \`detections_state\` in the health check) and fails after delivering; the windows it missed are
+evaluated again, with every warehouse, by the first run in which it answers (up to a week back), and only alerts not raised yet
+are raised then.
 `;

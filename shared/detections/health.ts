@@ -9,9 +9,10 @@ import { BlobDetectionsStore } from "./store";
 
 /**
  * The `detections_state` check: the last window the detections evaluated, their lag, the last
- * error of any detection, alerts still waiting for Log Analytics and problems of the overrides
- * file. No state yet is a WARN, as for the export: the state cannot tell a fresh deployment
- * from a timer that never fires, and a WARN says what to look at without failing the check.
+ * error of any detection, sources (SQL warehouses) that failed in the last run and the windows
+ * waiting for them, alerts still waiting for Log Analytics and problems of the overrides file.
+ * No state yet is a WARN, as for the export: the state cannot tell a fresh deployment from a
+ * timer that never fires, and a WARN says what to look at without failing the check.
  */
 
 const FRESH_INTERVALS = 2;
@@ -48,7 +49,7 @@ export function assessDetections(state: DetectionsState | null, schedule: string
   const intervalMs = scheduleIntervalMs(schedule);
   const every = `DETECTIONS_SCHEDULE '${schedule}' runs at least every ${formatAge(intervalMs)}`;
   const lookAtRuns =
-    "Look at the runDetections invocations and their errors (Application Insights), fix what they report (a detection's SQL, the overrides file, the warehouse: 'dbx-audit check'), then let the timer catch up; 'dbx-audit detect' evaluates a range by hand.";
+    "Look at the runDetections invocations and their errors (Application Insights), fix what they report (a detection's SQL, the overrides file, a warehouse, each source of DATABRICKS_SOURCES: 'dbx-audit check'), then let the timer catch up; 'dbx-audit detect' evaluates a range by hand.";
   if (!state) {
     return {
       status: "WARN",
@@ -65,6 +66,19 @@ export function assessDetections(state: DetectionsState | null, schedule: string
   if (failing.length > 0) {
     const [name, first] = failing[0]!;
     notes.push(`${failing.length} detection(s) failing (${failing.map(([n]) => n).join(", ")}); ${name}: ${redactSecrets(first.lastError ?? "")}`);
+  }
+  const failingSources = Object.entries(state.sources ?? {}).filter(([, s]) => s.lastError);
+  if (failingSources.length > 0) {
+    const [name, first] = failingSources[0]!;
+    notes.push(
+      `${failingSources.length} source(s) failed in the last run (${failingSources.map(([n]) => n).join(", ")}; the detections went on over the others); ${name}: ${redactSecrets(first.lastError ?? "")}`,
+    );
+  }
+  const behind = sourcesBehind(state);
+  for (const [source, { sinceUs, detections }] of behind) {
+    notes.push(
+      `windows of ${detections} detection(s) from ${new Date(sinceUs / 1000).toISOString()} wait to be evaluated again over source ${source}, once it answers (up to a week back)`,
+    );
   }
   if (state.pending.length > 0) notes.push(`${state.pending.length} alert(s) in Blob still waiting for Log Analytics`);
   if (state.configErrors && state.configErrors.length > 0)
@@ -86,6 +100,21 @@ export function assessDetections(state: DetectionsState | null, schedule: string
   }; ${every}.${tail}`;
   let status: CheckStatus =
     lagMs <= FRESH_INTERVALS * intervalMs + WINDOW_SLACK_MS ? "PASS" : lagMs <= STALE_INTERVALS * intervalMs + WINDOW_SLACK_MS ? "WARN" : "FAIL";
-  if (status === "PASS" && notes.length > 0 && (failing.length > 0 || state.pending.length > 0 || (state.configErrors?.length ?? 0) > 0)) status = "WARN";
+  const problems = failing.length + failingSources.length + behind.size + state.pending.length + (state.configErrors?.length ?? 0);
+  if (status === "PASS" && problems > 0) status = "WARN";
   return { status, detail, remediation: status === "PASS" ? "" : lookAtRuns };
+}
+
+/** Per source: the earliest window evaluated without it, and how many detections wait for it. */
+function sourcesBehind(state: DetectionsState): Map<string, { sinceUs: number; detections: number }> {
+  const behind = new Map<string, { sinceUs: number; detections: number }>();
+  for (const progress of Object.values(state.detections)) {
+    for (const [source, iso] of Object.entries(progress.sourcesBehind ?? {})) {
+      const us = parseTimestampMicros(iso);
+      if (us === undefined) continue;
+      const seen = behind.get(source);
+      behind.set(source, { sinceUs: Math.min(seen?.sinceUs ?? us, us), detections: (seen?.detections ?? 0) + 1 });
+    }
+  }
+  return behind;
 }

@@ -2,10 +2,11 @@ import { randomUUID } from "node:crypto";
 import { ConcurrentRunError, describeError } from "../errors";
 import { microsToIso, parseTimestampMicros } from "../timestamps";
 import { alertBlobName, alertRecord, type AlertLine, type AlertRecord } from "./alerts";
-import { evaluateDetection, type QuerySource } from "./evaluate";
+import { evaluateOverSources, type SourcesEvaluation } from "./evaluate";
+import { behindPositionsUs, behindUs, markSourcesBehind, RunSources, type SourceHandle, type SourceOutcome } from "./runSources";
 import { DetectionsStateConflictError, initialDetectionsState, type DetectionsState, type DetectionsStore, type PendingAlert } from "./state";
 import type { Detection } from "./types";
-import { evaluationEndUs, forgetBeforeUs, planEvaluation } from "./windows";
+import { evaluationEndUs, extendForSourcesBehind, forgetBeforeUs, planEvaluation } from "./windows";
 
 /**
  * One run of the detections (the `runDetections` timer). No SDK, no environment, no clock of
@@ -13,9 +14,12 @@ import { evaluationEndUs, forgetBeforeUs, planEvaluation } from "./windows";
  *
  * Protocol:
  *  1. take the lock (conditional state write); a live lock held by another run stops this one;
- *  2. evaluate every enabled detection, one after the other on the one warehouse session, over
- *     its new windows and the windows still inside the late-row horizon; a detection that fails
- *     (its SQL, the warehouse) is recorded and skipped, the others go on;
+ *  2. evaluate every enabled detection, one after the other, over its new windows and the windows
+ *     still inside the late-row horizon, on every source (SQL warehouse, one per region; one
+ *     session each), the sources' rows put together (combine.ts); a detection that fails (its
+ *     SQL on every source) is recorded and skipped, the others go on; a source that fails is
+ *     recorded, the detections go on over the others and re-evaluate its windows once it is
+ *     back (runSources.ts);
  *  3. write each new alert (an id not raised before) to Blob, one deterministic blob per alert;
  *  4. record them as pending and advance each detection's position (conditional write);
  *  5. send every pending alert to Log Analytics; the ones it confirmed become raised, the rest
@@ -46,7 +50,8 @@ export interface DetectionsRunOptions {
 }
 
 export interface DetectionsRunDeps {
-  source: QuerySource;
+  /** Every configured source in configured order (never empty), connected or with the reason it is not. */
+  sources: readonly SourceHandle[];
   store: DetectionsStore;
   /** Log Analytics, when LOGS_INGESTION_ALERTS_STREAM and its endpoint and rule are set. */
   alerts?: AlertsSink;
@@ -61,7 +66,10 @@ export interface DetectionOutcome {
   /** New alerts (ids not raised before) this run wrote. */
   alerts: number;
   warehouseMs: number;
+  /** Every source failed it (or none could answer): nothing was evaluated. */
   error?: string;
+  /** Sources that failed it while others answered; their windows are re-evaluated once they are back. */
+  sourceErrors?: { source: string; error: string; sourceDown?: boolean }[];
 }
 
 export interface DetectionsRunSummary {
@@ -76,7 +84,10 @@ export interface DetectionsRunSummary {
   /** Alerts Log Analytics accepted in this run (earlier runs' pending ones included). */
   alertsIngested: number;
   logAnalytics: boolean;
-  failures: { detection: string; error: string }[];
+  /** Detections that failed: on every source (no `source`), or their SQL on one source while others answered. */
+  failures: { detection: string; source?: string; error: string }[];
+  /** Each source in configured order; one with an `error` was down for (part of) the run. */
+  sources: SourceOutcome[];
   deliveryError?: string;
 }
 
@@ -118,18 +129,26 @@ export async function runDetections(options: DetectionsRunOptions, deps: Detecti
     alertsIngested: 0,
     logAnalytics: deps.alerts !== undefined,
     failures: [],
+    sources: [],
   };
+  const sources = new RunSources(deps.sources);
+  for (const reason of sources.downReasons()) deps.log.warn(`detections source ${reason}; the detections go on over the other sources.`);
   try {
     const known = new Set([...Object.keys(state.raised), ...state.pending.map((p) => p.alert.alert_id)]);
     for (const detection of options.detections) {
-      if (!detection.enabled) continue;
-      const outcome = await evaluateOne(detection, state, known, options, deps);
+      // No source at all: the sources' errors say why; each detection keeps its position and state.
+      if (!detection.enabled || sources.up().length === 0) continue;
+      const outcome = await evaluateOne(detection, state, known, options, deps, sources);
       summary.detections.push(outcome);
       summary.windowsEvaluated += outcome.windows;
       summary.alertsRaised += outcome.alerts;
       if (outcome.error) summary.failures.push({ detection: detection.name, error: outcome.error });
+      // A source that is down is the source's problem (summary.sources), not each detection's.
+      for (const failed of outcome.sourceErrors ?? [])
+        if (!failed.sourceDown) summary.failures.push({ detection: detection.name, source: failed.source, error: failed.error });
       await save();
     }
+    summary.sources = sources.summary();
 
     await deliverPending(state, deps, summary);
     const positions = options.detections.flatMap((d) => {
@@ -137,16 +156,18 @@ export async function runDetections(options: DetectionsRunOptions, deps: Detecti
       const us = until ? parseTimestampMicros(until) : undefined;
       return us === undefined ? [] : [us];
     });
-    const forgetUs = forgetBeforeUs(endUs, options.lateHorizonMs, positions);
+    const forgetUs = forgetBeforeUs(endUs, options.lateHorizonMs, [...positions, ...behindPositionsUs(state, endUs)]);
     for (const [id, windowEnd] of Object.entries(state.raised)) {
       if ((parseTimestampMicros(windowEnd) ?? 0) <= forgetUs) delete state.raised[id];
     }
     const now = new Date(deps.now()).toISOString();
-    if (summary.failures.length === 0 && !summary.deliveryError) {
+    sources.updateState(state, now);
+    const problems = runProblems(summary);
+    if (problems.length === 0) {
       state.lastSuccessAt = now;
     } else {
       state.lastFailureAt = now;
-      state.lastError = summary.deliveryError ?? summary.failures.map((f) => `${f.detection}: ${f.error}`).join("; ");
+      state.lastError = problems.join("; ");
     }
     state.configErrors = [...(options.configErrors ?? [])];
     summary.alertsPending = state.pending.length;
@@ -168,6 +189,7 @@ async function evaluateOne(
   known: Set<string>,
   options: DetectionsRunOptions,
   deps: DetectionsRunDeps,
+  sources: RunSources,
 ): Promise<DetectionOutcome> {
   const progress = (state.detections[detection.name] ??= {});
   const positionUs = progress.evaluatedUntil ? parseTimestampMicros(progress.evaluatedUntil) : undefined;
@@ -180,10 +202,31 @@ async function evaluateOne(
   });
   const outcome: DetectionOutcome = { name: detection.name, windows: 0, alerts: 0, warehouseMs: 0 };
   if (!plan) return outcome;
+  const up = sources.up();
+  // Windows evaluated earlier without a source that is up now are evaluated again, with every source.
+  const range = extendForSourcesBehind(
+    plan,
+    detection.windowMinutes,
+    behindUs(
+      progress,
+      sources.names,
+      up.map((s) => s.name),
+    ),
+  );
+  if (range.givenUpBeforeUs !== undefined) {
+    deps.log.warn(
+      `detection ${detection.name}: a source was missing for longer than a week; its windows before ${microsToIso(range.givenUpBeforeUs)} are not evaluated again.`,
+    );
+  }
+  let evaluation: SourcesEvaluation;
   let fresh: AlertLine[];
   try {
-    const evaluation = await evaluateDetection(deps.source, detection, plan, options.workspaceIds, deps.now);
+    evaluation = await evaluateOverSources(up, detection, { fromUs: range.fromUs, toUs: plan.toUs }, options.workspaceIds, deps.now);
+    sources.record(detection.name, evaluation.attempts);
     outcome.warehouseMs = evaluation.warehouseMs;
+    if (evaluation.attempts.every((a) => a.error !== undefined)) {
+      throw new Error(evaluation.attempts.map((a) => (up.length > 1 ? `${a.source}: ${a.error}` : a.error)).join("; "));
+    }
     fresh = evaluation.alerts.filter((alert) => !known.has(alert.alert_id));
     await forEachLimited(fresh, options.blobConcurrency ?? DEFAULT_BLOB_CONCURRENCY, (alert) =>
       deps.store.writeLines(alertBlobName(alert), [JSON.stringify(alert)]),
@@ -201,11 +244,21 @@ async function evaluateOne(
     if (deps.alerts) state.pending.push({ alert, raisedAt });
     else state.raised[alert.alert_id] = alert.window_end;
   }
+  const answered = evaluation.attempts.filter((a) => a.error === undefined).map((a) => a.source);
+  markSourcesBehind(progress, sources.names, answered, range.fromUs);
+  const sourceErrors = evaluation.attempts.flatMap((a) =>
+    a.error !== undefined ? [{ source: a.source, error: a.error, sourceDown: a.sourceDown === true }] : [],
+  );
+  for (const failed of sourceErrors) {
+    deps.log.warn(
+      `detection ${detection.name} failed on source ${failed.source} (evaluated over ${answered.join(", ")}; it is evaluated again once the source answers): ${failed.error}`,
+    );
+  }
   progress.evaluatedUntil = microsToIso(plan.nextPositionUs);
   progress.lastSuccessAt = raisedAt;
   delete progress.lastError;
   delete progress.lastErrorAt;
-  return { ...outcome, windows: plan.windows, alerts: fresh.length };
+  return { ...outcome, windows: range.windows, alerts: fresh.length, ...(sourceErrors.length > 0 ? { sourceErrors } : {}) };
 }
 
 /** Sends every pending alert to Log Analytics; accepted ones become raised. Without Log Analytics, Blob alone is enough. */
@@ -242,16 +295,37 @@ async function forEachLimited<T>(items: readonly T[], limit: number, work: (item
   await Promise.all(workers);
 }
 
-/** The run's one summary line: windows evaluated, alerts per detection, warehouse time per detection. */
+/** What went wrong in a run, one entry each: a detection (on every source, or on one), a source that was down, Log Analytics. */
+export function runProblems(summary: DetectionsRunSummary): string[] {
+  return [
+    ...summary.sources.flatMap((s) => (s.error !== undefined ? [`source ${s.name}: ${s.error}`] : [])),
+    ...summary.failures.map((f) => `${f.detection}${f.source !== undefined ? ` on source ${f.source}` : ""}: ${f.error}`),
+    ...(summary.deliveryError ? [summary.deliveryError] : []),
+  ];
+}
+
+/** The run's one summary line: windows evaluated, alerts per detection, warehouse time per detection, and each source when there are several. */
 export function formatDetectionsSummary(summary: DetectionsRunSummary): string {
   const ran = summary.detections.filter((d) => d.windows > 0 || d.error);
-  const perDetection = ran.map((d) => `${d.name}=${d.error ? "FAILED" : d.alerts}/${d.warehouseMs}ms`).join(" ");
+  const perDetection = ran
+    .map(
+      (d) =>
+        `${d.name}=${d.error ? "FAILED" : d.alerts}/${d.warehouseMs}ms${d.sourceErrors ? ` (failed on ${d.sourceErrors.map((e) => e.source).join(", ")})` : ""}`,
+    )
+    .join(" ");
+  const failedSources = summary.sources.filter((s) => s.error !== undefined || s.failedDetections.length > 0);
+  const perSource = summary.sources
+    .map(
+      (s) => `${s.name}=${s.error !== undefined ? "FAILED" : s.failedDetections.length > 0 ? `${s.failedDetections.length} failed` : "ok"}/${s.warehouseMs}ms`,
+    )
+    .join(" ");
   return [
     `detections until ${summary.evaluatedUntil}`,
     `windows evaluated ${summary.windowsEvaluated}`,
     `alerts raised ${summary.alertsRaised}`,
     summary.logAnalytics ? `ingested ${summary.alertsIngested}, pending ${summary.alertsPending}` : "Log Analytics off",
     `failed ${summary.failures.length}`,
+    ...(summary.sources.length > 1 || failedSources.length > 0 ? [`sources (state/warehouse time) ${perSource}`] : []),
     `per detection (alerts/warehouse time) ${perDetection || "none due"}`,
   ].join("; ");
 }

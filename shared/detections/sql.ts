@@ -1,6 +1,7 @@
 import { AUDIT_TABLE, type BoundQuery } from "../auditQueries";
 import { utcDateOf } from "../timestamps";
-import type { Detection, GroupField } from "./types";
+import { includesAccountLevel, measureShape, sourceCombination, thresholdAfterCombining } from "./combination";
+import { DEFAULT_MEASURE, type Detection, type GroupField } from "./types";
 
 /**
  * The one SQL text of a detection, built from its parts. The contract every detection keeps,
@@ -10,13 +11,13 @@ import type { Detection, GroupField } from "./types";
  *    bounds, for partition pruning), `:threshold`, and `:ws_0..n` when DETECTIONS_WORKSPACE_IDS
  *    narrows the workspaces; a detection's own filter and measure take no parameters;
  *  - the query returns one row per (window, group) whose measure passes the threshold, with the
- *    columns of {@link DetectionRow}.
+ *    columns of {@link DetectionRow}; read from several warehouses (combination.ts), a detection
+ *    whose groups span regions returns every group's partial measure instead, and the
+ *    threshold applies once the parts are put together.
  * Every value from settings or the overrides file reaches the warehouse bound; the only text
  * spliced in is the catalog's (or the operator's own overrides file's) filter and measure, and
  * the operator, from a closed enum.
  */
-
-export const DEFAULT_MEASURE = "count(*)";
 
 /** Source IP without a `:port` suffix (an IPv6 address, with several colons, is kept whole). */
 export const SOURCE_IP_SQL = "CASE WHEN source_ip_address LIKE '%:%:%' THEN source_ip_address ELSE regexp_replace(source_ip_address, ':[0-9]+$', '') END";
@@ -41,6 +42,8 @@ export interface DetectionRow {
   source_ips: unknown;
   workspaces: unknown;
   sample_event_ids: unknown;
+  /** `count(DISTINCT x)` read from several warehouses: this one's set of x, to unite with the others'. */
+  measure_set?: unknown;
 }
 
 export function groupExpression(detection: Pick<Detection, "principal">, field: GroupField): string {
@@ -61,20 +64,30 @@ export interface QueryRange {
   toUs: number;
 }
 
+/** Which of a warehouse's rows a query reads when several warehouses are read (combine.ts). */
+export interface SourceScope {
+  /** How many warehouses this evaluation reads (1: the query is the whole answer). */
+  sourceCount: number;
+  /** Whether an earlier warehouse already answered this evaluation (it had the account-level rows). */
+  anEarlierSourceAnswered: boolean;
+}
+
+const ONE_SOURCE: SourceScope = { sourceCount: 1, anEarlierSourceAnswered: false };
+
 /**
  * The detection's query over [fromUs, toUs), grouped by window (window_index = floor(event time
  * / window length)) and the detection's group fields. `workspaceIds` empty: every workspace.
  * Account-level events (workspace "0") always count: login failures and account settings live
- * there, whichever workspaces are watched.
+ * there, whichever workspaces are watched; every warehouse has them, so with several only one
+ * reads them (combination.ts); a NULL workspace counts as account-level.
  */
-export function detectionQuery(detection: Detection, range: QueryRange, workspaceIds: readonly string[]): BoundQuery {
+export function detectionQuery(detection: Detection, range: QueryRange, workspaceIds: readonly string[], scope: SourceScope = ONE_SOURCE): BoundQuery {
   const params: Record<string, string> = {
     window_us: String(detection.windowMinutes * 60_000_000),
     from_us: String(range.fromUs),
     to_us: String(range.toUs),
     from_date: utcDateOf(range.fromUs),
     to_date: utcDateOf(Math.max(range.fromUs, range.toUs - 1)),
-    threshold: String(detection.threshold),
   };
   const measure = detection.measure ?? DEFAULT_MEASURE;
   const principal = detection.principal ?? DEFAULT_PRINCIPAL_SQL;
@@ -85,14 +98,19 @@ export function detectionQuery(detection: Detection, range: QueryRange, workspac
     "event_time >= timestamp_micros(CAST(:from_us AS BIGINT))",
     "event_time < timestamp_micros(CAST(:to_us AS BIGINT))",
   ];
+  const combination = sourceCombination(detection);
+  const accountLevel = includesAccountLevel(combination, scope.anEarlierSourceAnswered);
   if (workspaceIds.length > 0) {
     const names = workspaceIds.map((id, i) => {
       params[`ws_${i}`] = id;
       return `:ws_${i}`;
     });
-    where.push(`(workspace_id IN (${names.join(", ")}) OR workspace_id = '0')`);
+    where.push(accountLevel ? `(workspace_id IN (${names.join(", ")}) OR workspace_id = '0')` : `workspace_id IN (${names.join(", ")})`);
+  } else if (!accountLevel) {
+    where.push("coalesce(workspace_id, '0') <> '0'");
   }
   where.push(`(${detection.filter})`);
+  const partsOnly = thresholdAfterCombining(combination, scope.sourceCount);
   const select = [
     "CAST(floor(unix_micros(event_time) / CAST(:window_us AS BIGINT)) AS BIGINT) AS window_index",
     ...groups,
@@ -105,10 +123,13 @@ export function detectionQuery(detection: Detection, range: QueryRange, workspac
     `slice(collect_set(workspace_id), 1, ${SAMPLE_SIZE}) AS workspaces`,
     `slice(collect_list(event_id), 1, ${SAMPLE_SIZE}) AS sample_event_ids`,
   ];
+  const shape = measureShape(measure);
+  if (partsOnly && shape.kind === "distinct") select.push(`collect_set(${shape.expression}) AS measure_set`);
   const groupBy = Array.from({ length: detection.groupBy.length + 1 }, (_, i) => String(i + 1));
-  const sql =
-    `SELECT ${select.join(", ")} FROM ${AUDIT_TABLE} WHERE ${where.join(" AND ")} ` +
-    `GROUP BY ${groupBy.join(", ")} HAVING ${measure} ${detection.operator} CAST(:threshold AS BIGINT)`;
+  // Parts to put together: every group comes back, and the threshold applies once they are (combine.ts).
+  if (!partsOnly) params.threshold = String(detection.threshold);
+  const having = partsOnly ? "" : ` HAVING ${measure} ${detection.operator} CAST(:threshold AS BIGINT)`;
+  const sql = `SELECT ${select.join(", ")} FROM ${AUDIT_TABLE} WHERE ${where.join(" AND ")} GROUP BY ${groupBy.join(", ")}${having}`;
   return { sql, params };
 }
 

@@ -19,6 +19,20 @@ export interface DetectionProgress {
   /** The last failure, cleared by the next success. */
   lastError?: string;
   lastErrorAt?: string;
+  /**
+   * Source name -> start (ISO) of the earliest range evaluated without that source (it failed
+   * while others answered). A run in which it answers again re-evaluates from there, with every
+   * source, and clears it; alert ids already raised are not raised again.
+   */
+  sourcesBehind?: Record<string, string>;
+}
+
+/** A source (SQL warehouse) as the last run found it. */
+export interface SourceProgress {
+  lastSuccessAt?: string;
+  /** Why it failed in the last run (cannot connect, refused, a query failed); cleared when it answers every query of a run. */
+  lastError?: string;
+  lastErrorAt?: string;
 }
 
 export interface PendingAlert {
@@ -41,6 +55,8 @@ export interface DetectionsState {
   lastError?: string;
   /** Problems of the overrides file at the last run (each names its entry and field). */
   configErrors?: string[];
+  /** Each configured source (SQL warehouse, one per region) by name. */
+  sources?: Record<string, SourceProgress>;
 }
 
 export function initialDetectionsState(): DetectionsState {

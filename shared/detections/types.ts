@@ -23,6 +23,9 @@ export type GroupField = (typeof GROUP_FIELDS)[number];
  */
 export const WINDOW_MINUTES = [5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 720, 1440] as const;
 
+/** The measure of a detection that names none. */
+export const DEFAULT_MEASURE = "count(*)";
+
 export type DetectionOrigin = "seed" | "sentinel" | "custom";
 
 export interface Detection {

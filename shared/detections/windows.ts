@@ -57,10 +57,41 @@ export function planEvaluation(input: PlanInput): EvaluationPlan | undefined {
 }
 
 /**
+ * How far back a run re-evaluates the windows a source missed while it failed (the others
+ * answered): a week back from the range's end. Older windows are given up for that source.
+ */
+export const MAX_SOURCE_CATCH_UP_US = MAX_RANGE_US;
+
+/**
+ * The plan's range, extended back to the earliest instant a source that answers again was
+ * missing from (`behindUs`), at most MAX_SOURCE_CATCH_UP_US before the range's end. Every
+ * source evaluates the extended range: a group that spans regions needs all of them.
+ */
+export function extendForSourcesBehind(
+  plan: EvaluationPlan,
+  windowMinutes: number,
+  behindUs: readonly number[],
+): { fromUs: number; windows: number; givenUpBeforeUs?: number } {
+  const windowUs = windowMinutes * MICROS_PER_MINUTE;
+  if (behindUs.length === 0) return { fromUs: plan.fromUs, windows: plan.windows };
+  const earliest = Math.min(...behindUs);
+  const limit = catchUpLimitUs(plan.toUs);
+  const fromUs = Math.min(plan.fromUs, floorTo(Math.max(earliest, limit), windowUs));
+  const windows = Math.ceil((plan.toUs - fromUs) / windowUs);
+  return earliest < limit ? { fromUs, windows, givenUpBeforeUs: limit } : { fromUs, windows };
+}
+
+/** The earliest instant a run ending at `endUs` re-evaluates for a source that was missing. */
+export function catchUpLimitUs(endUs: number): number {
+  return endUs - MAX_SOURCE_CATCH_UP_US;
+}
+
+/**
  * Alert ids of windows ending at or before this instant can never come up again, so the state
  * forgets them: the earliest range start any detection can have next time (the horizon's start,
  * or an earlier position of a detection that fell behind), less a day (the longest window,
- * re-evaluated from its start).
+ * re-evaluated from its start). `positionsUs` includes where sources missing from earlier
+ * runs will be re-evaluated from.
  */
 export function forgetBeforeUs(endUs: number, lateHorizonMs: number, positionsUs: readonly number[]): number {
   return Math.min(horizonStartUs(endUs, lateHorizonMs), ...positionsUs) - 24 * MICROS_PER_HOUR;

@@ -37,4 +37,23 @@ describe("detections_state", () => {
     const pending = stateUntil("2025-10-02T12:00:00.000000Z", { configErrors: ["d.yaml: detection 'x': field 'threshold' must be integer."] });
     expect(assessDetections(pending, SCHEDULE, NOW)).toMatchObject({ status: "WARN", detail: expect.stringMatching(/overrides file has 1 problem/) });
   });
+
+  it("warns about a source that failed in the last run and the windows waiting for it, naming them", () => {
+    const state = stateUntil("2025-10-02T12:00:00.000000Z", {
+      sources: {
+        westeurope: { lastSuccessAt: "2025-10-02T12:16:00.000Z" },
+        eastus: { lastError: "cannot connect: HTTP 404", lastErrorAt: "2025-10-02T12:16:00.000Z" },
+      },
+    });
+    state.detections.repeated_failed_login_attempts!.sourcesBehind = { eastus: "2025-10-02T09:00:00.000000Z" };
+    state.detections.destructive_activities!.sourcesBehind = { eastus: "2025-10-02T00:00:00.000000Z" };
+    const result = assessDetections(state, SCHEDULE, NOW);
+    expect(result.status).toBe("WARN");
+    expect(result.detail).toMatch(/1 source\(s\) failed in the last run \(eastus; the detections went on over the others\); eastus: cannot connect: HTTP 404/);
+    expect(result.detail).toMatch(/windows of 2 detection\(s\) from 2025-10-02T00:00:00.000Z wait to be evaluated again over source eastus/);
+    expect(result.remediation).toMatch(/DATABRICKS_SOURCES/);
+    // Healthy again: the source answered and nothing waits.
+    const healed = stateUntil("2025-10-02T12:00:00.000000Z", { sources: { eastus: { lastSuccessAt: "2025-10-02T13:16:00.000Z" } } });
+    expect(assessDetections(healed, SCHEDULE, NOW)).toMatchObject({ status: "PASS" });
+  });
 });

@@ -5,10 +5,13 @@ import { alertFromRow, alertId, alertRecord, alertBlobName } from "../../shared/
 import { BUILT_IN_DETECTIONS, builtInDetection } from "../../shared/detections/catalog";
 import { resolveCatalog } from "../../shared/detections/overrides";
 import { detectionQuery, expressionProblem } from "../../shared/detections/sql";
-import { forgetBeforeUs, planEvaluation } from "../../shared/detections/windows";
+import { behindPositionsUs, behindUs, markSourcesBehind } from "../../shared/detections/runSources";
+import { initialDetectionsState, type DetectionProgress } from "../../shared/detections/state";
+import { extendForSourcesBehind, forgetBeforeUs, MAX_SOURCE_CATCH_UP_US, planEvaluation } from "../../shared/detections/windows";
 import { ConfigError } from "../../shared/errors";
 
 const HOUR_US = 3_600_000_000;
+const DAY_US = 24 * HOUR_US;
 const T = Date.parse("2025-10-02T12:20:00Z");
 
 function sampleAlert() {
@@ -244,5 +247,37 @@ describe("detections settings", () => {
     ]) {
       expect(problems).toContain(name);
     }
+  });
+});
+
+describe("windows evaluated without a source", () => {
+  const plan = { fromUs: 100 * HOUR_US, toUs: 125 * HOUR_US, nextPositionUs: 125 * HOUR_US, windows: 25 };
+
+  it("are marked per source, kept at the earliest, and cleared once the source answers", () => {
+    const progress: DetectionProgress = {};
+    markSourcesBehind(progress, ["a", "b"], ["a"], 90 * HOUR_US);
+    markSourcesBehind(progress, ["a", "b"], ["a"], 95 * HOUR_US);
+    expect(progress.sourcesBehind).toEqual({ b: "1970-01-04T18:00:00.000000Z" });
+    expect(behindUs(progress, ["a", "b"], ["a"])).toEqual([]);
+    expect(behindUs(progress, ["a", "b"], ["a", "b"])).toEqual([90 * HOUR_US]);
+    markSourcesBehind(progress, ["a", "b"], ["a", "b"], 90 * HOUR_US);
+    expect(progress.sourcesBehind).toBeUndefined();
+    // A source no longer configured is forgotten.
+    const gone: DetectionProgress = { sourcesBehind: { old: "1970-01-04T18:00:00.000000Z" } };
+    expect(behindUs(gone, ["a"], ["a"])).toEqual([]);
+    expect(gone.sourcesBehind).toEqual({});
+  });
+
+  it("extend the range back to where the source was missing, at most a week, and keep alert ids from there", () => {
+    expect(extendForSourcesBehind(plan, 60, [])).toEqual({ fromUs: plan.fromUs, windows: 25 });
+    expect(extendForSourcesBehind(plan, 60, [90 * HOUR_US + 5])).toEqual({ fromUs: 90 * HOUR_US, windows: 35 });
+    const late = { fromUs: 400 * HOUR_US, toUs: 425 * HOUR_US, nextPositionUs: 425 * HOUR_US, windows: 25 };
+    const long = extendForSourcesBehind(late, 1440, [0]);
+    expect(long.givenUpBeforeUs).toBe(late.toUs - MAX_SOURCE_CATCH_UP_US);
+    expect(long.fromUs).toBe(Math.floor((late.toUs - MAX_SOURCE_CATCH_UP_US) / DAY_US) * DAY_US);
+    const state = initialDetectionsState();
+    state.detections.x = { sourcesBehind: { b: "1970-01-13T12:00:00.000000Z" } };
+    state.detections.y = { sourcesBehind: { b: "1970-01-01T00:00:00.000000Z" } };
+    expect(behindPositionsUs(state, late.toUs).sort((p, q) => p - q)).toEqual([late.toUs - MAX_SOURCE_CATCH_UP_US, 300 * HOUR_US]);
   });
 });
