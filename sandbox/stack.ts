@@ -104,7 +104,12 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
       streams: { [DEFAULT_STREAM_NAME]: STREAMS_FROM_TABLES[DEFAULT_STREAM_NAME]!, [ALERTS_STREAM_NAME]: STREAMS_FROM_TABLES[ALERTS_STREAM_NAME]! },
     }),
     startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
-    startWarehouses(Math.max(1, eventsFiles.length, options.regions ?? 1), { tls: { cert: tls.cert, key: tls.key }, token, noGrantToken, cloudFetch: options.cloudFetch ?? true }),
+    startWarehouses(Math.max(1, eventsFiles.length, options.regions ?? 1), {
+      tls: { cert: tls.cert, key: tls.key },
+      token,
+      noGrantToken,
+      cloudFetch: options.cloudFetch ?? true,
+    }),
   ] as const);
   const closers: (() => Promise<void>)[] = [];
   for (const result of started) if (result.status === "fulfilled") closers.push(() => result.value.close());
