@@ -1,14 +1,16 @@
 /**
  * `npm run bench:regions [-- --events N] [--regions R]`: one export cycle over R regions (a
  * warehouse stand-in each, N synthetic events each, region 1's account-level events in every
- * region as Databricks has them) against the same cycle over region 1 alone, each in a process
- * of its own with the V8 heap of a 512 MB Flex Consumption instance. Prints events/s, peak RSS,
+ * region as Databricks has them), with the regions at once and one at a time, against the same
+ * cycle over region 1 alone, each in a process of its own with the V8 heap of a 512 MB Flex
+ * Consumption instance. Prints events/s, peak RSS,
  * CPU and the account-level copies skipped. Figures, not a test: nothing here passes or fails.
  */
 import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { startSandboxStack, type SandboxStack } from "../sandbox/stack";
 import { syntheticRows } from "../sandbox/sqlWarehouse/synthetic";
+import { ensureLocalTls } from "../sandbox/tls";
 
 /** As in exportBenchmark.ts: the heap Node gives itself on a 512 MB instance. */
 const HEAP_512 = ["--max-old-space-size=256", "--max-semi-space-size=1"];
@@ -27,6 +29,13 @@ async function main(): Promise<void> {
   if (!Number.isInteger(events) || events < 1 || !Number.isInteger(regions) || regions < 2) {
     throw new Error("usage: regionsBenchmark [--events N (per region, >= 1)] [--regions R (>= 2)]");
   }
+  const tls = await ensureLocalTls();
+  if (process.env.NODE_EXTRA_CA_CERTS !== tls.caCertPath) {
+    // Node reads NODE_EXTRA_CA_CERTS only at start-up: run again trusting the sandbox CA.
+    const child = spawn(process.execPath, process.argv.slice(1), { stdio: "inherit", env: { ...process.env, NODE_EXTRA_CA_CERTS: tls.caCertPath } });
+    child.on("exit", (code) => process.exit(code ?? 1));
+    return;
+  }
   process.stderr.write(`Starting ${regions} warehouse stand-ins with ${events.toLocaleString("en-US")} synthetic events each...\n`);
   const stack = await startSandboxStack({ synthetic: 0, regions, cloudFetch: false });
   try {
@@ -36,8 +45,10 @@ async function main(): Promise<void> {
     delete single.DATABRICKS_SOURCES;
     process.stderr.write("One export cycle over region 1 alone...\n");
     const one = await exportCycle(single);
-    process.stderr.write(`One export cycle over all ${regions} regions...\n`);
-    const all = await exportCycle({ ...base, EXPORT_CONTAINER: "bench-all-regions" });
+    process.stderr.write(`One export cycle over all ${regions} regions, up to four at once (instances of 1.5 GB and more)...\n`);
+    const all = await exportCycle({ ...base, EXPORT_CONTAINER: "bench-all-regions", EXPORT_SOURCE_CONCURRENCY: "4" });
+    process.stderr.write(`One export cycle over all ${regions} regions, one at a time (the default under 1.5 GB)...\n`);
+    const serial = await exportCycle({ ...base, EXPORT_CONTAINER: "bench-all-regions-serial", EXPORT_SOURCE_CONCURRENCY: "1" });
     const rows: [string, (run: ExportRun) => string][] = [
       ["events archived", (r) => fmt(r.events)],
       ["account-level copies skipped", (r) => fmt(r.detail.duplicatesSkipped ?? 0)],
@@ -47,8 +58,8 @@ async function main(): Promise<void> {
       ["process CPU per event (us)", (r) => ((r.cpuSeconds / r.events) * 1e6).toFixed(1)],
     ];
     const out = [
-      `\n${"".padEnd(32)}${"region 1 alone".padStart(16)}${`${regions} regions`.padStart(16)}`,
-      ...rows.map(([label, value]) => `${label.padEnd(32)}${value(one).padStart(16)}${value(all).padStart(16)}`),
+      `\n${"".padEnd(32)}${"region 1 alone".padStart(16)}${`${regions} at once`.padStart(16)}${`${regions}, 1 at a time`.padStart(18)}`,
+      ...rows.map(([label, value]) => `${label.padEnd(32)}${value(one).padStart(16)}${value(all).padStart(16)}${value(serial).padStart(18)}`),
       `\n${fmt(shared)} account-level events of region 1 are in every region; per source: ${all.detail.sources.map((s) => `${s.name} ${fmt(s.eventsDelivered)} (${s.status})`).join(", ")}`,
     ];
     process.stdout.write(`${out.join("\n")}\n`);

@@ -6,6 +6,7 @@
  *   floor  - the sinks' least work on N synthetic events, measured alone (sinksFloor.ts)
  * Settings come from the environment (the sandbox's app settings). Prints one JSON line.
  */
+import { readFileSync } from "node:fs";
 import { loadConfig, resolveStart } from "../shared/config";
 import { createAzureCredential } from "../shared/composition";
 import { Warehouse } from "../shared/databricks";
@@ -46,8 +47,21 @@ async function main(): Promise<void> {
   const seconds = (performance.now() - started) / 1000;
   const usage = process.resourceUsage();
   process.stdout.write(
-    `${JSON.stringify({ mode, events, seconds, maxRssMb: usage.maxRSS / 1024, cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6, detail })}\n`,
+    `${JSON.stringify({ mode, events, seconds, maxRssMb: peakRssKb(usage.maxRSS) / 1024, cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6, detail })}\n`,
   );
+}
+
+/**
+ * This process's peak RSS in KB: VmHWM on Linux, which starts afresh with the program. The
+ * rusage figure does not: Linux keeps it across fork and exec, so a worker spawned by a large
+ * parent (one that hosts the stand-ins) would report the parent's size.
+ */
+function peakRssKb(fallbackKb: number): number {
+  try {
+    return Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync("/proc/self/status", "utf8"))?.[1] ?? fallbackKb);
+  } catch {
+    return fallbackKb;
+  }
 }
 
 main().catch((error: unknown) => {

@@ -128,6 +128,8 @@ export interface AppConfig {
   timeBudgetMs: number;
   queryTimeoutMs: number;
   workspaceLookbackHours: number;
+  /** EXPORT_SOURCE_CONCURRENCY: sources exported at once; unset, it follows the instance's memory (sourceConcurrencyFor). */
+  sourceConcurrency?: number;
 }
 
 export type Settings = Readonly<Record<string, string | undefined>>;
@@ -208,6 +210,11 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
   }
 
   const redaction = readRedaction(read("AUDIT_REDACT_PARAMS"), problems);
+  const concurrencyText = read("EXPORT_SOURCE_CONCURRENCY");
+  const sourceConcurrency = concurrencyText === undefined ? undefined : Number(concurrencyText);
+  if (sourceConcurrency !== undefined && (!Number.isInteger(sourceConcurrency) || sourceConcurrency < 1 || sourceConcurrency > MAX_SOURCES)) {
+    problems.push(`EXPORT_SOURCE_CONCURRENCY must be a whole number of sources exported at once, from 1 to ${MAX_SOURCES}; got '${concurrencyText}'.`);
+  }
 
   if (problems.length > 0) throw new ConfigError(problems);
   return {
@@ -225,7 +232,17 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     timeBudgetMs,
     queryTimeoutMs,
     workspaceLookbackHours,
+    ...(sourceConcurrency !== undefined ? { sourceConcurrency } : {}),
   };
+}
+
+/**
+ * Sources exported at once when EXPORT_SOURCE_CONCURRENCY is not set. Each source running
+ * adds its reader thread and its batches (about 90 MB at peak, `npm run bench:regions`): on an
+ * instance under 1.5 GB (Flex Consumption's 512 MB) one at a time, else four.
+ */
+export function sourceConcurrencyFor(memoryLimitBytes: number | undefined): number {
+  return memoryLimitBytes !== undefined && memoryLimitBytes > 0 && memoryLimitBytes < 1.5 * 1024 ** 3 ? 1 : 4;
 }
 
 /** Time a run needs after its budget to finish the calls and writes in flight and release its lock. */

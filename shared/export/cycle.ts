@@ -1,5 +1,5 @@
 import type { TokenCredential } from "@azure/identity";
-import type { AppConfig, AuditFilter, Settings, SourceConfig } from "../config";
+import { sourceConcurrencyFor, type AppConfig, type AuditFilter, type Settings, type SourceConfig } from "../config";
 import { BlobExportStore } from "../blobStore";
 import { createAzureCredential, createContainerClient } from "../composition";
 import { Warehouse, isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
@@ -36,10 +36,16 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
         lateHorizonMs: config.lateHorizonMs,
         timeBudgetMs: config.timeBudgetMs,
         isRecoverable: isExpiredResultLinkError,
+        sourceConcurrency: config.sourceConcurrency ?? sourceConcurrencyFor(process.constrainedMemory?.()),
         ...options.tuning,
       },
       {
-        sources: config.sources.map((source, index) => ({ name: source.name, reader: readers[index]!, filter: source.filter })),
+        sources: config.sources.map((source, index) => ({
+          name: source.name,
+          reader: readers[index]!,
+          filter: source.filter,
+          finished: () => readers[index]!.close(),
+        })),
         store,
         ...(ingestion ? { ingestion } : {}),
         now: options.now ?? Date.now,

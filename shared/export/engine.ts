@@ -52,6 +52,8 @@ export interface NamedSource {
   name: string;
   reader: AuditSource;
   filter: AuditFilter;
+  /** Called once the source's part of the run is over (its reader's thread and session can go before the other sources finish). */
+  finished?: () => Promise<void>;
 }
 
 export interface ExportDeps {
@@ -158,7 +160,12 @@ export async function runExport(options: ExportOptions, deps: ExportDeps): Promi
   const outcomes = new Array<SourceOutcome>(sources.length);
   const queue = sources.map((source, index) => ({ source, index }));
   const worker = async (): Promise<void> => {
-    for (let item = queue.shift(); item; item = queue.shift()) outcomes[item.index] = await exportSource(context, item.source);
+    for (let item = queue.shift(); item; item = queue.shift()) {
+      outcomes[item.index] = await exportSource(context, item.source);
+      await item.source
+        .finished?.()
+        .catch((error: unknown) => deps.log.warn(`Could not close the warehouse session of source '${item.source.name}': ${describeError(error)}`));
+    }
   };
   await Promise.all(Array.from({ length: Math.min(options.sourceConcurrency ?? DEFAULT_SOURCE_CONCURRENCY, sources.length) }, worker));
 

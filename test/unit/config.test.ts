@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { DATABRICKS_DEFAULT_SCOPE, DEFAULT_AUDIT_SERVICES, loadConfig, parseServerHostname, resolveStart } from "../../shared/config";
+import { DATABRICKS_DEFAULT_SCOPE, DEFAULT_AUDIT_SERVICES, loadConfig, parseServerHostname, resolveStart, sourceConcurrencyFor } from "../../shared/config";
 import { ConfigError } from "../../shared/errors";
 
 const minimal = {
@@ -186,6 +186,18 @@ describe("DATABRICKS_SOURCES", () => {
       filter: { workspaceIds: ["42"], includeAccountLevel: true },
     });
     expect(config.databricks).toBe(config.sources[0]!.databricks);
+  });
+
+  it("takes EXPORT_SOURCE_CONCURRENCY, or one source at a time on an instance under 1.5 GB and four otherwise", () => {
+    expect(loadConfig({ ...minimal, EXPORT_SOURCE_CONCURRENCY: "2" }).sourceConcurrency).toBe(2);
+    expect(loadConfig(minimal).sourceConcurrency).toBeUndefined();
+    expect(problemsOf({ ...minimal, EXPORT_SOURCE_CONCURRENCY: "0" })[0]).toMatch(
+      /EXPORT_SOURCE_CONCURRENCY must be a whole number of sources exported at once, from 1 to 16; got '0'/,
+    );
+    expect(sourceConcurrencyFor(512 * 1024 ** 2)).toBe(1);
+    expect(sourceConcurrencyFor(2048 * 1024 ** 2)).toBe(4);
+    expect(sourceConcurrencyFor(undefined)).toBe(4);
+    expect(sourceConcurrencyFor(2 ** 64)).toBe(4);
   });
 
   it("keeps the single-source settings as one source named default", () => {
