@@ -3,7 +3,7 @@ import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { EventKey } from "../auditQueries";
 import type { AuditFilter, RedactionRule } from "../config";
 import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "../timestamps";
-import { BatchBuilder, withOwnLine, type BatchLimits, type PreparedBatch, type PreparedEvent, type Preparation } from "./batching";
+import { BatchBuilder, cutCalls, withOwnLine, type BatchLimits, type PreparedBatch, type PreparedEvent, type Preparation } from "./batching";
 import { boundedScan, type SliceLimits } from "./boundedScan";
 import type { LockedState } from "./lockedState";
 import type { AuditSource, BatchRecord, ExportLog, ExportStore } from "./ports";
@@ -130,7 +130,8 @@ export class SourceArchiver {
         `Resuming batch ${pending.id}: ${missing} of its ${record.ids.length} events are no longer in the table (retention, or the service/workspace filter changed); archiving the rest.`,
       );
     this.log.info(`Resuming batch ${pending.id} (${pending.kind}, ${record.ids.length} events) left pending by an earlier run.`);
-    const calls = record.calls ?? (this.options.ingestionOn ? callsForUnrecordedBatch(found) : []);
+    // A version-1 batch blob has no calls: cut them now, as the client would.
+    const calls = record.calls ?? (this.options.ingestionOn ? cutCalls(found.map((e) => e?.recordBytes ?? 0)) : []);
     const present = found.filter((e): e is PreparedEvent => e !== undefined);
     const duplicates = await this.duplicatesOf(present);
     // Another source may have claimed some of its account-level events since: list only the blobs it writes.
@@ -429,27 +430,6 @@ export class SourceArchiver {
   private async deliverLate(prepared: PreparedBatch): Promise<void> {
     await this.deliverNew(await this.ready("late", { timeUs: prepared.events[0]!.timeUs, eventId: "" }, prepared));
   }
-}
-
-/**
- * Calls for a pending batch whose blob has no calls (written by version 1 with Log Analytics
- * off): one call per event would be wasteful, so cut by size as the client would.
- */
-function callsForUnrecordedBatch(events: readonly (PreparedEvent | undefined)[]): { start: number; end: number }[] {
-  const calls: { start: number; end: number }[] = [];
-  let bytes = 0;
-  for (let i = 0; i < events.length; i++) {
-    const size = events[i]?.recordBytes ?? 0;
-    const current = calls[calls.length - 1];
-    if (!current || bytes + size >= 1_000_000) {
-      calls.push({ start: i, end: i + 1 });
-      bytes = size;
-    } else {
-      current.end = i + 1;
-      bytes += size;
-    }
-  }
-  return calls;
 }
 
 // ---- pure helpers ---------------------------------------------------------------------------

@@ -123,6 +123,36 @@ export interface BatchLimits {
   maxArchiveBytes: number;
 }
 
+/** Cuts consecutive records into Log Analytics calls the way the Logs Ingestion client does: record sizes summing below MAX_CALL_BYTES. */
+export class CallCutter {
+  readonly calls: CallRange[] = [];
+  private bytes = 0;
+
+  /** Whether a record of this size would start a new call. */
+  opensCall(recordBytes: number): boolean {
+    return this.calls.length === 0 || this.bytes + recordBytes >= MAX_CALL_BYTES;
+  }
+
+  /** Adds the record at `index` (the next after the last one added). */
+  add(index: number, recordBytes: number): void {
+    const current = this.calls[this.calls.length - 1];
+    if (!current || (index > current.start && this.bytes + recordBytes >= MAX_CALL_BYTES)) {
+      this.calls.push({ start: index, end: index + 1 });
+      this.bytes = recordBytes;
+    } else {
+      current.end = index + 1;
+      this.bytes += recordBytes;
+    }
+  }
+}
+
+/** The calls for records of these sizes, in order. */
+export function cutCalls(recordSizes: readonly number[]): CallRange[] {
+  const cutter = new CallCutter();
+  recordSizes.forEach((bytes, index) => cutter.add(index, bytes));
+  return cutter.calls;
+}
+
 /**
  * Cuts the event stream into batches that fill whole Log Analytics calls: calls are cut the
  * way the Logs Ingestion client cuts them (record sizes summing below 1,000,000 bytes), and a
@@ -130,8 +160,7 @@ export interface BatchLimits {
  */
 export class BatchBuilder {
   private events: PreparedEvent[] = [];
-  private calls: CallRange[] = [];
-  private callBytes = 0;
+  private calls = new CallCutter();
   private archiveBytes = 0;
 
   constructor(
@@ -146,25 +175,15 @@ export class BatchBuilder {
     const index = this.events.length;
     this.events.push(event);
     this.archiveBytes += event.line.byteLength;
-    if (this.ingestionOn) {
-      const current = this.calls[this.calls.length - 1];
-      if (!current || (index > current.start && this.callBytes + event.recordBytes >= MAX_CALL_BYTES)) {
-        this.calls.push({ start: index, end: index + 1 });
-        this.callBytes = event.recordBytes;
-      } else {
-        current.end = index + 1;
-        this.callBytes += event.recordBytes;
-      }
-    }
+    if (this.ingestionOn) this.calls.add(index, event.recordBytes);
     return finished;
   }
 
   flush(): PreparedBatch | undefined {
     if (this.events.length === 0) return undefined;
-    const batch: PreparedBatch = { events: this.events, calls: this.ingestionOn ? this.calls : null };
+    const batch: PreparedBatch = { events: this.events, calls: this.ingestionOn ? this.calls.calls : null };
     this.events = [];
-    this.calls = [];
-    this.callBytes = 0;
+    this.calls = new CallCutter();
     this.archiveBytes = 0;
     return batch;
   }
@@ -172,7 +191,6 @@ export class BatchBuilder {
   private fits(event: PreparedEvent): boolean {
     if (this.events.length >= this.limits.maxEvents) return false;
     if (!this.ingestionOn) return this.archiveBytes + event.line.byteLength <= this.limits.maxArchiveBytes;
-    const opensCall = this.callBytes + event.recordBytes >= MAX_CALL_BYTES;
-    return !(opensCall && this.calls.length >= this.limits.callsPerBatch);
+    return !(this.calls.opensCall(event.recordBytes) && this.calls.calls.length >= this.limits.callsPerBatch);
   }
 }
