@@ -159,15 +159,21 @@ export async function runExport(options: ExportOptions, deps: ExportDeps): Promi
 
   const outcomes = new Array<SourceOutcome>(sources.length);
   const queue = sources.map((source, index) => ({ source, index }));
+  const concurrency = Math.min(options.sourceConcurrency ?? DEFAULT_SOURCE_CONCURRENCY, sources.length);
   const worker = async (): Promise<void> => {
     for (let item = queue.shift(); item; item = queue.shift()) {
-      outcomes[item.index] = await exportSource(context, item.source);
+      // Sources that wait their turn get a share of what is left of the budget: a backfill of
+      // one region must not take all of it from the regions after it.
+      const turnsLeft = Math.ceil((queue.length + 1) / concurrency);
+      const sourceDeadline = deps.now() + Math.max(0, startedAt + options.timeBudgetMs - deps.now()) / turnsLeft;
+      const sourceTimeLeft = (): boolean => timeLeft() && deps.now() < sourceDeadline;
+      outcomes[item.index] = await exportSource({ ...context, timeLeft: sourceTimeLeft }, item.source);
       await item.source
         .finished?.()
         .catch((error: unknown) => deps.log.warn(`Could not close the warehouse session of source '${item.source.name}': ${describeError(error)}`));
     }
   };
-  await Promise.all(Array.from({ length: Math.min(options.sourceConcurrency ?? DEFAULT_SOURCE_CONCURRENCY, sources.length) }, worker));
+  await Promise.all(Array.from({ length: concurrency }, worker));
 
   // A lost lock stops every source: the run fails as a whole.
   const lockLost = outcomes.find((o) => o.failure instanceof LockLostError)?.failure;

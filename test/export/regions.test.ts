@@ -9,6 +9,7 @@ import { Warehouse } from "../../shared/databricks";
 import { DeliveryError } from "../../shared/errors";
 import { runExportCycle } from "../../shared/export/cycle";
 import { runExport, type ExportOptions, type ExportSummary, type NamedSource } from "../../shared/export/engine";
+import type { AuditSource } from "../../shared/export/ports";
 import { auditRow, isoMicros, type AuditRow } from "../support/auditRows";
 import {
   ALL_ROWS,
@@ -92,7 +93,14 @@ function accountRows(t0: number, n: number, spanHours: number): AuditRow[] {
 const ids = (rows: readonly AuditRow[]): string[] => rows.map((r) => r.event_id as string);
 
 /** Both regions (or the first alone, as the single-source settings name it) through the real driver, Azurite and the Logs Ingestion client. */
-async function exportRegions(s: Scenario, nowMs: number, crash?: CrashSwitch, only?: "single", warnings: string[] = []): Promise<ExportSummary> {
+async function exportRegions(
+  s: Scenario,
+  nowMs: number | (() => number),
+  crash?: CrashSwitch,
+  only?: "single",
+  warnings: string[] = [],
+  wrap: (name: string, reader: AuditSource) => AuditSource = (_name, reader) => reader,
+): Promise<ExportSummary> {
   const container = containerFor(stack, s.container);
   const store = new BlobExportStore(container);
   await store.ensureContainer();
@@ -113,14 +121,18 @@ async function exportRegions(s: Scenario, nowMs: number, crash?: CrashSwitch, on
       return { name: source.name, reader };
     }),
   );
-  const sources: NamedSource[] = warehouses.map(({ name, reader }) => ({ name, reader: crash ? crashingSource(reader, crash) : reader, filter: ALL_ROWS }));
+  const sources: NamedSource[] = warehouses.map(({ name, reader }) => ({
+    name,
+    reader: wrap(name, crash ? crashingSource(reader, crash) : reader),
+    filter: ALL_ROWS,
+  }));
   const sink = ingestionSink(stack);
   try {
     return await runExport(s.options, {
       ...(only ? { source: sources[0]!.reader } : { sources }),
       store: crash ? crashingStore(store, crash) : store,
       ingestion: crash ? crashingSink(sink, crash) : sink,
-      now: () => nowMs,
+      now: typeof nowMs === "number" ? () => nowMs : nowMs,
       log: { info: () => undefined, warn: (message) => warnings.push(message) },
     });
   } finally {
@@ -245,6 +257,46 @@ describe("adding a region to an app that ran with one warehouse", () => {
     const state = (await new BlobExportStore(containerFor(stack, s.container)).readState())!.state;
     expect(Object.keys(state.sources).sort()).toEqual(["region1", "region2"]);
     await expectEachOnce(s, [...ids(westRows), ...ids(eastRows), ...ids(account)], "after the second region joined");
+  });
+});
+
+describe("regions one at a time", () => {
+  it("give each region its share of the time budget: a backfill of the first does not take it all from the second", async () => {
+    const s = scenario();
+    s.options = {
+      ...s.options,
+      sourceConcurrency: 1,
+      timeBudgetMs: 20 * 60_000,
+      lockTtlMs: 4 * HOUR,
+      slices: { rows: 20, initialSpanMs: HOUR, minSpanMs: 60_000, maxSpanMs: 7 * 86_400_000 },
+    };
+    stack.logsIngestion.reset();
+    const [west, east] = stack.warehouses;
+    const westRows = workspaceRows(s.t0, 3, 40, "1111");
+    const eastRows = workspaceRows(s.t0, 3, 10, "2222");
+    await west!.appendRows(westRows);
+    await east!.appendRows(eastRows);
+    // Region 1's reads are slow: each slice it reads costs four minutes of the run's clock.
+    let clock = s.t0 + 3 * HOUR + 15 * 60_000;
+    const slow = (name: string, reader: AuditSource): AuditSource =>
+      name !== "region1"
+        ? reader
+        : {
+            async *scan(request) {
+              for await (const chunk of reader.scan(request)) {
+                clock += 4 * 60_000;
+                yield chunk;
+              }
+            },
+            countByHour: (filter, from, to) => reader.countByHour(filter, from, to),
+          };
+    const summary = await exportRegions(s, () => clock, undefined, undefined, [], slow);
+    const [first, second] = summary.sources;
+    // Region 1 had half the budget (ten minutes: a few slices), region 2 the rest, enough for all of it.
+    expect(first).toMatchObject({ name: "region1", status: "ok", caughtUp: false });
+    expect(first!.eventsDelivered).toBeGreaterThan(0);
+    expect(first!.eventsDelivered).toBeLessThan(westRows.length);
+    expect(second).toMatchObject({ name: "region2", status: "ok", caughtUp: true, eventsDelivered: eastRows.length });
   });
 });
 
