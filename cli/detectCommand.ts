@@ -1,6 +1,7 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import type { Command } from "commander";
-import { loadDetectionsConfig, type Settings } from "../shared/config";
+import { type Settings } from "../shared/config";
+import { loadDetectionsConfig } from "../shared/detections/config";
 import { createAzureCredential } from "../shared/composition";
 import { ConfigError, describeError } from "../shared/errors";
 import { closeSources, connectSources } from "../shared/detections/cycle";

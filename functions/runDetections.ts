@@ -1,5 +1,5 @@
 import { app, type InvocationContext, type Timer } from "@azure/functions";
-import { DETECTIONS_DEFAULTS, loadDetectionsConfig } from "../shared/config";
+import { DETECTIONS_DEFAULTS, loadDetectionsConfig } from "../shared/detections/config";
 import { ConcurrentRunError, ConfigError, describeError } from "../shared/errors";
 import { runDetectionsCycle } from "../shared/detections/cycle";
 import { formatDetectionsSummary, runProblems } from "../shared/detections/runner";

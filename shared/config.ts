@@ -1,6 +1,9 @@
 import { ConfigError } from "./errors";
 import { formatDuration, parseIsoDuration } from "./duration";
 import { parseTimestampMicros } from "./timestamps";
+import { MAX_SOURCES, WORKSPACE_ID, agreeing, configureSources, parseServerHostname, readSources, type SourceConfig } from "./sourcesConfig";
+
+export { SINGLE_SOURCE_NAME, parseServerHostname, sourceConcurrencyFor, type SourceConfig, type SourceSettings } from "./sourcesConfig";
 
 /** The Azure Databricks first-party application: its `.default` scope gets a token the SQL warehouse accepts. */
 export const DATABRICKS_DEFAULT_SCOPE = "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d/.default";
@@ -98,17 +101,6 @@ export interface RedactionRule {
 }
 
 export type ExportStart = { kind: "at"; us: number } | { kind: "ago"; ms: number };
-
-/** One SQL warehouse to read (one per region): DATABRICKS_SOURCES' entries, or the single-source settings as "default". */
-export interface SourceConfig {
-  /** Its name in the state, the run summary, the checks and the alerts. */
-  name: string;
-  databricks: DatabricksSettings;
-  filter: AuditFilter;
-}
-
-/** The name of the one source the single-source settings (DATABRICKS_SERVER_HOSTNAME, ...) describe. */
-export const SINGLE_SOURCE_NAME = "default";
 
 export interface AppConfig {
   /** Every warehouse to read, never empty; the first is `databricks` and `filter` below. */
@@ -236,15 +228,6 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
   };
 }
 
-/**
- * Sources exported at once when EXPORT_SOURCE_CONCURRENCY is not set. Each source running
- * adds its reader thread and its batches (about 90 MB at peak, `npm run bench:regions`): on an
- * instance under 1.5 GB (Flex Consumption's 512 MB) one at a time, else four.
- */
-export function sourceConcurrencyFor(memoryLimitBytes: number | undefined): number {
-  return memoryLimitBytes !== undefined && memoryLimitBytes > 0 && memoryLimitBytes < 1.5 * 1024 ** 3 ? 1 : 4;
-}
-
 /** Time a run needs after its budget to finish the calls and writes in flight and release its lock. */
 export const BUDGET_MARGIN_MS = 2 * 60_000;
 
@@ -278,13 +261,11 @@ export function parseHostTimeout(text: string): number | undefined {
 }
 
 const GUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const HOSTNAME = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 /** service_name values are identifiers with dashes (capsule8-alerts-dataplane); nothing that could end a SQL literal. */
 const SERVICE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,99}$/;
-const WORKSPACE_ID = /^[1-9][0-9]{0,19}$/;
 const CONTAINER = /^(?=.{3,63}$)[a-z0-9]+(?:-[a-z0-9]+)*$/;
 const RULE_ID = /^dcr-[0-9a-f]{32}$/i;
-const STREAM = /^(Custom|Microsoft)-[A-Za-z0-9_]{1,200}$/;
+export const STREAM = /^(Custom|Microsoft)-[A-Za-z0-9_]{1,200}$/;
 const PARAM_KEY = /^[A-Za-z0-9_.$@:-]{1,200}$/;
 
 function readDatabricks(read: (n: string) => string | undefined, problems: string[]): DatabricksSettings | undefined {
@@ -315,15 +296,6 @@ function readDatabricks(read: (n: string) => string | undefined, problems: strin
   const accessToken = read("DATABRICKS_ACCESS_TOKEN");
   if (!hostPart || !httpPath) return undefined;
   return { serverHostname: rawHost!, ...hostPart, httpPath, scope, ...(accessToken ? { accessToken } : {}) };
-}
-
-export function parseServerHostname(value: string): { host: string; port: number } | undefined {
-  const text = value.replace(/^https:\/\//i, "").replace(/\/+$/, "");
-  const match = /^([^:/]+)(?::(\d{1,5}))?$/.exec(text);
-  if (!match?.[1] || !HOSTNAME.test(match[1])) return undefined;
-  const port = match[2] === undefined ? 443 : Number(match[2]);
-  if (port < 1 || port > 65535) return undefined;
-  return { host: match[1], port };
 }
 
 export function readWorkspaceIds(value: string | undefined, name: string, problems: string[]): string[] {
@@ -478,7 +450,7 @@ function readRedaction(value: string | undefined, problems: string[]): Redaction
   return rules;
 }
 
-function isNcrontab(value: string): boolean {
+export function isNcrontab(value: string): boolean {
   const fields = value.trim().split(/\s+/);
   return fields.length === 6 && fields.every((f) => /^[\d*/,A-Za-z-]+$/.test(f));
 }
@@ -493,199 +465,4 @@ function splitList(value: string): string[] {
 /** Where a first run starts, given the clock. */
 export function resolveStart(start: ExportStart, nowMs: number): number {
   return start.kind === "at" ? start.us : (nowMs - start.ms) * 1000;
-}
-
-export interface SourceSettings {
-  name: string;
-  serverHostname: string;
-  httpPath: string;
-  workspaceIds?: string[];
-  /** The name of the app setting holding this warehouse's personal access token (a Key Vault reference in Azure); else managed identity. */
-  accessTokenSetting?: string;
-}
-
-const SETTING_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,127}$/;
-
-/**
- * The sources a run reads. Without DATABRICKS_SOURCES: one, "default", from the single-source
- * settings. With it: one per entry, each with its own workspace IDs (DATABRICKS_WORKSPACE_IDS
- * otherwise) and its own token setting (a personal access token belongs to one workspace).
- */
-function configureSources(
-  listed: SourceSettings[] | undefined,
-  first: DatabricksSettings,
-  filter: AuditFilter,
-  read: (name: string) => string | undefined,
-  problems: string[],
-): SourceConfig[] {
-  if (!listed) return [{ name: SINGLE_SOURCE_NAME, databricks: first, filter }];
-  if (listed.length > 1 && first.accessToken !== undefined) {
-    problems.push(
-      `DATABRICKS_ACCESS_TOKEN is one workspace's personal access token, and DATABRICKS_SOURCES lists ${listed.length} warehouses: remove it and use the app's managed identity (granted in each region's workspace), or give each source its own with "accessTokenSetting" (the name of an app setting holding that workspace's token).`,
-    );
-  }
-  return listed.map((source, index) => {
-    const common: DatabricksSettings = { ...first };
-    delete common.accessToken;
-    let accessToken = index === 0 ? first.accessToken : undefined;
-    if (source.accessTokenSetting !== undefined) {
-      accessToken = read(source.accessTokenSetting);
-      if (accessToken === undefined) {
-        problems.push(
-          `DATABRICKS_SOURCES source '${source.name}': accessTokenSetting names the app setting ${source.accessTokenSetting}, which is not set; set it to that workspace's personal access token (a Key Vault reference in Azure), or remove accessTokenSetting to use the managed identity.`,
-        );
-      }
-    }
-    return {
-      name: source.name,
-      databricks: {
-        ...common,
-        serverHostname: source.serverHostname,
-        ...parseServerHostname(source.serverHostname)!,
-        httpPath: source.httpPath,
-        ...(accessToken !== undefined ? { accessToken } : {}),
-      },
-      filter: source.workspaceIds !== undefined ? { ...filter, workspaceIds: [...new Set(source.workspaceIds)] } : filter,
-    };
-  });
-}
-
-const SOURCE_NAME = /^[A-Za-z][A-Za-z0-9_-]{0,39}$/;
-/** Azure Databricks regions an account could span, with room to spare. */
-const MAX_SOURCES = 16;
-
-/**
- * DATABRICKS_SOURCES: a JSON array of the SQL warehouses to read, one per region
- * (`[{"name": "westeurope", "serverHostname": "...", "httpPath": "...", "workspaceIds": ["..."]}]`).
- * Each problem names the source and the field.
- */
-function readSources(value: string | undefined, problems: string[]): SourceSettings[] | undefined {
-  if (value === undefined) return undefined;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(value);
-  } catch {
-    problems.push(
-      `DATABRICKS_SOURCES must be a JSON array such as '[{"name": "westeurope", "serverHostname": "adb-1.7.azuredatabricks.net", "httpPath": "/sql/1.0/warehouses/abc"}]'; it is not valid JSON.`,
-    );
-    return undefined;
-  }
-  if (!Array.isArray(parsed) || parsed.length === 0) {
-    problems.push("DATABRICKS_SOURCES must be a non-empty JSON array of {name, serverHostname, httpPath, workspaceIds?} objects, one per SQL warehouse.");
-    return undefined;
-  }
-  const sources: SourceSettings[] = [];
-  const before = problems.length;
-  parsed.forEach((entry: unknown, index) => {
-    if (typeof entry !== "object" || entry === null || Array.isArray(entry)) {
-      problems.push(`DATABRICKS_SOURCES[${index}] must be an object {name, serverHostname, httpPath, workspaceIds?, accessTokenSetting?}.`);
-      return;
-    }
-    const source = entry as Record<string, unknown>;
-    const label = typeof source.name === "string" && source.name ? `DATABRICKS_SOURCES source '${source.name}'` : `DATABRICKS_SOURCES[${index}]`;
-    if (typeof source.name !== "string" || !SOURCE_NAME.test(source.name))
-      problems.push(`${label}: name must be 1-40 letters, digits, '-' or '_', starting with a letter (e.g. 'westeurope').`);
-    if (typeof source.serverHostname !== "string" || !parseServerHostname(source.serverHostname)) {
-      problems.push(
-        `${label}: serverHostname must be the warehouse's server hostname, optionally with ':port', e.g. 'adb-1234567890123456.7.azuredatabricks.net'.`,
-      );
-    }
-    if (typeof source.httpPath !== "string" || !/^\/[A-Za-z0-9._~/-]+$/.test(source.httpPath))
-      problems.push(`${label}: httpPath must be a path such as '/sql/1.0/warehouses/1234567890abcdef'.`);
-    const ids = source.workspaceIds;
-    if (ids !== undefined && (!Array.isArray(ids) || !ids.every((id) => typeof id === "string" && WORKSPACE_ID.test(id)))) {
-      problems.push(`${label}: workspaceIds must be a list of numeric workspace IDs as strings, e.g. ["1234567890123456"].`);
-    }
-    const tokenSetting = source.accessTokenSetting;
-    if (tokenSetting !== undefined && (typeof tokenSetting !== "string" || !SETTING_NAME.test(tokenSetting)))
-      problems.push(`${label}: accessTokenSetting must be the name of an app setting (letters, digits, '_'), e.g. 'DATABRICKS_ACCESS_TOKEN_EASTUS'.`);
-    const known = new Set(["name", "serverHostname", "httpPath", "workspaceIds", "accessTokenSetting"]);
-    const unknown = Object.keys(source).filter((key) => !known.has(key));
-    if (unknown.length > 0)
-      problems.push(
-        `${label}: unknown field(s) ${unknown.join(", ")}; a source has name, serverHostname, httpPath, workspaceIds (optional) and accessTokenSetting (optional).`,
-      );
-    sources.push(source as unknown as SourceSettings);
-  });
-  const names = sources.map((s) => s.name);
-  const repeated = names.filter((name, i) => names.indexOf(name) !== i);
-  if (repeated.length > 0) problems.push(`DATABRICKS_SOURCES: each source needs its own name; repeated: ${[...new Set(repeated)].join(", ")}.`);
-  if (sources.length > MAX_SOURCES)
-    problems.push(`DATABRICKS_SOURCES lists ${sources.length} warehouses; at most ${MAX_SOURCES} (one per region) are supported.`);
-  return problems.length === before ? sources : undefined;
-}
-
-/** A single-source setting next to DATABRICKS_SOURCES: absent, or the same as the first source's. */
-function agreeing(name: string, given: string | undefined, fromSources: string, problems: string[]): string {
-  if (given !== undefined && given !== fromSources) {
-    problems.push(`${name} ('${given}') and the first source of DATABRICKS_SOURCES ('${fromSources}') disagree: set one of them, or make them the same.`);
-  }
-  return fromSources;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Detections (the runDetections timer and `dbx-audit detect`): their own settings on top of the app's.
-
-export const DETECTIONS_DEFAULTS = {
-  /** Hourly, ten minutes after the export's default. */
-  schedule: "0 15 * * * *",
-} as const;
-
-export interface DetectionsConfig {
-  app: AppConfig;
-  schedule: string;
-  /** DETECTIONS_WORKSPACE_IDS; empty: every workspace (DATABRICKS_WORKSPACE_IDS and AUDIT_SERVICES do not apply). */
-  workspaceIds: readonly string[];
-  /** DETECTIONS_CONFIG: the overrides file's blob name in the export container (a path for the CLI). */
-  overrides?: string;
-  /** Where alerts go in Log Analytics: the audit stream's endpoint and rule, LOGS_INGESTION_ALERTS_STREAM's stream. */
-  alertsIngestion?: LogsIngestionSettings;
-}
-
-/**
- * The app settings plus the detections' own, validated together: one ConfigError lists every
- * problem of both. Pure, like loadConfig.
- */
-export function loadDetectionsConfig(settings: Settings, needs: ConfigNeeds = { storage: true }): DetectionsConfig {
-  const problems: string[] = [];
-  let app: AppConfig | undefined;
-  try {
-    app = loadConfig(settings, needs);
-  } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    problems.push(...error.problems);
-  }
-  const read = (name: string): string | undefined => settings[name]?.trim() || undefined;
-  const schedule = read("DETECTIONS_SCHEDULE") ?? DETECTIONS_DEFAULTS.schedule;
-  if (!isNcrontab(schedule)) {
-    problems.push(
-      `DETECTIONS_SCHEDULE must be an NCRONTAB expression with six fields (second minute hour day month weekday), e.g. '${DETECTIONS_DEFAULTS.schedule}'; got '${schedule}'.`,
-    );
-  }
-  const workspaceIds = readWorkspaceIds(read("DETECTIONS_WORKSPACE_IDS"), "DETECTIONS_WORKSPACE_IDS", problems);
-  const overrides = read("DETECTIONS_CONFIG");
-  if (overrides !== undefined && (overrides.length > 1024 || [...overrides].some((c) => c < " "))) {
-    problems.push("DETECTIONS_CONFIG must be the overrides file's blob name in the export container (e.g. 'config/detections.yaml'), at most 1024 characters.");
-  }
-  const alertsStream = read("LOGS_INGESTION_ALERTS_STREAM");
-  let alertsIngestion: LogsIngestionSettings | undefined;
-  if (alertsStream !== undefined) {
-    if (!STREAM.test(alertsStream)) {
-      problems.push(`LOGS_INGESTION_ALERTS_STREAM must be a stream declared in the DCR, e.g. 'Custom-DatabricksAuditAlerts'; got '${alertsStream}'.`);
-    } else if (!read("LOGS_INGESTION_ENDPOINT") || !read("LOGS_INGESTION_RULE_ID")) {
-      problems.push(
-        "LOGS_INGESTION_ALERTS_STREAM needs LOGS_INGESTION_ENDPOINT and LOGS_INGESTION_RULE_ID (the alerts go through the same endpoint and rule as the audit rows).",
-      );
-    } else if (app?.logsIngestion) {
-      alertsIngestion = { endpoint: app.logsIngestion.endpoint, ruleId: app.logsIngestion.ruleId, streamName: alertsStream };
-    }
-  }
-  if (problems.length > 0) throw new ConfigError(problems);
-  return {
-    app: app!,
-    schedule,
-    workspaceIds,
-    ...(overrides !== undefined ? { overrides } : {}),
-    ...(alertsIngestion ? { alertsIngestion } : {}),
-  };
 }

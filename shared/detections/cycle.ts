@@ -1,6 +1,7 @@
 import type { ContainerClient } from "@azure/storage-blob";
 import type { TokenCredential } from "@azure/identity";
-import type { DetectionsConfig, Settings, SourceConfig } from "../config";
+import type { Settings, SourceConfig } from "../config";
+import type { DetectionsConfig } from "./config";
 import { createAzureCredential, createContainerClient } from "../composition";
 import { Warehouse, type WarehouseOptions } from "../databricks";
 import { explainWarehouseError } from "../remediation";

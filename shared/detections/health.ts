@@ -1,5 +1,6 @@
 import type { ContainerClient } from "@azure/storage-blob";
-import { DETECTIONS_DEFAULTS, type Settings } from "../config";
+import { type Settings } from "../config";
+import { DETECTIONS_DEFAULTS } from "./config";
 import { describeError, redactSecrets } from "../errors";
 import type { CheckResult, CheckStatus } from "../checks/result";
 import { formatAge, scheduleIntervalMs } from "../checks/schedule";

@@ -4,7 +4,7 @@ import { InvocationContext, type Timer } from "@azure/functions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../sandbox/stack";
 import { runDetections as runDetectionsFunction } from "../../functions/runDetections";
-import { loadDetectionsConfig } from "../../shared/config";
+import { loadDetectionsConfig } from "../../shared/detections/config";
 import type { AlertLine, AlertRecord } from "../../shared/detections/alerts";
 import { runDetectionsCycle } from "../../shared/detections/cycle";
 import { detectionsStateCheck } from "../../shared/detections/health";

@@ -3,7 +3,7 @@ import type { ContainerClient } from "@azure/storage-blob";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../sandbox/stack";
 import { runDetections as runDetectionsFunction } from "../../functions/runDetections";
-import { loadDetectionsConfig } from "../../shared/config";
+import { loadDetectionsConfig } from "../../shared/detections/config";
 import type { AlertLine, AlertRecord } from "../../shared/detections/alerts";
 import { BUILT_IN_DETECTIONS } from "../../shared/detections/catalog";
 import { runDetectionsCycle } from "../../shared/detections/cycle";

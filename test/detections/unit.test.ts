@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import tables from "../../infra/tables.json";
-import { loadDetectionsConfig } from "../../shared/config";
+import { loadDetectionsConfig } from "../../shared/detections/config";
 import { alertFromRow, alertId, alertRecord, alertBlobName } from "../../shared/detections/alerts";
 import { BUILT_IN_DETECTIONS, builtInDetection } from "../../shared/detections/catalog";
 import { resolveCatalog } from "../../shared/detections/overrides";
