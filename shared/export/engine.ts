@@ -165,8 +165,12 @@ export async function runExport(options: ExportOptions, deps: ExportDeps): Promi
       // Sources that wait their turn get a share of what is left of the budget: a backfill of
       // one region must not take all of it from the regions after it.
       const turnsLeft = Math.ceil((queue.length + 1) / concurrency);
-      const sourceDeadline = deps.now() + Math.max(0, startedAt + options.timeBudgetMs - deps.now()) / turnsLeft;
-      const sourceTimeLeft = (): boolean => timeLeft() && deps.now() < sourceDeadline;
+      let sourceTimeLeft = timeLeft;
+      if (turnsLeft > 1) {
+        const now = deps.now();
+        const sourceDeadline = now + Math.max(0, startedAt + options.timeBudgetMs - now) / turnsLeft;
+        sourceTimeLeft = () => deps.now() < sourceDeadline;
+      }
       outcomes[item.index] = await exportSource({ ...context, timeLeft: sourceTimeLeft }, item.source);
       await item.source
         .finished?.()
