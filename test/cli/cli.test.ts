@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,9 +6,9 @@ import type { SandboxStack } from "../../sandbox/stack";
 import { AUDIT_COLUMNS } from "../../shared/auditEvent";
 import { auditRow, isoMicros } from "../support/auditRows";
 import { startStack } from "../support/exportHarness";
+import { runCli, type CliResult } from "../support/cli";
 
-/** The CLI as a user runs it: the built launcher, real flags, real exit codes. */
-const launcher = join(__dirname, "..", "..", "bin", "dbx-audit.js");
+// The CLI as a user runs it: the built launcher, real flags, real exit codes.
 let stack: SandboxStack;
 let dir: string;
 const T0 = Date.parse("2025-09-01T00:00:00Z");
@@ -17,18 +16,8 @@ const W1 = "1111111111111111";
 const W2 = "2222222222222222";
 let w1InWindow: string[] = [];
 
-function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [launcher, ...args], {
-      env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, DATABRICKS_TELEMETRY_DISABLED: "true", ...env },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+function cli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return runCli(args, { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, DATABRICKS_TELEMETRY_DISABLED: "true", ...env });
 }
 
 function seedFlags(extra: string[] = []): string[] {

@@ -1,12 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../sandbox/stack";
-import { DATABRICKS_DEFAULT_SCOPE } from "../../shared/config";
 import { Warehouse } from "../../shared/databricks";
 import type { AlertLine } from "../../shared/detections/alerts";
 import { BUILT_IN_DETECTIONS } from "../../shared/detections/catalog";
 import { evaluateDetection } from "../../shared/detections/evaluate";
 import { REPORTS, reportQuery } from "../../shared/detections/reports";
-import { hostOf, startStack } from "../support/exportHarness";
+import { startStack, warehouseSettings } from "../support/exportHarness";
 import { alertsOfVariant, buildCaseRows, CASES, type Variant } from "./cases";
 
 /**
@@ -23,10 +22,7 @@ const alerts: AlertLine[] = [];
 beforeAll(async () => {
   stack = await startStack();
   await stack.warehouse.appendRows(caseRows.flatMap((c) => c.rows));
-  warehouse = await Warehouse.connect(
-    { ...hostOf(stack), httpPath: stack.contract.databricks.httpPath, scope: DATABRICKS_DEFAULT_SCOPE, accessToken: stack.contract.databricks.token },
-    undefined,
-  );
+  warehouse = await Warehouse.connect(warehouseSettings(stack.contract.databricks), undefined);
   for (const detection of BUILT_IN_DETECTIONS) {
     const evaluation = await evaluateDetection(warehouse, detection, { fromUs: DAY * 1000, toUs: (DAY + 86_400_000) * 1000 }, [], Date.now);
     alerts.push(...evaluation.alerts);

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -8,9 +7,9 @@ import type { AlertLine } from "../../shared/detections/alerts";
 import { renderDetectionsDoc } from "../../shared/detections/docs";
 import { auditRow, isoMicros } from "../support/auditRows";
 import { startStack } from "../support/exportHarness";
+import { runCli, type CliResult } from "../support/cli";
 
-/** `dbx-audit detect`, `detections` and `report` as a user runs them: the built launcher, the sandbox's settings in the environment. */
-const launcher = join(__dirname, "..", "..", "bin", "dbx-audit.js");
+// `dbx-audit detect`, `detections` and `report` as a user runs them: the built launcher, the sandbox's settings in the environment.
 let stack: SandboxStack;
 let dir: string;
 /** Two days ago, midnight UTC: inside a report's default 90 days. */
@@ -18,18 +17,8 @@ const T0 = Math.floor(Date.now() / 86_400_000) * 86_400_000 - 2 * 86_400_000;
 const START = new Date(T0).toISOString();
 const END = new Date(T0 + 86_400_000).toISOString();
 
-function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [launcher, ...args], {
-      env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, ...stack.contract.env, ...env },
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    child.on("error", reject);
-    child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
+function cli(args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+  return runCli(args, { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, ...stack.contract.env, ...env });
 }
 
 beforeAll(async () => {

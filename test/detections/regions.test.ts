@@ -1,5 +1,3 @@
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { InvocationContext, type Timer } from "@azure/functions";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { SandboxStack } from "../../sandbox/stack";
@@ -12,6 +10,7 @@ import type { DetectionsRunSummary } from "../../shared/detections/runner";
 import { DETECTIONS_STATE_BLOB, parseDetectionsState } from "../../shared/detections/state";
 import { containerFor } from "../support/exportHarness";
 import { ACCOUNT_LEVEL, activeIn, blobAlerts, failedLogins, onlyDetections, sourcesSetting, startTwoRegions, type TwoRegions } from "./regions";
+import { runCli, type CliResult } from "../support/cli";
 
 /**
  * The detections over two regions through the real stack: two SQL warehouse stand-ins (region1,
@@ -206,21 +205,9 @@ describe("runDetections (timer function) over two regions", () => {
 });
 
 describe("dbx-audit detect over two regions", () => {
-  const launcher = join(__dirname, "..", "..", "bin", "dbx-audit.js");
   const day = "2025-11-03T00:00:00Z";
-  function cli(args: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, [launcher, ...args], {
-        env: { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, ...stack.contract.env, ...env },
-      });
-      let stdout = "";
-      let stderr = "";
-      child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-      child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-      child.on("error", reject);
-      child.on("exit", (code) => resolve({ code: code ?? -1, stdout, stderr }));
-    });
-  }
+  const cli = (args: string[], env: Record<string, string> = {}): Promise<CliResult> =>
+    runCli(args, { PATH: process.env.PATH, NODE_EXTRA_CA_CERTS: process.env.NODE_EXTRA_CA_CERTS, ...stack.contract.env, ...env });
   const parse = (stdout: string) =>
     stdout
       .split("\n")

@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DATABRICKS_DEFAULT_SCOPE } from "../../shared/config";
 import { Warehouse } from "../../shared/databricks";
 import type { AlertLine } from "../../shared/detections/alerts";
 import { BUILT_IN_DETECTIONS } from "../../shared/detections/catalog";
@@ -8,6 +7,7 @@ import { evaluateOverSources } from "../../shared/detections/evaluate";
 import type { AuditRow } from "../support/auditRows";
 import { alertsOfVariant, buildCaseRows, CASES, type CaseRows } from "./cases";
 import { startTwoRegions, type TwoRegions } from "./regions";
+import { warehouseSettings } from "../support/exportHarness";
 
 /**
  * The whole built-in catalog over two regions raises what it raises over one: every case's rows
@@ -50,20 +50,7 @@ beforeAll(async () => {
   await stack.warehouses[0]!.appendRows(first);
   await stack.warehouses[1]!.appendRows(second);
   for (const source of stack.contract.databricksSources) {
-    const [host, port] = source.serverHostname.split(":");
-    sessions.push(
-      await Warehouse.connect(
-        {
-          serverHostname: source.serverHostname,
-          host: host!,
-          port: Number(port),
-          httpPath: source.httpPath,
-          scope: DATABRICKS_DEFAULT_SCOPE,
-          accessToken: source.token,
-        },
-        undefined,
-      ),
-    );
+    sessions.push(await Warehouse.connect(warehouseSettings(source), undefined));
   }
   const named = sessions.map((source, i) => ({ name: `region${i + 1}`, source }));
   for (const detection of BUILT_IN_DETECTIONS) {

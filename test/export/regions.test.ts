@@ -4,7 +4,6 @@ import type { SandboxStack } from "../../sandbox/stack";
 import { startSandboxStack } from "../../sandbox/stack";
 import { BlobExportStore } from "../../shared/blobStore";
 import { loadConfig } from "../../shared/config";
-import { DATABRICKS_DEFAULT_SCOPE } from "../../shared/config";
 import { Warehouse } from "../../shared/databricks";
 import { DeliveryError } from "../../shared/errors";
 import { runExportCycle } from "../../shared/export/cycle";
@@ -16,6 +15,8 @@ import {
   CrashSwitch,
   archivedEvents,
   containerFor,
+  expectBothSinksOnce,
+  warehouseSettings,
   crashingSink,
   crashingSource,
   crashingStore,
@@ -106,18 +107,7 @@ async function exportRegions(
   await store.ensureContainer();
   const warehouses = await Promise.all(
     stack.contract.databricksSources.slice(0, only ? 1 : undefined).map(async (source) => {
-      const [host, port] = source.serverHostname.split(":");
-      const reader = await Warehouse.connect(
-        {
-          serverHostname: source.serverHostname,
-          host: host!,
-          port: Number(port),
-          httpPath: source.httpPath,
-          scope: DATABRICKS_DEFAULT_SCOPE,
-          accessToken: source.token,
-        },
-        undefined,
-      );
+      const reader = await Warehouse.connect(warehouseSettings(source), undefined);
       return { name: source.name, reader };
     }),
   );
@@ -140,17 +130,8 @@ async function exportRegions(
   }
 }
 
-async function expectEachOnce(s: Scenario, expected: readonly string[], where: string): Promise<void> {
-  expectExactlyOnce(
-    (await archivedEvents(containerFor(stack, s.container))).map((e) => e.event_id),
-    expected,
-    `blob ${where}`,
-  );
-  expectExactlyOnce(
-    ingestedRecords(stack).map((r) => r.EventId),
-    expected,
-    `Log Analytics ${where}`,
-  );
+function expectEachOnce(s: Scenario, expected: readonly string[], where: string): Promise<void> {
+  return expectBothSinksOnce(stack, containerFor(stack, s.container), expected, ` ${where}`);
 }
 
 describe("account-level events in every region", () => {

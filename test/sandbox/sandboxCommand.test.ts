@@ -6,6 +6,7 @@ import { createInterface } from "node:readline";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DBSQLClient } from "@databricks/sql";
 import type { DatabricksSource, SandboxContract } from "../../sandbox/stack";
+import { runCli } from "../support/cli";
 
 /** `dbx-audit sandbox` as a user (or an acceptance test) drives it: the JSON line, the admin URLs, SIGTERM. */
 const launcher = join(__dirname, "..", "..", "bin", "dbx-audit.js");
@@ -155,17 +156,9 @@ describe("dbx-audit sandbox", () => {
     // posted-1 (workspace "0") is already in region 2; region 1 gets the same event.
     const copy = row("2026-01-01T00:00:00.000001Z", "posted-1", "0");
     expect((await fetch(`${region1.adminUrl}/events`, { method: "POST", body: toJsonl([copy]) })).status).toBe(200);
-    const child = spawn(process.execPath, [launcher, "run", "--until-caught-up", "--json"], {
-      env: { ...process.env, ...contract.env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
-    expect(code, err).toBe(0);
-    const summaries = out
+    const run = await runCli(["run", "--until-caught-up", "--json"], { ...process.env, ...contract.env });
+    expect(run.code, run.stderr).toBe(0);
+    const summaries = run.stdout
       .trim()
       .split("\n")
       .map((line) => JSON.parse(line) as { sources: { name: string; status: string; eventsDelivered: number; duplicatesSkipped: number }[] });
@@ -199,16 +192,9 @@ describe("dbx-audit sandbox with an events file it cannot load", () => {
   it("exits with an error that names the file and the line, printing no contract", async () => {
     writeFileSync(join(dir, "good.jsonl"), toJsonl(REGION1_ROWS));
     writeFileSync(join(dir, "bad.jsonl"), `${JSON.stringify(REGION2_ROWS[0])}\n{"event_time": oops}\n`);
-    const child = spawn(process.execPath, [launcher, "sandbox", "--events", join(dir, "good.jsonl"), "--events", join(dir, "bad.jsonl")], {
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    child.stderr.on("data", (c: Buffer) => (err += c.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once("exit", resolve));
+    const { code, stdout, stderr } = await runCli(["sandbox", "--events", join(dir, "good.jsonl"), "--events", join(dir, "bad.jsonl")], process.env);
     expect(code).not.toBe(0);
-    expect(out).toBe("");
-    expect(err).toContain(`${join(dir, "bad.jsonl")}:2: not valid JSON`);
+    expect(stdout).toBe("");
+    expect(stderr).toContain(`${join(dir, "bad.jsonl")}:2: not valid JSON`);
   });
 });

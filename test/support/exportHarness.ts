@@ -3,7 +3,7 @@ import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
 import { expect } from "vitest";
 import type { AuditEvent } from "../../shared/auditEvent";
 import { BlobExportStore } from "../../shared/blobStore";
-import { DATABRICKS_DEFAULT_SCOPE, type AuditFilter, type DatabricksSettings } from "../../shared/config";
+import { DATABRICKS_DEFAULT_SCOPE, parseServerHostname, type AuditFilter, type DatabricksSettings } from "../../shared/config";
 import { Warehouse, type WarehouseOptions } from "../../shared/databricks";
 import { ThreadedWarehouse } from "../../shared/databricksThread";
 import type { ExportDeps, ExportOptions } from "../../shared/export/engine";
@@ -11,7 +11,7 @@ import { runExport } from "../../shared/export/engine";
 import type { AuditSource, ExportStore, IngestionSink } from "../../shared/export/ports";
 import { LogsIngestionSink, type IngestionClientOptions } from "../../shared/logsIngestion";
 import { MAX_CALL_BYTES, type SentinelAuditRecord } from "../../shared/sentinelRecord";
-import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
+import { startSandboxStack, type SandboxStack, type WarehouseEndpoint } from "../../sandbox/stack";
 
 /** Starts the local stack for one test file and points this process's managed identity at it. */
 export async function startStack(): Promise<SandboxStack> {
@@ -194,8 +194,19 @@ export async function exportOnce(setup: RunSetup): ReturnType<typeof runExport> 
 }
 
 export function hostOf(stack: SandboxStack): { serverHostname: string; host: string; port: number } {
-  const [host, port] = stack.contract.databricks.serverHostname.split(":");
-  return { serverHostname: stack.contract.databricks.serverHostname, host: host!, port: Number(port) };
+  const { serverHostname, host, port } = warehouseSettings(stack.contract.databricks);
+  return { serverHostname, host, port };
+}
+
+/** The driver's settings for one warehouse of the sandbox's contract (`databricks` or an entry of `databricksSources`), with its PAT. */
+export function warehouseSettings(endpoint: Pick<WarehouseEndpoint, "serverHostname" | "httpPath" | "token">): DatabricksSettings {
+  return {
+    serverHostname: endpoint.serverHostname,
+    ...parseServerHostname(endpoint.serverHostname)!,
+    httpPath: endpoint.httpPath,
+    scope: DATABRICKS_DEFAULT_SCOPE,
+    accessToken: endpoint.token,
+  };
 }
 
 export async function archivedEvents(container: ContainerClient): Promise<AuditEvent[]> {
