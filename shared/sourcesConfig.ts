@@ -28,13 +28,16 @@ export function parseServerHostname(value: string): { host: string; port: number
   return { host: match[1], port };
 }
 
+/** Sources exported at once on an instance with the memory for it. */
+export const SOURCES_AT_ONCE = 4;
+
 /**
  * Sources exported at once when EXPORT_SOURCE_CONCURRENCY is not set. Each source running
  * adds its reader thread and its batches (about 90 MB at peak, `npm run bench:regions`): on an
  * instance under 1.5 GB (Flex Consumption's 512 MB) one at a time, else four.
  */
 export function sourceConcurrencyFor(memoryLimitBytes: number | undefined): number {
-  return memoryLimitBytes !== undefined && memoryLimitBytes > 0 && memoryLimitBytes < 1.5 * 1024 ** 3 ? 1 : 4;
+  return memoryLimitBytes !== undefined && memoryLimitBytes > 0 && memoryLimitBytes < 1.5 * 1024 ** 3 ? 1 : SOURCES_AT_ONCE;
 }
 
 export interface SourceSettings {

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { setImmediate as yieldToEventLoop } from "node:timers/promises";
 import type { EventKey } from "../auditQueries";
-import type { AuditFilter, RedactionRule } from "../config";
+import { SINGLE_SOURCE_NAME, type AuditFilter, type RedactionRule } from "../config";
 import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "../timestamps";
 import { BatchBuilder, cutCalls, withOwnLine, type BatchLimits, type PreparedBatch, type PreparedEvent, type Preparation } from "./batching";
 import { boundedScan, type SliceLimits } from "./boundedScan";
@@ -135,10 +135,7 @@ export class SourceArchiver {
     const present = found.filter((e): e is PreparedEvent => e !== undefined);
     const duplicates = await this.duplicatesOf(present);
     // Another source may have claimed some of its account-level events since: list only the blobs it writes.
-    const blobs = blobNamesOf(
-      present.filter((e) => !duplicates.has(e.eventId)),
-      pending.id,
-    );
+    const blobs = blobNamesOf(withoutDuplicates(present, duplicates), pending.id);
     if (record.blobs && (blobs.length !== record.blobs.length || blobs.some((name, i) => name !== record.blobs![i]))) {
       await this.locked.confirmHeld();
       await this.store.writeBatch(pending.id, { ...record, blobs });
@@ -235,7 +232,7 @@ export class SourceArchiver {
   private recordOf(id: string, prepared: PreparedBatch, duplicates: ReadonlySet<string>): BatchRecord {
     return {
       ids: prepared.events.map((e) => e.eventId),
-      blobs: blobNamesOf(duplicates.size > 0 ? prepared.events.filter((e) => !duplicates.has(e.eventId)) : prepared.events, id),
+      blobs: blobNamesOf(withoutDuplicates(prepared.events, duplicates), id),
       calls: prepared.calls,
     };
   }
@@ -300,7 +297,7 @@ export class SourceArchiver {
     duplicates: ReadonlySet<string>,
   ): Promise<void> {
     const present = events.filter((e): e is PreparedEvent => e !== undefined);
-    const delivered = duplicates.size > 0 ? present.filter((e) => !duplicates.has(e.eventId)) : present;
+    const delivered = withoutDuplicates(present, duplicates);
     await this.writeBlobs(pending, delivered);
     if (this.options.ingestionOn) {
       await this.locked.confirmHeld();
@@ -434,10 +431,15 @@ export class SourceArchiver {
 
 // ---- pure helpers ---------------------------------------------------------------------------
 
+/** The events this source archives: all but the account-level ones another source archives. */
+function withoutDuplicates(events: readonly PreparedEvent[], duplicates: ReadonlySet<string>): readonly PreparedEvent[] {
+  return duplicates.size > 0 ? events.filter((e) => !duplicates.has(e.eventId)) : events;
+}
+
 /** A batch's name: deterministic for a scan batch (its start key), and for a late batch its events too. Other sources than the first add their name. */
 export function batchId(source: string, kind: BatchKind, from: EventKey, events: readonly { eventId: string }[]): string {
   const hash = createHash("sha256").update(`${from.timeUs}|${from.eventId}`);
-  if (source !== "default") hash.update(`|source=${source}`);
+  if (source !== SINGLE_SOURCE_NAME) hash.update(`|source=${source}`);
   if (kind === "late") for (const e of events) hash.update(`|${e.eventId}`);
   return `${kind}-${from.timeUs}-${hash.digest("hex").slice(0, 12)}`;
 }

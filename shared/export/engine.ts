@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { AuditFilter, ExportStart, RedactionRule } from "../config";
-import { resolveStart } from "../config";
+import { SINGLE_SOURCE_NAME, resolveStart } from "../config";
+import { SOURCES_AT_ONCE } from "../sourcesConfig";
 import { DeliveryError, LockLostError, describeError, ensureError } from "../errors";
 import { hourIndexOf, microsToIso } from "../timestamps";
 import { SourceArchiver } from "./archiver";
@@ -9,7 +10,7 @@ import { LockedState } from "./lockedState";
 import { LogAnalyticsFollower } from "./logAnalytics";
 import type { AuditSource, ExportLog, ExportStore, IngestionSink } from "./ports";
 import { AccountEventClaims } from "./accountEvents";
-import { DEFAULT_SOURCE, initialSourceState, logAnalyticsBacklog, type ExportState, type SourceState } from "./state";
+import { initialSourceState, logAnalyticsBacklog, type ExportState, type SourceState } from "./state";
 
 /**
  * The export engine. No SDK, no environment, no clock of its own: the warehouse, the blob
@@ -130,13 +131,12 @@ const DEFAULT_BATCH_EVENTS = 20_000;
 const DEFAULT_CALLS_PER_BATCH = 4;
 const MAX_ARCHIVE_BYTES_PER_BATCH = 8 * 1024 * 1024;
 const DEFAULT_LOCK_TTL_MS = 5 * 60_000;
-const DEFAULT_SOURCE_CONCURRENCY = 4;
 
 export async function runExport(options: ExportOptions, deps: ExportDeps): Promise<ExportSummary> {
   const runId = randomUUID();
   const startedAt = deps.now();
   const timeLeft = (): boolean => deps.now() - startedAt < options.timeBudgetMs;
-  const sources = deps.sources ?? (deps.source ? [{ name: DEFAULT_SOURCE, reader: deps.source, filter: options.filter }] : []);
+  const sources = deps.sources ?? (deps.source ? [{ name: SINGLE_SOURCE_NAME, reader: deps.source, filter: options.filter }] : []);
   if (sources.length === 0) throw new Error("runExport needs a source to read.");
   const locked = new LockedState(deps.store, runId, options.lockTtlMs ?? DEFAULT_LOCK_TTL_MS, deps.now, deps.log);
   await locked.acquire();
@@ -159,7 +159,7 @@ export async function runExport(options: ExportOptions, deps: ExportDeps): Promi
 
   const outcomes = new Array<SourceOutcome>(sources.length);
   const queue = sources.map((source, index) => ({ source, index }));
-  const concurrency = Math.min(options.sourceConcurrency ?? DEFAULT_SOURCE_CONCURRENCY, sources.length);
+  const concurrency = Math.min(options.sourceConcurrency ?? SOURCES_AT_ONCE, sources.length);
   const worker = async (): Promise<void> => {
     for (let item = queue.shift(); item; item = queue.shift()) {
       // Sources that wait their turn get a share of what is left of the budget: a backfill of
@@ -184,13 +184,13 @@ export async function runExport(options: ExportOptions, deps: ExportDeps): Promi
   if (claims && lockLost === undefined) await forgetOldClaims(claims, locked.state, sources, options.lateHorizonMs, deps.log);
   const failed = outcomes.filter((o) => o.failure !== undefined);
   const lagging = outcomes.filter((o) => o.failure === undefined && o.lagging !== undefined);
+  const problems = [...failed.map((o) => describeSourceFailure(o, sources.length)), ...lagging.map((o) => o.lagging!)];
   locked.stop();
   // Wait for no call to be in flight before the lock goes: nothing may leave after this run ends.
   await locked
     .release((state) => {
       const now = new Date(deps.now()).toISOString();
       for (const outcome of outcomes) recordOutcome(state.sources[outcome.name], outcome, now);
-      const problems = [...failed.map((o) => describeSourceFailure(o, sources.length)), ...lagging.map((o) => o.lagging!)];
       // The archive (the record of truth) of every source that did not fail is current.
       if (failed.length < outcomes.length) state.lastSuccessAt = now;
       if (problems.length === 0) delete state.lastError;
@@ -208,10 +208,7 @@ export async function runExport(options: ExportOptions, deps: ExportDeps): Promi
   const summary = totalOf(runId, summaries);
   // A failed source or Log Analytics lagging fails the invocation (so it shows in Application
   // Insights), after every other source did its work, with the summary of what was delivered.
-  if (failed.length > 0 || lagging.length > 0) {
-    const message = [...failed.map((o) => describeSourceFailure(o, sources.length)), ...lagging.map((o) => o.lagging!)].join(" ");
-    throw new DeliveryError(message, summary);
-  }
+  if (problems.length > 0) throw new DeliveryError(problems.join(" "), summary);
   return summary;
 }
 
@@ -225,10 +222,10 @@ function addSources(state: ExportState, names: readonly string[], first: string,
   const existing = Object.values(state.sources);
   const joinedUs = existing.length > 0 ? Math.min(...existing.map((s) => s.cursor.timeUs)) : undefined;
   for (const name of names) {
-    const legacy = state.sources[DEFAULT_SOURCE];
-    if (name === first && legacy && !names.includes(DEFAULT_SOURCE) && Object.keys(state.sources).length === 1) {
-      state.sources[name] = { ...legacy, journal: legacy.journal ?? DEFAULT_SOURCE };
-      delete state.sources[DEFAULT_SOURCE];
+    const legacy = state.sources[SINGLE_SOURCE_NAME];
+    if (name === first && legacy && !names.includes(SINGLE_SOURCE_NAME) && Object.keys(state.sources).length === 1) {
+      state.sources[name] = { ...legacy, journal: legacy.journal ?? SINGLE_SOURCE_NAME };
+      delete state.sources[SINGLE_SOURCE_NAME];
       continue;
     }
     state.sources[name] = { ...initialSourceState(startUs), ...(joinedUs !== undefined ? { accountEventsFromUs: joinedUs } : {}) };
@@ -340,7 +337,7 @@ async function exportSource(context: SourceRunContext, named: NamedSource): Prom
     if (archiveFailure !== undefined) throw ensureError(archiveFailure);
     if (follower?.failure) {
       const backlog = logAnalyticsBacklog(source());
-      const who = sourceName === DEFAULT_SOURCE ? "" : ` of source '${sourceName}'`;
+      const who = sourceName === SINGLE_SOURCE_NAME ? "" : ` of source '${sourceName}'`;
       outcome.lagging = `The archive${who} is complete up to ${microsToIso(source().cursor.timeUs)}, but Log Analytics is ${backlog.batches} batch(es) (${backlog.events} events) behind it: ${follower.failure.message} ${follower.failure.remediation}`;
     }
   } catch (error) {

@@ -1,4 +1,5 @@
 import type { EventKey } from "../auditQueries";
+import { SINGLE_SOURCE_NAME } from "../sourcesConfig";
 
 /**
  * What the export remembers between runs, kept as one JSON blob under `_state/` and written
@@ -90,8 +91,6 @@ export interface LogAnalyticsProgress {
   laggingSince?: string;
   lastError?: { at: string; message: string; remediation: string };
 }
-
-export const DEFAULT_SOURCE = "default";
 
 export function initialSourceState(startUs: number): SourceState {
   return {
@@ -198,7 +197,7 @@ function upgradeVersion1(old: StateVersion1, problems: string[]): ExportState | 
     version: 2,
     lock: old.lock ?? null,
     writer: null,
-    sources: { [DEFAULT_SOURCE]: source },
+    sources: { [SINGLE_SOURCE_NAME]: source },
     ...(old.lastRunAt ? { lastRunAt: old.lastRunAt } : {}),
     ...(old.lastSuccessAt ? { lastSuccessAt: old.lastSuccessAt } : {}),
     ...(old.lastFailureAt ? { lastFailureAt: old.lastFailureAt } : {}),
