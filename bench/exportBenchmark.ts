@@ -15,30 +15,16 @@ import { readFileSync, readdirSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { ensureLocalTls } from "../sandbox/tls";
 import type { IngestionStats } from "../sandbox/logsIngestion";
 import type { WarehouseStats } from "../sandbox/sqlWarehouse/server";
 import type { SandboxContract } from "../sandbox/stack";
+import { INSTANCE_HEAPS, rerunTrustingSandboxCa, workerProcess } from "./processes";
 import type { SinksFloor } from "./sinksFloor";
 
 const MAX_CALL_BYTES = 1_048_576; // the service's limit per call (1 MB)
 /** Events the sinks' least work is measured on: enough for a steady figure per event, in a second or two. */
 const FLOOR_EVENTS = 20_000;
 
-/**
- * Node sizes V8's heap from the memory its container may use (the cgroup limit), so on a
- * Flex Consumption instance the exporting process runs with a heap sized to the instance, not
- * to the machine underneath. These are the limits Node 20 chose when run under a memory cgroup
- * of each size (heap_size_limit 259, 1,048 and 2,096 MB; new space 2, 16 and 32 MB), given as
- * the flags that reproduce them on a machine without such a limit. "none": the machine's own
- * memory, as when the CLI runs on a workstation.
- */
-const INSTANCE_HEAPS: Record<string, string[]> = {
-  "512": ["--max-old-space-size=256", "--max-semi-space-size=1"],
-  "2048": ["--max-old-space-size=1024", "--max-semi-space-size=8"],
-  "4096": ["--max-old-space-size=2048", "--max-semi-space-size=16"],
-  none: [],
-};
 /**
  * CPU cores of a Flex Consumption instance of each memory size, as Microsoft documents them
  * ("typical allocations"; the Flex Consumption plan page). There the process's own CPU is
@@ -59,13 +45,7 @@ interface WorkerResult {
 async function main(): Promise<void> {
   const { events, rounds, instanceMemory, cloudFetch, readerCloudFetch } = readFlags(process.argv.slice(2));
   const heapFlags = INSTANCE_HEAPS[instanceMemory]!;
-  const tls = await ensureLocalTls();
-  if (process.env.NODE_EXTRA_CA_CERTS !== tls.caCertPath) {
-    // Node reads NODE_EXTRA_CA_CERTS only at start-up: run again trusting the sandbox CA.
-    const child = spawn(process.execPath, process.argv.slice(1), { stdio: "inherit", env: { ...process.env, NODE_EXTRA_CA_CERTS: tls.caCertPath } });
-    child.on("exit", (code) => process.exit(code ?? 1));
-    return;
-  }
+  if (await rerunTrustingSandboxCa()) return;
 
   log(`Starting the sandbox with ${events.toLocaleString("en-US")} synthetic events...`);
   log(
@@ -257,15 +237,6 @@ function startSandbox(events: number, cloudFetch: boolean): Promise<{ sandbox: C
 
 function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv, heapFlags: string[], cloudFetch: boolean): Promise<WorkerResult> {
   return workerProcess<WorkerResult>([mode, ...(cloudFetch ? ["--cloud-fetch"] : [])], env, heapFlags);
-}
-
-function workerProcess<T>(args: string[], env: NodeJS.ProcessEnv, heapFlags: string[]): Promise<T> {
-  const child = spawn(process.execPath, [...heapFlags, join(__dirname, "worker.js"), ...args], { env, stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve, reject) => {
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as T) : reject(new Error(`the ${args[0]} worker exited with code ${code}`))));
-  });
 }
 
 const cpus = availableParallelism();

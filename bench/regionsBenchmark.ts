@@ -6,14 +6,9 @@
  * Consumption instance. Prints events/s, peak RSS,
  * CPU and the account-level copies skipped. Figures, not a test: nothing here passes or fails.
  */
-import { spawn } from "node:child_process";
-import { join } from "node:path";
 import { startSandboxStack, type SandboxStack } from "../sandbox/stack";
 import { syntheticRows } from "../sandbox/sqlWarehouse/synthetic";
-import { ensureLocalTls } from "../sandbox/tls";
-
-/** As in exportBenchmark.ts: the heap Node gives itself on a 512 MB instance. */
-const HEAP_512 = ["--max-old-space-size=256", "--max-semi-space-size=1"];
+import { INSTANCE_HEAPS, rerunTrustingSandboxCa, workerProcess } from "./processes";
 
 interface ExportRun {
   events: number;
@@ -29,13 +24,7 @@ async function main(): Promise<void> {
   if (!Number.isInteger(events) || events < 1 || !Number.isInteger(regions) || regions < 2) {
     throw new Error("usage: regionsBenchmark [--events N (per region, >= 1)] [--regions R (>= 2)]");
   }
-  const tls = await ensureLocalTls();
-  if (process.env.NODE_EXTRA_CA_CERTS !== tls.caCertPath) {
-    // Node reads NODE_EXTRA_CA_CERTS only at start-up: run again trusting the sandbox CA.
-    const child = spawn(process.execPath, process.argv.slice(1), { stdio: "inherit", env: { ...process.env, NODE_EXTRA_CA_CERTS: tls.caCertPath } });
-    child.on("exit", (code) => process.exit(code ?? 1));
-    return;
-  }
+  if (await rerunTrustingSandboxCa()) return;
   process.stderr.write(`Starting ${regions} warehouse stand-ins with ${events.toLocaleString("en-US")} synthetic events each...\n`);
   const stack = await startSandboxStack({ synthetic: 0, regions, cloudFetch: false });
   try {
@@ -84,12 +73,7 @@ async function load(stack: SandboxStack, events: number): Promise<number> {
 }
 
 function exportCycle(env: NodeJS.ProcessEnv): Promise<ExportRun> {
-  const child = spawn(process.execPath, [...HEAP_512, join(__dirname, "worker.js"), "export"], { env, stdio: ["ignore", "pipe", "inherit"] });
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => (out += d.toString()));
-  return new Promise((resolve, reject) => {
-    child.on("exit", (code) => (code === 0 ? resolve(JSON.parse(out.trim()) as ExportRun) : reject(new Error(`the export worker exited with code ${code}`))));
-  });
+  return workerProcess<ExportRun>(["export"], env, INSTANCE_HEAPS["512"]!);
 }
 
 function flag(name: string): string | undefined {
