@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { microsToIso, utcDateOf } from "../timestamps";
-import type { DetectionRow } from "./sql";
+import { SAMPLE_SIZE, type DetectionRow } from "./sql";
 import type { Detection, GroupField } from "./types";
 import { MICROS_PER_MINUTE } from "./windows";
 
@@ -162,18 +162,24 @@ function textOrNull(value: unknown): string | null {
 }
 
 function texts(value: unknown): string[] {
-  // Arrays arrive as arrays from Arrow results; a driver set to return complex types as JSON text sends a string.
-  if (typeof value === "string") {
+  return collectedValues(value).sort().slice(0, SAMPLE_SIZE);
+}
+
+/**
+ * A `collect_set` as the driver returns it, as comparable strings: arrays arrive as arrays from
+ * Arrow results; a driver set to return complex types as JSON text sends a string.
+ */
+export function collectedValues(value: unknown): string[] {
+  let list = value;
+  if (typeof list === "string") {
     try {
-      value = JSON.parse(value);
+      list = JSON.parse(list);
     } catch {
       return [];
     }
   }
-  if (!Array.isArray(value)) return [];
-  return (value as unknown[])
+  if (!Array.isArray(list)) return [];
+  return (list as unknown[])
     .filter((v) => v !== null && v !== undefined)
-    .map(String)
-    .sort()
-    .slice(0, 10);
+    .map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v as string | number)));
 }

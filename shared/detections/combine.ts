@@ -1,4 +1,4 @@
-import { alertFromRow, type AlertLine } from "./alerts";
+import { alertFromRow, collectedValues, type AlertLine } from "./alerts";
 import { passesThreshold, sourceCombination, type SourceCombination } from "./combination";
 import { SAMPLE_SIZE, type DetectionRow } from "./sql";
 import type { Detection } from "./types";
@@ -25,7 +25,7 @@ export function combineSourceRows(detection: Detection, parts: readonly SourceRo
   for (const part of parts) {
     for (const row of part.rows) {
       const alert = alertFromRow(detection, row, [part.source]);
-      const values = combination === "union" && row.measure_set !== undefined ? new Set(valuesOf(row.measure_set)) : undefined;
+      const values = combination === "union" && row.measure_set !== undefined ? new Set(collectedValues(row.measure_set)) : undefined;
       const seen = merged.get(alert.alert_id);
       if (!seen) {
         merged.set(alert.alert_id, values ? { alert, values } : { alert });
@@ -64,20 +64,4 @@ export function mergeAlertLines(a: AlertLine, b: AlertLine, combination: SourceC
 
 function unite(a: readonly string[], b: readonly string[]): string[] {
   return [...new Set([...a, ...b])].sort().slice(0, SAMPLE_SIZE);
-}
-
-/** A `collect_set` as the driver returns it (an array, or JSON text), as comparable strings. */
-function valuesOf(value: unknown): string[] {
-  let list = value;
-  if (typeof list === "string") {
-    try {
-      list = JSON.parse(list);
-    } catch {
-      return [];
-    }
-  }
-  if (!Array.isArray(list)) return [];
-  return (list as unknown[])
-    .filter((v) => v !== null && v !== undefined)
-    .map((v) => (typeof v === "object" ? JSON.stringify(v) : String(v as string | number)));
 }
