@@ -4,8 +4,9 @@ import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import { descendants, readTemplate, stringLiteral } from "./support/bicep";
+import { descendants, evaluate, readTemplate, stringLiteral, valueAt, type BicepValue } from "./support/bicep";
 import { analyse, globalsFor, readTables, type KustoGlobals } from "./support/kusto";
+import { armRuleProblems, templateProblems, VALIDATION_SOURCE, type ArmRuleProperties } from "./support/sentinelValidation";
 
 // The Sentinel content of sentinel/: analytic rules in the Azure-Sentinel repository's schema and a
 // workbook. Every KQL query is parsed and analysed against the two tables' schemas from
@@ -117,6 +118,10 @@ describe("Sentinel content", () => {
       expect(rule.incidentConfiguration.createIncident).toBe(true);
     });
 
+    it(`passes the checks of ${VALIDATION_SOURCE}`, () => {
+      expect(templateProblems(rule)).toEqual([]);
+    });
+
     it("is a query Log Analytics accepts on the tables of infra/tables.json", () => {
       expect(analyse(rule.query, globals).errors).toEqual([]);
     });
@@ -220,6 +225,21 @@ describe("Sentinel content", () => {
       for (const rule of generated) {
         expect(rule.kind).toBe("Scheduled");
         expect(rule.properties.queryFrequency).toBe("PT1H");
+      }
+    });
+
+    it(`passes the service's checks as Bicep deploys each rule (${VALIDATION_SOURCE}, NoTemplateVersionWithoutTemplateName)`, async () => {
+      const generated = JSON.parse(readFileSync(join(repo, "sentinel", "analytic-rules.json"), "utf8")) as { properties: BicepValue }[];
+      const files = await readTemplate(join(repo, "infra"));
+      const module = files.get(join(repo, "infra", "app", "sentinel-content.bicep"))!;
+      const alertRules = module.resources.find((resource) => resource.type === "Microsoft.SecurityInsights/alertRules")!;
+      const properties = valueAt(alertRules.body, "properties")!;
+      for (const rule of generated) {
+        for (const enableRules of [true, false]) {
+          const deployed = evaluate(properties, module, { rule, enableRules }) as unknown as ArmRuleProperties;
+          expect(armRuleProblems(deployed), deployed.displayName).toEqual([]);
+          expect(deployed.enabled).toBe(enableRules);
+        }
       }
     });
 
