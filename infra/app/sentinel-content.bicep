@@ -1,5 +1,5 @@
-// Sentinel content for the Databricks audit tables, deployed into a Log Analytics workspace that
-// has Microsoft Sentinel enabled: the analytic rules of sentinel/analytic-rules/*.yaml (through
+// Sentinel content for the Databricks audit tables, deployed into a Log Analytics workspace that it
+// onboards to Microsoft Sentinel: the analytic rules of sentinel/analytic-rules/*.yaml (through
 // sentinel/analytic-rules.json, which `npm run sentinel` generates from them: Bicep cannot read
 // YAML, and a test fails when the two disagree) and the workbook of sentinel/workbooks/.
 //
@@ -7,7 +7,7 @@
 // (DEPLOY_SENTINEL_CONTENT). It also deploys on its own into any Sentinel workspace that has the
 // two tables: see infra/README.md.
 
-@description('Log Analytics workspace, in this deployment\'s resource group, with Microsoft Sentinel enabled and both tables.')
+@description('Log Analytics workspace, in this deployment\'s resource group, with both tables; this module onboards it to Microsoft Sentinel.')
 param workspaceName string
 
 @description('Region of the workbook: the workspace\'s.')
@@ -25,6 +25,14 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existin
   name: workspaceName
 }
 
+// Microsoft Sentinel on the workspace: without it every alertRules call fails, so a first
+// `azd up` with DEPLOY_SENTINEL_CONTENT=true needs it. Its one instance is named 'default'.
+resource sentinelOnboarding 'Microsoft.SecurityInsights/onboardingStates@2024-03-01' = {
+  scope: workspace
+  name: 'default'
+  properties: {}
+}
+
 // The rules' IDs are fixed GUIDs (the YAML's id): deploying again updates them instead of adding copies.
 resource alertRules 'Microsoft.SecurityInsights/alertRules@2024-03-01' = [
   for rule in rules: {
@@ -34,6 +42,9 @@ resource alertRules 'Microsoft.SecurityInsights/alertRules@2024-03-01' = [
     properties: union(rule.properties, {
       enabled: enableRules
     })
+    dependsOn: [
+      sentinelOnboarding
+    ]
   }
 ]
 

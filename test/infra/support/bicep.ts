@@ -134,7 +134,7 @@ export function valueAt(object: Node | undefined, path: string): Node | undefine
 }
 
 /** A module's or resource's body: the object after `=`, through `if (...)` when there is one. */
-function declarationBody(node: Node): Node | undefined {
+export function declarationBody(node: Node): Node | undefined {
   for (const child of named(node)) {
     if (child.type === "object") return child;
     if (child.type === "if_statement") return named(child).find((part) => part.type === "object");
