@@ -58,7 +58,8 @@ resource workbook 'Microsoft.Insights/workbooks@2023-06-01' = {
     category: 'sentinel'
     sourceId: workspace.id
     serializedData: loadTextContent('../../sentinel/workbooks/DatabricksAudit.json')
-    version: '1.0'
+    // The workbook format's version, as in the serialized workbook itself; not a version of ours.
+    version: 'Notebook/1.0'
   }
 }
 

@@ -2,12 +2,12 @@ import { readFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import type { Node } from "web-tree-sitter";
-import { declarationBody, parseBicepText, readTemplate, stringLiteral, valueAt, type BicepFile, type ResourceDecl } from "./support/bicep";
+import { declarationBody, literal, parseBicepText, readTemplate, stringLiteral, valueAt, type BicepFile, type ResourceDecl } from "./support/bicep";
 
 // infra/app/sentinel-content.bicep as a first `azd up` with DEPLOY_SENTINEL_CONTENT=true meets it:
 // Sentinel is onboarded on the workspace before any rule (the alertRules API refuses a workspace
-// without it), and the rules come after both tables exist (they query them). Each check also runs on a
-// broken copy.
+// without it), the rules come after both tables exist (they query them), and the workbook resource
+// carries the version Azure Monitor workbooks expect. Each check also runs on a broken copy.
 
 const repo = join(__dirname, "..", "..");
 const infra = join(repo, "infra");
@@ -42,6 +42,14 @@ function onboardingProblems(file: BicepFile, text: string): string[] {
   if (version !== "2024-03-01") problems.push(`${ONBOARDING}@${version}: use 2024-03-01, the rules' API version`);
   if (!rules || !dependsOn(rules.body).includes(onboarding.symbol)) problems.push(`${ALERT_RULES} must depend on ${onboarding.symbol}`);
   return problems;
+}
+
+/** The workbook resource's properties.version: 'Notebook/1.0', what Azure Monitor workbooks carry. */
+function workbookVersionProblems(file: BicepFile): string[] {
+  const workbook = resourceOfType(file, "Microsoft.Insights/workbooks");
+  if (!workbook) return ["no Microsoft.Insights/workbooks resource"];
+  const version = literal(valueAt(workbook.body, "properties.version"));
+  return version === "Notebook/1.0" ? [] : [`workbook properties.version is ${JSON.stringify(version)}, not 'Notebook/1.0'`];
 }
 
 describe("infra/app/sentinel-content.bicep", () => {
@@ -95,5 +103,13 @@ describe("infra/app/sentinel-content.bicep", () => {
     expect(readFileSync(join(infra, "app", "logs-ingestion.bicep"), "utf8")).toContain("loadJsonContent('../tables.json')");
     const tables = JSON.parse(readFileSync(join(infra, "tables.json"), "utf8")) as { tables: Record<string, unknown> };
     expect(Object.keys(tables.tables).sort()).toEqual(["DatabricksAuditAlerts_CL", "DatabricksAudit_CL"]);
+  });
+
+  it("gives the workbook resource the version 'Notebook/1.0', as the workbook itself", async () => {
+    expect(workbookVersionProblems(module)).toEqual([]);
+    const workbook = JSON.parse(readFileSync(join(repo, "sentinel", "workbooks", "DatabricksAudit.json"), "utf8")) as { version: string };
+    expect(workbook.version).toBe("Notebook/1.0");
+    const broken = await parseBicepText(moduleText.replace("version: 'Notebook/1.0'", "version: '1.0'"), modulePath);
+    expect(workbookVersionProblems(broken).join()).toContain(`"1.0"`);
   });
 });
