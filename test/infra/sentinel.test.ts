@@ -6,7 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { descendants, evaluate, readTemplate, stringLiteral, valueAt, type BicepValue } from "./support/bicep";
 import { analyse, globalsFor, readTables, type KustoGlobals } from "./support/kusto";
-import { armRuleProblems, templateProblems, VALIDATION_SOURCE, type ArmRuleProperties } from "./support/sentinelValidation";
+import { BUILT_IN_DETECTIONS } from "../../shared/detections/catalog";
+import { armRuleProblems, tacticsOf, templateProblems, VALIDATION_SOURCE, type ArmRuleProperties } from "./support/sentinelValidation";
 
 // The Sentinel content of sentinel/: analytic rules in the Azure-Sentinel repository's schema and a
 // workbook. Every KQL query is parsed and analysed against the two tables' schemas from
@@ -36,7 +37,11 @@ interface Rule {
   query: string;
   entityMappings: { entityType: string; fieldMappings: FieldMapping[] }[];
   customDetails?: Record<string, string>;
-  alertDetailsOverride?: { alertSeverityColumnName?: string; alertTacticsColumnName?: string };
+  alertDetailsOverride?: {
+    alertSeverityColumnName?: string;
+    alertTacticsColumnName?: string;
+    alertDynamicProperties?: { alertProperty: string; value: string }[];
+  };
   eventGroupingSettings: { aggregationKind: string };
   incidentConfiguration: {
     createIncident: boolean;
@@ -134,6 +139,7 @@ describe("Sentinel content", () => {
         ...mapped,
         ...Object.values(rule.customDetails ?? {}),
         ...[rule.alertDetailsOverride?.alertSeverityColumnName, rule.alertDetailsOverride?.alertTacticsColumnName].filter((c) => c !== undefined),
+        ...(rule.alertDetailsOverride?.alertDynamicProperties ?? []).map((dynamic) => dynamic.value),
       ];
       expect(named.filter((column) => !columns.has(column))).toEqual([]);
       expect(rule.entityMappings.find((m) => m.entityType === "CloudApplication")?.fieldMappings).toContainEqual({
@@ -164,6 +170,33 @@ describe("Sentinel content", () => {
     });
     expect(rule.alertDetailsOverride).toMatchObject({ alertSeverityColumnName: "Severity", alertTacticsColumnName: "Tactic" });
     expect(analyse(rule.query, globals).columns.get("Severity")).toBe("string");
+  });
+
+  it("gives each alert the tactic and technique of its row, and lists every one the detection catalog emits", () => {
+    const { rule } = rules.find(({ rule }) => rule.query.includes("DatabricksAuditAlerts_CL"))!;
+    const parent = (technique: string): string => technique.slice(0, 5);
+    // The rule's own lists, Sentinel's defaults for a row without a usable value: the catalog's, no more.
+    expect([...rule.tactics].sort()).toEqual([...new Set(BUILT_IN_DETECTIONS.map((d) => d.tactic))].sort());
+    expect([...rule.relevantTechniques].sort()).toEqual([...new Set(BUILT_IN_DETECTIONS.map((d) => parent(d.technique)))].sort());
+    // Per alert: the tactic from the Tactic column, the technique from AlertTechniques, made from Technique.
+    expect(rule.alertDetailsOverride?.alertTacticsColumnName).toBe("Tactic");
+    expect(rule.alertDetailsOverride?.alertDynamicProperties).toEqual([{ alertProperty: "Techniques", value: "AlertTechniques" }]);
+    expect(analyse(rule.query, globals).columns.get("AlertTechniques")).toBe("string");
+    const mapping = /\| extend AlertTechniques = iff\(Technique matches regex @"([^"]+)", tostring\(pack_array\(substring\(Technique, 0, 5\)\)\), ""\)/.exec(
+      rule.query,
+    );
+    expect(mapping, "AlertTechniques made from the row's Technique").not.toBeNull();
+    const accepted = new RegExp(mapping![1]!);
+    for (const detection of BUILT_IN_DETECTIONS) {
+      // What the query gives this detection's alerts: Sentinel shows these, not the rule's whole list.
+      expect(accepted.test(detection.technique), detection.name).toBe(true);
+      expect(rule.relevantTechniques, detection.name).toContain(parent(detection.technique));
+      expect(rule.tactics, detection.name).toContain(detection.tactic);
+      expect(tacticsOf(detection.technique).length, `${detection.name}: ${detection.technique} is a technique Sentinel knows`).toBeGreaterThan(0);
+    }
+    expect(accepted.test("")).toBe(false);
+    expect(accepted.test("T1562.007")).toBe(true);
+    expect(rule.customDetails?.Technique).toBe("Technique");
   });
 
   it("runs the Sentinel Databricks solution's four rules on DatabricksAudit_CL by EventTime", () => {
