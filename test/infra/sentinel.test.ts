@@ -7,7 +7,7 @@ import { parse } from "yaml";
 import { descendants, evaluate, readTemplate, stringLiteral, valueAt, type BicepValue } from "./support/bicep";
 import { analyse, globalsFor, readTables, type KustoGlobals } from "./support/kusto";
 import { BUILT_IN_DETECTIONS } from "../../shared/detections/catalog";
-import { armRuleProblems, tacticsOf, templateProblems, VALIDATION_SOURCE, type ArmRuleProperties } from "./support/sentinelValidation";
+import { armRuleProblems, ATTACK_TACTICS, tacticsOf, templateProblems, VALIDATION_SOURCE, type ArmRuleProperties } from "./support/sentinelValidation";
 
 // The Sentinel content of sentinel/: analytic rules in the Azure-Sentinel repository's schema and a
 // workbook. Every KQL query is parsed and analysed against the two tables' schemas from
@@ -50,23 +50,6 @@ interface Rule {
   version: string;
   kind: string;
 }
-
-const TACTICS = [
-  "Reconnaissance",
-  "ResourceDevelopment",
-  "InitialAccess",
-  "Execution",
-  "Persistence",
-  "PrivilegeEscalation",
-  "DefenseEvasion",
-  "CredentialAccess",
-  "Discovery",
-  "LateralMovement",
-  "Collection",
-  "Exfiltration",
-  "CommandAndControl",
-  "Impact",
-];
 
 /** The Sentinel solution for Databricks' four rules, as this project runs them on its own table. */
 const SOLUTION_RULES = [
@@ -118,7 +101,7 @@ describe("Sentinel content", () => {
       expect(["gt", "lt", "eq", "ne"]).toContain(rule.triggerOperator);
       expect(typeof rule.triggerThreshold).toBe("number");
       expect(rule.tactics.length).toBeGreaterThan(0);
-      for (const tactic of rule.tactics) expect(TACTICS).toContain(tactic);
+      for (const tactic of rule.tactics) expect(ATTACK_TACTICS).toContain(tactic);
       for (const technique of rule.relevantTechniques) expect(technique).toMatch(/^T\d{4}$/);
       expect(rule.incidentConfiguration.createIncident).toBe(true);
     });

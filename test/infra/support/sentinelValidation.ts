@@ -309,36 +309,58 @@ function alertDetailsProblems(override: AlertDetailsOverride | undefined): strin
   return problems;
 }
 
+/** What both forms of a rule share, under the names of each. */
+interface RuleContent {
+  name: string;
+  description: string;
+  severity: string;
+  query: string;
+  tactics: string[];
+  techniques: string[];
+  entityMappings?: EntityMapping[];
+  customDetails?: Record<string, string>;
+  alertDetailsOverride?: AlertDetailsOverride;
+  eventGroupingSettings?: { aggregationKind: string };
+}
+
+/** The checks of the fields both forms have; `techniqueProblem` says what a technique of this form may look like. */
+function contentProblems(rule: RuleContent, techniqueProblem: (technique: string) => string | undefined): string[] {
+  const problems: string[] = [];
+  if (!rule.name || rule.name.length > LIMITS.nameLength) problems.push(`name must be 1 to ${LIMITS.nameLength} characters`);
+  if (!rule.description || rule.description.length > LIMITS.descriptionLength) problems.push(`description must be 1 to ${LIMITS.descriptionLength} characters`);
+  if (!SEVERITIES.includes(rule.severity)) problems.push(`severity ${rule.severity} is not one of ${SEVERITIES.join(", ")}`);
+  if (!rule.query || rule.query.length > LIMITS.queryLength) problems.push(`query must be 1 to ${LIMITS.queryLength} characters`);
+  for (const tactic of rule.tactics) if (!(ATTACK_TACTICS as readonly string[]).includes(tactic)) problems.push(`tactic ${tactic} is not an AttackTactic`);
+  problems.push(...rule.techniques.flatMap((technique) => techniqueProblem(technique) ?? []));
+  problems.push(...techniqueTacticProblems(rule.techniques, rule.tactics));
+  problems.push(...entityMappingProblems(rule.entityMappings));
+  problems.push(...customDetailProblems(rule.customDetails));
+  problems.push(...alertDetailsProblems(rule.alertDetailsOverride));
+  if (rule.eventGroupingSettings && !AGGREGATION_KINDS.includes(rule.eventGroupingSettings.aggregationKind))
+    problems.push(`Invalid aggregation kind '${rule.eventGroupingSettings.aggregationKind}'`);
+  return problems;
+}
+
 /** Every check of ScheduledTemplateInternalModel (and its bases and attributes) that applies to our rules. */
 export function templateProblems(rule: TemplateRule): string[] {
   const problems: string[] = [];
   if (!GUID.test(String(rule.id))) problems.push(`id ${rule.id} is not a GUID`);
   if (rule.kind !== "Scheduled") problems.push(`kind ${rule.kind}: these checks are the Scheduled kind's`);
-  if (!rule.name || rule.name.length > LIMITS.nameLength) problems.push(`name must be 1 to ${LIMITS.nameLength} characters`);
-  if (!rule.description || rule.description.length > LIMITS.descriptionLength) problems.push(`description must be 1 to ${LIMITS.descriptionLength} characters`);
-  if (!SEVERITIES.includes(rule.severity)) problems.push(`severity ${rule.severity} is not one of ${SEVERITIES.join(", ")}`);
   if (!Array.isArray(rule.requiredDataConnectors)) problems.push("requiredDataConnectors is required (an empty list when none)");
-  if (!rule.query || rule.query.length > LIMITS.queryLength) problems.push(`query must be 1 to ${LIMITS.queryLength} characters`);
   if (rule.version !== undefined && (!VERSION.test(rule.version) || rule.version.length > LIMITS.versionLength))
     problems.push("'templateVersion' should be in format X.Y.Z (all numbers)");
   if (!TRIGGER_OPERATORS.includes(rule.triggerOperator)) problems.push(`triggerOperator ${rule.triggerOperator} is not one of ${TRIGGER_OPERATORS.join(", ")}`);
   const { min, max } = LIMITS.triggerThreshold;
   if (!Number.isInteger(rule.triggerThreshold) || rule.triggerThreshold < min || rule.triggerThreshold > max)
     problems.push(`triggerThreshold ${rule.triggerThreshold} is not a whole number from ${min} to ${max}`);
+  const shown = { frequency: rule.queryFrequency, period: rule.queryPeriod };
+  problems.push(...scheduleProblems(templateMinutes(rule.queryFrequency), templateMinutes(rule.queryPeriod), shown));
+  const content = { ...rule, tactics: rule.tactics ?? [], techniques: rule.relevantTechniques ?? [] };
   problems.push(
-    ...scheduleProblems(templateMinutes(rule.queryFrequency), templateMinutes(rule.queryPeriod), { frequency: rule.queryFrequency, period: rule.queryPeriod }),
+    ...contentProblems(content, (technique) =>
+      TECHNIQUE.test(technique) || SUB_TECHNIQUE.test(technique) ? undefined : `technique ${technique} is not T#### or T####.###`,
+    ),
   );
-  const tactics = rule.tactics ?? [];
-  for (const tactic of tactics) if (!(ATTACK_TACTICS as readonly string[]).includes(tactic)) problems.push(`tactic ${tactic} is not an AttackTactic`);
-  const techniques = rule.relevantTechniques ?? [];
-  for (const technique of techniques)
-    if (!TECHNIQUE.test(technique) && !SUB_TECHNIQUE.test(technique)) problems.push(`technique ${technique} is not T#### or T####.###`);
-  problems.push(...techniqueTacticProblems(techniques, tactics));
-  problems.push(...entityMappingProblems(rule.entityMappings));
-  problems.push(...customDetailProblems(rule.customDetails));
-  problems.push(...alertDetailsProblems(rule.alertDetailsOverride));
-  if (rule.eventGroupingSettings && !AGGREGATION_KINDS.includes(rule.eventGroupingSettings.aggregationKind))
-    problems.push(`Invalid aggregation kind '${rule.eventGroupingSettings.aggregationKind}'`);
   return problems;
 }
 
@@ -373,29 +395,13 @@ export function armRuleProblems(properties: ArmRuleProperties): string[] {
   const problems: string[] = [];
   if (properties.templateVersion !== undefined && !properties.alertRuleTemplateName)
     problems.push("Invalid Properties for Scheduled alert rule: 'templateVersion' can only be used if 'alertRuleTemplateName' is not empty");
-  if (!properties.displayName || properties.displayName.length > LIMITS.nameLength) problems.push(`displayName must be 1 to ${LIMITS.nameLength} characters`);
-  if (!properties.description || properties.description.length > LIMITS.descriptionLength) problems.push("description must be 1 to 5000 characters");
-  if (!SEVERITIES.includes(properties.severity)) problems.push(`severity ${properties.severity} is not one of ${SEVERITIES.join(", ")}`);
   if (typeof properties.enabled !== "boolean") problems.push("enabled must be a bool");
-  if (!properties.query || properties.query.length > LIMITS.queryLength) problems.push(`query must be 1 to ${LIMITS.queryLength} characters`);
   if (!ARM_TRIGGER_OPERATORS.includes(properties.triggerOperator))
     problems.push(`triggerOperator ${properties.triggerOperator} is not one of ${ARM_TRIGGER_OPERATORS.join(", ")}`);
-  problems.push(
-    ...scheduleProblems(isoMinutes(properties.queryFrequency), isoMinutes(properties.queryPeriod), {
-      frequency: properties.queryFrequency,
-      period: properties.queryPeriod,
-    }),
-  );
-  const tactics = properties.tactics ?? [];
-  for (const tactic of tactics) if (!(ATTACK_TACTICS as readonly string[]).includes(tactic)) problems.push(`tactic ${tactic} is not an AttackTactic`);
-  const techniques = properties.techniques ?? [];
-  for (const technique of techniques) if (!TECHNIQUE.test(technique)) problems.push(`techniques: ${technique} is not a technique ID (T####)`);
-  problems.push(...techniqueTacticProblems(techniques, tactics));
-  problems.push(...entityMappingProblems(properties.entityMappings));
-  problems.push(...customDetailProblems(properties.customDetails));
-  problems.push(...alertDetailsProblems(properties.alertDetailsOverride));
-  if (properties.eventGroupingSettings && !AGGREGATION_KINDS.includes(properties.eventGroupingSettings.aggregationKind))
-    problems.push(`Invalid aggregation kind '${properties.eventGroupingSettings.aggregationKind}'`);
+  const shown = { frequency: properties.queryFrequency, period: properties.queryPeriod };
+  problems.push(...scheduleProblems(isoMinutes(properties.queryFrequency), isoMinutes(properties.queryPeriod), shown));
+  const content = { ...properties, name: properties.displayName, tactics: properties.tactics ?? [], techniques: properties.techniques ?? [] };
+  problems.push(...contentProblems(content, (technique) => (TECHNIQUE.test(technique) ? undefined : `techniques: ${technique} is not a technique ID (T####)`)));
   return problems;
 }
 
