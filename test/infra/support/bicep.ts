@@ -60,6 +60,8 @@ export interface ModuleDecl {
 export interface ResourceDecl {
   symbol: string;
   type: string;
+  /** The version after `@`; a nested resource without its own type string takes its parent's. */
+  apiVersion: string;
   existing: boolean;
   body: Node;
 }
@@ -147,18 +149,19 @@ function declarationBody(node: Node): Node | undefined {
   return undefined;
 }
 
-function collectResources(node: Node, parentType: string | undefined, into: ResourceDecl[]): void {
+function collectResources(node: Node, parentType: string | undefined, into: ResourceDecl[], parentVersion = ""): void {
   const children = named(node);
   const symbol = children.find((child) => child.type === "identifier")?.text ?? "";
   const declaredType = stringLiteral(children.find((child) => child.type === "string")) ?? "";
   const type = parentType && !declaredType.includes("/") ? `${parentType}/${declaredType.split("@")[0]}` : declaredType.split("@")[0]!;
   const body = declarationBody(node);
   const existing = node.children.some((child) => child?.type === "existing");
+  const apiVersion = declaredType.split("@")[1] ?? parentVersion;
   if (body) {
-    into.push({ symbol, type, existing, body });
+    into.push({ symbol, type, apiVersion, existing, body });
     for (const property of named(body)) {
       const nested = named(property)[0];
-      if (property.type === "object_property" && nested?.type === "resource_declaration") collectResources(nested, type, into);
+      if (property.type === "object_property" && nested?.type === "resource_declaration") collectResources(nested, type, into, apiVersion);
     }
   }
 }
