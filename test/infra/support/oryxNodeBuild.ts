@@ -15,7 +15,7 @@ import { join } from "node:path";
 // TypeScript, or the sources, and the build stops (`sh: 1: tsc: not found`, exit 127).
 // --offline: from npm's cache, which the project's own `npm ci` filled; nothing leaves the machine.
 
-export const PROD_MODULES_DIR = ".oryx_prod_node_modules";
+const PROD_MODULES_DIR = ".oryx_prod_node_modules";
 const MANIFEST_FILES = ["package.json", "package-lock.json", ".npmrc"];
 
 export interface StepResult {
