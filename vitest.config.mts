@@ -12,6 +12,8 @@ export default defineConfig(async () => {
   return {
     test: {
       include: ["test/**/*.test.ts"],
+      // The CLI's tests run the compiled dist/, which `npm ci` does not build: compiled when stale.
+      globalSetup: ["./test/support/compiledBuild.ts"],
       pool: "forks",
       // --expose-gc: the memory test measures what stays live, not garbage V8 has yet to collect.
       execArgv: ["--import", netGuard, "--expose-gc"],

@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 "use strict";
-// Thin launcher for the compiled CLI (npm ci builds it through "prepare").
+// Thin launcher for the compiled CLI. `npm ci` installs without building: package.json has no
+// "prepare", since the Functions build service's production-only install would run it without
+// TypeScript. `npm run build` compiles (`npm run demo` and `npm test` do it themselves).
 //
 // The sandbox serves HTTPS with a local CA, and Node reads NODE_EXTRA_CA_CERTS only at
 // start-up. So when this process will talk to the sandbox (the sandbox and demo commands,
@@ -15,7 +17,7 @@ const { tmpdir } = require("node:os");
 
 const main = join(__dirname, "..", "dist", "cli", "main.js");
 if (!existsSync(main)) {
-  console.error("dbx-audit is not built yet: run 'npm ci' (or 'npm run build') in the project folder first.");
+  console.error("dbx-audit is not built yet: run 'npm run build' in the project folder first (after 'npm ci').");
   process.exit(1);
 }
 

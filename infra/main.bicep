@@ -119,8 +119,17 @@ param exportLateHorizon string = ''
 @description('EXPORT_TIME_BUDGET: ISO-8601 duration a run may spend fetching; keep it under functionTimeout in host.json (30 minutes). Empty for the default.')
 param exportTimeBudget string = ''
 
+@description('EXPORT_QUERY_TIMEOUT: ISO-8601 duration each query may run on the warehouse; empty for the default (PT10M).')
+param exportQueryTimeout string = ''
+
+@description('EXPORT_SOURCE_CONCURRENCY: how many sources (regions) are exported at once; empty for the default (1 on instances under 1.5 GB, else 4).')
+param exportSourceConcurrency string = ''
+
 @description('CHECK_WORKSPACE_LOOKBACK_HOURS: hours the prerequisite check looks back for events per workspace; empty for the default.')
 param checkWorkspaceLookbackHours string = ''
+
+@description('Further app settings by name, for settings no parameter sets: the ones the accessTokenSetting fields of databricksSources name, as Key Vault references, e.g. {"DATABRICKS_TOKEN_EASTUS": "@Microsoft.KeyVault(SecretUri=https://<vault>.vault.azure.net/secrets/<name>)"}. Kept on every deployment; a name the template sets is refused.')
+param extraAppSettings object = {}
 
 // ---------------------------------------------------------------------------------------------
 // Detections (the runDetections timer; app settings of the same names)
@@ -363,8 +372,8 @@ var requiredAppSettings = {
   DATABRICKS_HTTP_PATH: databricksHttpPath
   EXPORT_STORAGE_ACCOUNT_URL: exportStorage.outputs.blobEndpoint
   EXPORT_CONTAINER: exportStorage.outputs.containerName
-  LOGS_INGESTION_ENDPOINT: useExternalLogsIngestion ? logsIngestionEndpoint : logsIngestion.outputs.endpoint
-  LOGS_INGESTION_RULE_ID: useExternalLogsIngestion ? logsIngestionRuleId : logsIngestion.outputs.ruleId
+  LOGS_INGESTION_ENDPOINT: useExternalLogsIngestion ? logsIngestionEndpoint : (logsIngestion.outputs.endpoint)
+  LOGS_INGESTION_RULE_ID: useExternalLogsIngestion ? logsIngestionRuleId : (logsIngestion.outputs.ruleId)
   LOGS_INGESTION_STREAM: logsIngestion.outputs.streamName
   LOGS_INGESTION_ALERTS_STREAM: logsIngestion.outputs.alertsStreamName
 }
@@ -382,6 +391,8 @@ var optionalAppSettings = {
   EXPORT_SETTLE_DELAY: exportSettleDelay
   EXPORT_LATE_HORIZON: exportLateHorizon
   EXPORT_TIME_BUDGET: exportTimeBudget
+  EXPORT_QUERY_TIMEOUT: exportQueryTimeout
+  EXPORT_SOURCE_CONCURRENCY: exportSourceConcurrency
   CHECK_WORKSPACE_LOOKBACK_HOURS: checkWorkspaceLookbackHours
   DETECTIONS_SCHEDULE: detectionsSchedule
   DETECTIONS_WORKSPACE_IDS: detectionsWorkspaceIds
@@ -389,6 +400,11 @@ var optionalAppSettings = {
 }
 
 var givenOptionalAppSettings = toObject(filter(items(optionalAppSettings), setting => !empty(setting.value)), setting => setting.key, setting => setting.value)
+
+// An extra setting named like one a parameter sets would fight it (and win or lose by the order of a
+// union): refused, so each setting has one place. app/api.bicep refuses the host's likewise.
+var extraTemplateSettingNames = intersection(objectKeys(extraAppSettings), union(objectKeys(requiredAppSettings), objectKeys(optionalAppSettings), ['DATABRICKS_SOURCES']))
+var checkedExtraAppSettings = empty(extraTemplateSettingNames) ? extraAppSettings : fail('extraAppSettings (EXTRA_APP_SETTINGS) may not set ${join(extraTemplateSettingNames, ', ')}: set them with their own parameters (infra/README.md).')
 
 // The first of DATABRICKS_SOURCES is the warehouse the single-source settings name, so an existing
 // deployment's progress carries over. The app refuses the two disagreeing; checked here as well, so a
@@ -411,6 +427,7 @@ module api 'app/api.bicep' = {
     applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
     appSettings: union(requiredAppSettings, givenOptionalAppSettings)
     databricksSources: checkedDatabricksSources
+    extraAppSettings: checkedExtraAppSettings
     nodeVersion: nodeVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount

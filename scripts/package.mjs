@@ -3,7 +3,8 @@
 //
 // azure.yaml deploys with `remoteBuild: true`, as the Azure Functions TypeScript quickstart does:
 // azd zips the project folder minus what .funcignore lists, and the Flex Consumption build
-// service (Oryx) runs `npm install` and `npm run build` on Linux x64 next to the app. So the
+// service (Oryx) installs the production dependencies apart, runs `npm install` and
+// `npm run build` on Linux x64 next to the app, then keeps the production modules only. So the
 // package holds sources, not build output: no dist/ (nothing stale from an earlier build can
 // ship), no node_modules (no devDependencies, no native binaries of the deploying machine).
 // This script applies .funcignore the same way (gitignore rules) and writes the same set of

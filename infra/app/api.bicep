@@ -25,6 +25,9 @@ param appSettings object
 @description('DATABRICKS_SOURCES: the SQL warehouses to read, one per region; set as that app setting (JSON) only when it lists any.')
 param databricksSources array = []
 
+@description('App settings no parameter of the template sets (the access token settings DATABRICKS_SOURCES names), by name; none may be one the template sets.')
+param extraAppSettings object = {}
+
 @allowed([
   '22'
 ])
@@ -50,6 +53,29 @@ param virtualNetworkSubnetId string = ''
 // Manager reads a module parameter value that starts with '[' and ends with ']', as this JSON does, as a
 // template expression. Without sources the setting is left out, and the single-source settings apply.
 var databricksSourcesSetting = empty(databricksSources) ? {} : { DATABRICKS_SOURCES: string(databricksSources) }
+
+// What the Functions host itself reads.
+var hostAppSettings = {
+  // Identity-based host storage: no connection string, no key. The blob endpoint alone, as the
+  // Functions quickstart does: timers keep their schedule status and singleton locks in blobs,
+  // and the host does not probe queues and tables it has no role on (__accountName would make it
+  // derive all three endpoints, and Microsoft's table then asks for Storage Table Data
+  // Contributor too, for the host's diagnostic events).
+  AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  // The remote build (azure.yaml: remoteBuild: true) installs devDependencies to compile the
+  // TypeScript; this asks Oryx to keep only the production ones in what runs. The package test
+  // builds as Oryx does and proves the app loads with production dependencies alone.
+  PRUNE_DEV_DEPENDENCIES: 'true'
+  // Application Insights has local authentication disabled: telemetry is sent with this identity.
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+}
+
+// An extra setting of the same name as one of the host's would be replaced without a word: refused.
+var extraHostSettingNames = intersection(objectKeys(extraAppSettings), objectKeys(hostAppSettings))
+var checkedHostAppSettings = empty(extraHostSettingNames) ? hostAppSettings : fail('extraAppSettings (EXTRA_APP_SETTINGS) may not set ${join(extraHostSettingNames, ', ')}: the template sets them for the Functions host.')
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -116,24 +142,8 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
 
   resource appSettingsConfig 'config' = {
     name: 'appsettings'
-    properties: union(appSettings, databricksSourcesSetting, {
-      // Identity-based host storage: no connection string, no key. The blob endpoint alone, as the
-      // Functions quickstart does: timers keep their schedule status and singleton locks in blobs,
-      // and the host does not probe queues and tables it has no role on (__accountName would make it
-      // derive all three endpoints, and Microsoft's table then asks for Storage Table Data
-      // Contributor too, for the host's diagnostic events).
-      AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
-      AzureWebJobsStorage__credential: 'managedidentity'
-      AzureWebJobsStorage__clientId: identityClientId
-      APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
-      // The remote build (azure.yaml: remoteBuild: true) installs devDependencies to compile the
-      // TypeScript; this asks Oryx to keep only the production ones in what runs. The package test
-      // proves the app loads with production dependencies alone; a build that ignores the setting
-      // leaves the devDependencies beside them, unused.
-      PRUNE_DEV_DEPENDENCIES: 'true'
-      // Application Insights has local authentication disabled: telemetry is sent with this identity.
-      APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
-    })
+    // config/appsettings is written whole on every deployment: a setting not listed here is removed.
+    properties: union(extraAppSettings, appSettings, databricksSourcesSetting, checkedHostAppSettings)
   }
 }
 

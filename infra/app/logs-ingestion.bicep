@@ -79,7 +79,7 @@ resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' existin
   name: workspaceName
 }
 
-resource tables 'Microsoft.OperationalInsights/workspaces/tables@2022-10-01' = [
+resource tables 'Microsoft.OperationalInsights/workspaces/tables@2026-03-01' = [
   for table in items(tableDefinitions): {
     parent: workspace
     name: table.key

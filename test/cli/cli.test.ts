@@ -113,6 +113,22 @@ describe("dbx-audit export", () => {
     expect(stderr).toContain("--start must be an ISO-8601 timestamp");
   });
 
+  it("refuses an impossible date with an offset as it does with Z: exit 2, nothing read or written", async () => {
+    for (const start of ["2024-02-30T00:00:00+01:00", "2024-02-30T00:00:00Z"]) {
+      const output = join(dir, "impossible.jsonl");
+      const before = stack.warehouse.stats();
+      const flags = seedFlags(["--output", output]);
+      flags[flags.indexOf("--start") + 1] = start;
+      const { code, stderr } = await cli(flags);
+      expect(code, start).toBe(2);
+      expect(stderr, start).toContain(`--start must be an ISO-8601 timestamp such as 2024-09-01T00:00:00Z; got '${start}'`);
+      expect(stack.warehouse.stats().sessionsOpened, start).toBe(before.sessionsOpened);
+      expect(stack.warehouse.stats().statements, start).toBe(before.statements);
+      expect(existsSync(output), start).toBe(false);
+      expect(existsSync(`${output}.partial`), start).toBe(false);
+    }
+  });
+
   it("fails with a non-zero exit and an explanation on a wrong token, leaving no partial file", async () => {
     const output = join(dir, "denied.jsonl");
     const flags = seedFlags(["--output", output]);

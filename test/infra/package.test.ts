@@ -2,11 +2,12 @@ import { execFileSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { dirname, join } from "node:path";
+import { delimiter, dirname, join, resolve, sep } from "node:path";
 import AdmZip from "adm-zip";
 import ignore from "ignore";
 import { parse } from "yaml";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { oryxNodeBuild, productionOnlyInstall } from "./support/oryxNodeBuild";
 
 // The package `azd deploy` uploads (remoteBuild: true): what `npm run package` writes. These tests
 // check its contents, then do what the Flex Consumption build does with it (install, build) and
@@ -40,10 +41,17 @@ function sha256(path: string): string {
   return createHash("sha256").update(readFileSync(path)).digest("hex");
 }
 
-/** A child's environment without the test runner's NODE_OPTIONS or any path into this project. */
+/**
+ * A child's environment without the test runner's NODE_OPTIONS or any path into this project: npx
+ * and npm put this project's node_modules/.bin on PATH, and with it a build would find this
+ * project's tsc where the build service has none.
+ */
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME, npm_config_update_notifier: "false", ...extra };
-  return env;
+  const path = (process.env.PATH ?? "")
+    .split(delimiter)
+    .filter((entry) => !entry.split(sep).includes("node_modules") && !resolve(entry).startsWith(repo))
+    .join(delimiter);
+  return { PATH: path, HOME: process.env.HOME, npm_config_update_notifier: "false", ...extra };
 }
 
 describe("azure.yaml and .funcignore", () => {
@@ -61,6 +69,33 @@ describe("azure.yaml and .funcignore", () => {
       expect(rules.ignores(kept), kept).toBe(false);
     }
   });
+});
+
+// The scripts npm runs for the root package itself on `npm install` (docs: npm scripts, "npm install").
+const INSTALL_LIFECYCLE = ["preinstall", "install", "postinstall", "prepublish", "preprepare", "prepare", "postprepare"];
+
+describe("package.json and the remote build", () => {
+  const manifest = JSON.parse(readFileSync(join(repo, "package.json"), "utf8")) as { scripts: Record<string, string> };
+
+  it("runs none of its own scripts on install: the build's production-only install has neither the sources nor TypeScript", () => {
+    expect(Object.keys(manifest.scripts).filter((name) => INSTALL_LIFECYCLE.includes(name))).toEqual([]);
+    // What the remote build runs after the full install, and what must compile the app.
+    expect(manifest.scripts.build).toBe("tsc -p tsconfig.build.json");
+  });
+
+  it("is what the production-only install needs: with a prepare that compiles it stops there, as it did", () => {
+    const work = mkdtempSync(join(tmpdir(), "dbx-audit-prepare-"));
+    try {
+      cpSync(join(repo, "package-lock.json"), join(work, "package-lock.json"));
+      const withPrepare = { ...manifest, scripts: { ...manifest.scripts, prepare: "npm run build" } };
+      writeFileSync(join(work, "package.json"), `${JSON.stringify(withPrepare, null, 2)}\n`);
+      const step = productionOnlyInstall(work, childEnv());
+      expect(step.status).not.toBe(0);
+      expect(step.output).toMatch(/tsc: not found/);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
 
 describe("npm run package", () => {
@@ -127,28 +162,24 @@ describe("npm run package", () => {
     expect(unfiltered).toEqual(expect.arrayContaining(Object.keys(extras)));
   });
 
-  it("builds from itself, installs production dependencies only and registers every function under @azure/functions", () => {
+  it("builds the way the Flex Consumption build does, and what runs holds the production dependencies only", () => {
     const app = join(work, "app");
     new AdmZip(zipPath).extractAllTo(app, true);
     expect(existsSync(join(app, "dist"))).toBe(false);
 
-    // What the remote build's install leaves for the runtime: production dependencies from the lockfile.
-    // --offline: from npm's cache, which the project's own `npm ci` filled; nothing leaves the machine.
-    execFileSync("npm", ["ci", "--omit=dev", "--offline", "--ignore-scripts", "--no-audit", "--no-fund"], {
-      cwd: app,
-      env: childEnv(),
-      stdio: "pipe",
-    });
-    expect(devOnly).toEqual(expect.arrayContaining(["node_modules/typescript", "node_modules/vitest", "node_modules/@duckdb/node-api"]));
+    // The production-only install (package.json and the lockfile alone, scripts on), the full
+    // install, `npm run build` with the lockfile's own TypeScript, then the production modules only.
+    const steps = oryxNodeBuild(app, childEnv());
+    expect(steps.map((step) => step.command)).toEqual([
+      "npm install --production --offline --no-audit --no-fund",
+      "npm install --offline --no-audit --no-fund",
+      "npm run build",
+    ]);
+    expect(devOnly).toEqual(
+      expect.arrayContaining(["node_modules/typescript", "node_modules/vitest", "node_modules/@duckdb/node-api", "node_modules/azurite"]),
+    );
     expect(devOnly.filter((path) => existsSync(join(app, path)))).toEqual([]);
 
-    // The remote build's `npm run build`: the lockfile's TypeScript and @types/node (taken from this
-    // project's install, the same versions) compile the package's own sources into a fresh dist/.
-    execFileSync(
-      process.execPath,
-      [join(repo, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.build.json", "--typeRoots", join(repo, "node_modules", "@types")],
-      { cwd: app, env: childEnv(), stdio: "pipe" },
-    );
     const built = readdirSync(join(app, "dist", "functions"))
       .filter((name) => name.endsWith(".js"))
       .sort();

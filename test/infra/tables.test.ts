@@ -1,8 +1,9 @@
-import { join } from "node:path";
+import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DATABRICKS_AUDIT_STREAM_COLUMNS } from "../../sandbox/logsIngestion";
 import type { AuditEvent } from "../../shared/auditEvent";
 import { toSentinelRecord } from "../../shared/sentinelRecord";
+import { readTemplate } from "./support/bicep";
 import { readTables, type TableColumn } from "./support/kusto";
 
 // infra/tables.json is the one declaration of the Log Analytics tables: Bicep builds the tables and
@@ -99,5 +100,26 @@ describe("infra/tables.json", () => {
     expect(DATABRICKS_AUDIT_STREAM_COLUMNS.map((column) => ({ name: column.name, type: column.type }))).toEqual(
       audit.columns.map((column) => ({ name: column.name, type: column.type.toLowerCase() })),
     );
+  });
+});
+
+/**
+ * The newest generally available version of Microsoft.OperationalInsights/workspaces/tables: the
+ * newest `stable/` folder of azure-rest-api-specs' operationalinsights specification (Tables.json),
+ * and the newest entry of the template reference's change log for the type (it adds only
+ * `protectionLevel`, which the template leaves to its default). 2022-10-01, used before, is three
+ * versions behind. Move this on when a newer stable version ships.
+ */
+const CURRENT_TABLES_API = "2026-03-01";
+
+describe("the tables' resources", () => {
+  it(`declare Microsoft.OperationalInsights/workspaces/tables with its current GA API version, ${CURRENT_TABLES_API}`, async () => {
+    const files = await readTemplate(join(repo, "infra"));
+    const declared = [...files.values()].flatMap((file) =>
+      file.resources
+        .filter((resource) => resource.type === "Microsoft.OperationalInsights/workspaces/tables")
+        .map((resource) => `${relative(repo, file.path)} ${resource.symbol}@${resource.apiVersion}`),
+    );
+    expect(declared).toEqual([`infra/app/logs-ingestion.bicep tables@${CURRENT_TABLES_API}`]);
   });
 });

@@ -61,6 +61,12 @@ describe("loadConfig", () => {
     expect(problems.find((p) => p.startsWith("AUDIT_SERVICES"))).toContain("jobs' OR '1'='1");
   });
 
+  it.each(["2024-02-30T00:00:00+01:00", "2024-02-30T00:00:00Z", "2024-09-01T24:00:00-05:00"])("refuses the impossible EXPORT_START %j, naming it", (start) => {
+    expect(problemsOf({ ...minimal, EXPORT_START: start })).toEqual([
+      `EXPORT_START must be an ISO timestamp (e.g. '2024-09-01T00:00:00Z') or a duration back from now (e.g. 'P7D'); got '${start}'.`,
+    ]);
+  });
+
   it("accepts host:port, a PAT, a user-assigned identity and all three Logs Ingestion settings", () => {
     const config = loadConfig({
       ...minimal,

@@ -60,6 +60,8 @@ export interface ModuleDecl {
 export interface ResourceDecl {
   symbol: string;
   type: string;
+  /** The version after `@`; a nested resource without its own type string takes its parent's. */
+  apiVersion: string;
   existing: boolean;
   body: Node;
 }
@@ -147,18 +149,19 @@ export function declarationBody(node: Node): Node | undefined {
   return undefined;
 }
 
-function collectResources(node: Node, parentType: string | undefined, into: ResourceDecl[]): void {
+function collectResources(node: Node, parentType: string | undefined, into: ResourceDecl[], parentVersion = ""): void {
   const children = named(node);
   const symbol = children.find((child) => child.type === "identifier")?.text ?? "";
   const declaredType = stringLiteral(children.find((child) => child.type === "string")) ?? "";
   const type = parentType && !declaredType.includes("/") ? `${parentType}/${declaredType.split("@")[0]}` : declaredType.split("@")[0]!;
   const body = declarationBody(node);
   const existing = node.children.some((child) => child?.type === "existing");
+  const apiVersion = declaredType.split("@")[1] ?? parentVersion;
   if (body) {
-    into.push({ symbol, type, existing, body });
+    into.push({ symbol, type, apiVersion, existing, body });
     for (const property of named(body)) {
       const nested = named(property)[0];
-      if (property.type === "object_property" && nested?.type === "resource_declaration") collectResources(nested, type, into);
+      if (property.type === "object_property" && nested?.type === "resource_declaration") collectResources(nested, type, into, apiVersion);
     }
   }
 }
@@ -302,7 +305,8 @@ const isObject = (value: BicepValue): value is { [key: string]: BicepValue } => 
 /**
  * Evaluates an expression of the small subset the template's settings logic uses: literals, objects,
  * arrays, parameters and variables, parentheses, `? :`, `==`, `!=`, `&&`, `||`, `!`, member and index
- * access, and `empty`, `length`, `string`, `union` (of objects, shallow) and `fail`. `values` gives
+ * access, and `empty`, `length`, `string`, `union` (of objects, shallow, or of arrays), `intersection`,
+ * `objectKeys`, `items`, `join`, `filter` and `toObject` (with lambdas) and `fail`. `values` gives
  * parameters (and any resource symbol an expression reads) their values; a parameter not given takes its
  * default. Anything else throws, so a construct this does not know fails a test instead of being guessed.
  * `string()` of an array or object is its JSON, as Resource Manager's is.
@@ -401,7 +405,9 @@ export function evaluate(node: Node, file: BicepFile, values: Record<string, Bic
     case "call_expression": {
       const name = node.childForFieldName("function")?.text ?? "";
       const argumentList = node.childForFieldName("arguments");
-      const args = argumentList ? named(argumentList).map((arg) => recurse(arg)) : [];
+      const argumentNodes = argumentList ? named(argumentList) : [];
+      if (name === "filter" || name === "toObject") return withLambdas(name, argumentNodes, node, file, values);
+      const args = argumentNodes.map((arg) => recurse(arg));
       switch (name) {
         case "empty": {
           const [value] = args;
@@ -418,8 +424,29 @@ export function evaluate(node: Node, file: BicepFile, values: Record<string, Bic
           return typeof value === "string" ? value : JSON.stringify(value);
         }
         case "union":
-          if (!args.every(isObject)) throw new Error(`union of objects only: ${node.text}`);
+          if (args.every(Array.isArray)) return [...new Set(args.flat().map((item) => JSON.stringify(item)))].map((item) => JSON.parse(item) as BicepValue);
+          if (!args.every(isObject)) throw new Error(`union of objects, or of arrays: ${node.text}`);
           return Object.assign({}, ...args) as BicepValue;
+        case "intersection": {
+          if (!args.every(Array.isArray)) throw new Error(`intersection of arrays only: ${node.text}`);
+          const [first = [], ...rest] = args as BicepValue[][];
+          return first.filter((item) => rest.every((other) => other.some((candidate) => JSON.stringify(candidate) === JSON.stringify(item))));
+        }
+        case "objectKeys": {
+          const [value] = args;
+          if (value === undefined || !isObject(value)) throw new Error(`objectKeys of an object only: ${node.text}`);
+          return Object.keys(value);
+        }
+        case "items": {
+          const [value] = args;
+          if (value === undefined || !isObject(value)) throw new Error(`items of an object only: ${node.text}`);
+          return Object.entries(value).map(([key, item]) => ({ key, value: item }));
+        }
+        case "join": {
+          const [list, separator] = args;
+          if (!Array.isArray(list) || typeof separator !== "string") throw new Error(`join(array, string) only: ${node.text}`);
+          return list.map((item) => (typeof item === "string" ? item : JSON.stringify(item))).join(separator);
+        }
         case "fail":
           throw new BicepFailure(typeof args[0] === "string" ? args[0] : JSON.stringify(args[0]));
         default:
@@ -429,4 +456,49 @@ export function evaluate(node: Node, file: BicepFile, values: Record<string, Bic
     default:
       throw new Error(`unsupported expression (${node.type}): ${node.text}`);
   }
+}
+
+/**
+ * `filter(array, x => ...)` and `toObject(array, x => key[, x => value])`. tree-sitter-bicep 1.1.0 reads
+ * a lambda whose body is a member access, `x => x.key`, as `(x => x).key`: that shape is read as Bicep
+ * means it, the access applied to the lambda's result.
+ */
+function withLambdas(name: string, argumentNodes: Node[], node: Node, file: BicepFile, values: Record<string, BicepValue>): BicepValue {
+  const lambda = (argument: Node | undefined): ((item: BicepValue) => BicepValue) => {
+    let property: string | undefined;
+    let expression = argument;
+    if (expression?.type === "member_expression" && expression.childForFieldName("object")?.type === "lambda_expression") {
+      property = expression.childForFieldName("property")?.text;
+      expression = expression.childForFieldName("object") ?? undefined;
+    }
+    const parts = expression?.type === "lambda_expression" ? named(expression) : [];
+    const parameter = parts[0];
+    const body = parts[parts.length - 1];
+    if (parts.length !== 2 || parameter?.type !== "identifier" || !body) throw new Error(`a lambda of one parameter expected: ${node.text}`);
+    return (item) => {
+      const result = evaluate(body, file, { ...values, [parameter.text]: item });
+      if (property === undefined) return result;
+      if (!isObject(result) || !(property in result)) throw new Error(`no property ${property}: ${node.text}`);
+      return result[property]!;
+    };
+  };
+  const list = argumentNodes[0] ? evaluate(argumentNodes[0], file, values) : undefined;
+  if (!Array.isArray(list)) throw new Error(`${name} of an array only: ${node.text}`);
+  if (name === "filter") {
+    const keep = lambda(argumentNodes[1]);
+    return list.filter((item) => {
+      const kept = keep(item);
+      if (typeof kept !== "boolean") throw new Error(`filter's lambda must return a bool: ${node.text}`);
+      return kept;
+    });
+  }
+  const keyOf = lambda(argumentNodes[1]);
+  const valueOf = argumentNodes[2] ? lambda(argumentNodes[2]) : (item: BicepValue) => item;
+  return Object.fromEntries(
+    list.map((item) => {
+      const key = keyOf(item);
+      if (typeof key !== "string") throw new Error(`toObject's keys must be strings: ${node.text}`);
+      return [key, valueOf(item)];
+    }),
+  );
 }
