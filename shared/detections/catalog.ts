@@ -11,7 +11,12 @@ import {
   NOT_SYSTEM_USER,
   PRIVILEGE_CHANGE_ACTIONS,
   SECRETS_FILTER,
-  TOKEN_LIFETIME_MS,
+  TOKEN_EXPIRY_MS,
+  TOKEN_LIFETIME_CALENDAR_DAYS,
+  TOKEN_LIFETIME_HOURS,
+  SENTINEL_ADMIN_ACTIONS,
+  SENTINEL_ADMIN_SERVICES,
+  kqlHas,
   UC_DATA_DENIED_FILTER,
   UC_LOCATION,
   list,
@@ -93,6 +98,7 @@ const ENTRIES: Entry[] = [
     tactic: "InitialAccess",
     technique: "T1078",
     filter: IP_ACCESS_FAILURE_FILTER,
+    principal: FAILED_LOGIN_PRINCIPAL,
     groupBy: ["workspace_id", "email", "source_ip"],
     operator: ">",
     threshold: 0,
@@ -177,47 +183,50 @@ const ENTRIES: Entry[] = [
   {
     seedEntry: 17,
     name: "long_lifetime_token_generation",
-    description: "A personal access token was generated with a lifetime over 72 hours.",
+    description: "A personal access token was generated with a lifetime over 72 whole hours (73 h or more; 72 h 59 min is 72).",
     severity: "Medium",
     tactic: "Persistence",
     technique: "T1098.001",
-    filter: `action_name = 'generateDbToken' AND ${TOKEN_LIFETIME_MS} > 259200000`,
+    filter: `action_name = 'generateDbToken' AND ${TOKEN_LIFETIME_HOURS} > 72`,
     operator: ">",
     threshold: 0,
   },
   {
     seedEntry: 18,
     name: "destructive_activities",
-    description: "At least 50 destructive actions (delete*, trash) by one user in a UTC day, System-User excluded: possible sabotage.",
+    description: "More than 50 destructive actions (delete*, trash) by one user in a UTC day, System-User excluded: possible sabotage.",
     severity: "High",
     tactic: "Impact",
     technique: "T1485",
     filter: DESTRUCTIVE_FILTER,
     windowMinutes: DAY,
-    operator: ">=",
+    // Upstream's query keeps `> 50` before its alert's `>= 50`: the query's filter is what fires.
+    operator: ">",
     threshold: 50,
   },
   {
     seedEntry: 20,
     name: "potential_privilege_escalation",
-    description: "At least 25 permission, ownership, group or token changes by one user in an hour, System-User excluded.",
+    description: "More than 25 permission, ownership, group or token changes by one user in an hour, System-User excluded.",
     severity: "High",
     tactic: "PrivilegeEscalation",
     technique: "T1098",
     filter: `action_name IN (${list(...PRIVILEGE_CHANGE_ACTIONS)}) AND ${NOT_SYSTEM_USER}`,
-    operator: ">=",
+    // Upstream's query keeps `> 25` before its alert's `>= 25`.
+    operator: ">",
     threshold: 25,
   },
   {
     seedEntry: 22,
     name: "repeated_access_to_secrets",
-    description: "One user read at least 10 different secrets (scope/key) in an hour, System-User excluded: possible credential theft.",
+    description: "One user read at least 10 different secret key names in an hour, System-User excluded: possible credential theft.",
     severity: "High",
     tactic: "CredentialAccess",
     technique: "T1555.006",
     filter: SECRETS_FILTER,
-    measure: "count(DISTINCT concat_ws('/', request_params['scope'], request_params['key']))",
-    measureNote: "distinct secrets (scope/key) read",
+    // Upstream's size(collect_set(request_params.key)): key names, whatever their scope; an event without a key adds none.
+    measure: "count(DISTINCT request_params['key'])",
+    measureNote: "distinct secret key names read",
     operator: ">=",
     threshold: 10,
   },
@@ -274,16 +283,16 @@ const ENTRIES: Entry[] = [
     seedEntry: 31,
     name: "high_number_of_read_writes",
     description:
-      "One user with more than 20 reads and more than 20 writes through temporary credentials in an hour, writing to locations they did not read: possible copying out.",
+      "One user who read more than 20 different securables and wrote more than 20 through temporary credentials in an hour, writing to locations they did not read: possible copying out.",
     severity: "Medium",
     tactic: "Exfiltration",
     technique: "T1537",
     filter: `action_name IN (${list("generateTemporaryTableCredential", "generateTemporaryPathCredential", "generateTemporaryVolumeCredential")})`,
     measure:
-      `CASE WHEN count(CASE WHEN ${IS_READ} THEN 1 END) > 20 AND count(CASE WHEN ${IS_WRITE} THEN 1 END) > 20` +
+      `CASE WHEN count(DISTINCT CASE WHEN ${IS_READ} THEN ${UC_LOCATION} END) > 20 AND count(DISTINCT CASE WHEN ${IS_WRITE} THEN ${UC_LOCATION} END) > 20` +
       ` THEN array_size(array_except(collect_set(CASE WHEN ${IS_WRITE} THEN ${UC_LOCATION} END), collect_set(CASE WHEN ${IS_READ} THEN ${UC_LOCATION} END)))` +
       ` ELSE 0 END`,
-    measureNote: "distinct locations written but not read, once the user has more than 20 reads and more than 20 writes (else 0)",
+    measureNote: "distinct locations written but not read, once the user read more than 20 distinct securables and wrote more than 20 (else 0)",
     groupBy: ["email", "metastore_id"],
     operator: ">",
     threshold: 0,
@@ -388,37 +397,48 @@ const ENTRIES: Entry[] = [
     operator: ">",
     threshold: 0,
   },
-  // The Sentinel Databricks solution's rules, where no entry above covers one exactly.
+  // The Sentinel Databricks solution's rules, as their KQL says (sentinel/analytic-rules keeps the
+  // same conditions; test/detections/sentinelAgreement.test.ts holds both to the same rows). KQL's
+  // `<` on a missing status is false, as SQL's is: an event without a status never counts.
   {
     origin: "sentinel",
     name: "sentinel_account_admin_privilege_granted",
-    description: "Account admin rights were granted (setAccountAdmin); the Sentinel solution's rule.",
+    description:
+      "A principal was made an account or workspace admin (setAdmin, setAccountAdmin, updateRuleSet) or added to the admins group, and the request succeeded; the Sentinel solution's rule.",
     severity: "High",
     tactic: "PrivilegeEscalation",
     technique: "T1098.003",
-    filter: "action_name = 'setAccountAdmin'",
+    filter:
+      `service_name IN (${list(...SENTINEL_ADMIN_SERVICES)}) AND (action_name IN (${list(...SENTINEL_ADMIN_ACTIONS)})` +
+      // `=~` is KQL's case-insensitive equality.
+      ` OR (action_name = 'addPrincipalToGroup' AND lower(request_params['targetGroupName']) = 'admins')) AND response.status_code < 400`,
     operator: ">",
     threshold: 0,
   },
   {
     origin: "sentinel",
     name: "sentinel_ip_access_list_changed",
-    description: "Any change to a workspace or account IP access list (create, update, replace, delete); the Sentinel solution's rule.",
+    description:
+      "An IP access list was created, updated, replaced or deleted, the workspace setting that enables IP access lists was edited, or an account IP access list check failed, and the request succeeded; the Sentinel solution's rule.",
     severity: "Medium",
     tactic: "DefenseEvasion",
     technique: "T1562.007",
-    filter: "lower(action_name) LIKE '%ipaccesslist%' AND NOT (lower(action_name) LIKE 'get%' OR lower(action_name) LIKE 'list%')",
+    filter:
+      `((service_name = 'ipAccessList' AND action_name IN (${list("create", "update", "delete", "replace")}))` +
+      ` OR (service_name = 'workspace' AND action_name = 'workspaceConfEdit' AND ${kqlHas("request_params['workspaceConfKeys']", "enableIpAccessLists")})` +
+      ` OR (service_name = 'accounts' AND action_name = 'accountIpAclsValidationFailed')) AND response.status_code < 400`,
     operator: ">",
     threshold: 0,
   },
   {
     origin: "sentinel",
     name: "sentinel_failed_logins_from_ip",
-    description: "At least 10 failed logins (status 400 or above) from one source IP in an hour; the Sentinel solution's rule.",
+    description:
+      "At least 10 failed logins (status 400 or above; an accounts action whose name has login as a whole word, so login but not aadBrowserLogin or tokenLogin) from one source IP in an hour; the Sentinel solution's rule.",
     severity: "Medium",
     tactic: "CredentialAccess",
     technique: "T1110",
-    filter: "service_name = 'accounts' AND lower(action_name) LIKE '%login%' AND response.status_code >= 400",
+    filter: `service_name = 'accounts' AND ${kqlHas("action_name", "login")} AND response.status_code >= 400`,
     principal: FAILED_LOGIN_PRINCIPAL,
     groupBy: ["source_ip"],
     operator: ">=",
@@ -427,11 +447,14 @@ const ENTRIES: Entry[] = [
   {
     origin: "sentinel",
     name: "sentinel_long_lived_tokens",
-    description: "A personal access token was generated with a lifetime over 90 days or with none; the Sentinel solution's rule.",
+    description:
+      "A token was generated (generateDbToken, tokenCreated) with no expiry or one more than 90 calendar days after its creation, and the request succeeded; the Sentinel solution's rule.",
     severity: "Medium",
     tactic: "Persistence",
     technique: "T1098.001",
-    filter: `action_name = 'generateDbToken' AND (${TOKEN_LIFETIME_MS} IS NULL OR ${TOKEN_LIFETIME_MS} > 7776000000 OR try_cast(request_params['tokenExpirationTime'] AS BIGINT) <= 0)`,
+    filter:
+      `service_name IN (${list("accounts", "tokens")}) AND action_name IN (${list("generateDbToken", "tokenCreated")}) AND response.status_code < 400` +
+      ` AND (${TOKEN_EXPIRY_MS} IS NULL OR ${TOKEN_EXPIRY_MS} <= 0 OR ${TOKEN_LIFETIME_CALENDAR_DAYS} < 0 OR ${TOKEN_LIFETIME_CALENDAR_DAYS} > 90)`,
     operator: ">",
     threshold: 0,
   },
