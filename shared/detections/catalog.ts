@@ -11,21 +11,26 @@ import {
   NOT_SYSTEM_USER,
   PRIVILEGE_CHANGE_ACTIONS,
   SECRETS_FILTER,
-  TOKEN_EXPIRY_MS,
-  TOKEN_LIFETIME_CALENDAR_DAYS,
+  ACCOUNT_OR_WORKSPACE,
+  CLAMAV_FILE_PATH,
+  CLAMAV_SIGNATURE,
+  INFECTED_FILES,
+  TOKEN_EXPIRY,
+  UC_OPERATION_CLASS,
+  UC_SECURABLE,
+  WORKSPACE_FALLBACK,
+  rp,
   TOKEN_LIFETIME_HOURS,
-  SENTINEL_ADMIN_ACTIONS,
-  SENTINEL_ADMIN_SERVICES,
-  kqlHas,
   UC_DATA_DENIED_FILTER,
   UC_LOCATION,
   list,
 } from "./facts";
-import type { Detection } from "./types";
+import { SENTINEL_ENTRIES } from "./sentinelEntries";
+import type { CatalogEntry, Detection } from "./types";
 
 /**
  * The built-in catalog: every alerting entry of the seed's detection catalog (30) and the
- * Sentinel Databricks solution's 4 rules, none of which an entry covers exactly. Filters,
+ * Sentinel Databricks solution's 4 rules (sentinelEntries.ts), none of which an entry covers exactly. Filters,
  * groupings, thresholds and operators are the catalog's facts; "last 24 h" entries become
  * hourly windows (each event alerts once, in its hour) and the entries grouped by event_date
  * a per-day aggregate that alerts once when it crosses. Entries that fire on any matching
@@ -37,11 +42,10 @@ import type { Detection } from "./types";
 
 const HOUR = 60;
 const DAY = 1440;
+/** Data plane events come from a host: upstream lists request_params.instanceId per workspace, and so do the alerts. */
+const DATA_PLANE_HOST: Detection["groupBy"] = ["workspace_id", "instance_id"];
 
-type Entry = Omit<Detection, "enabled" | "origin" | "groupBy" | "windowMinutes"> &
-  Partial<Pick<Detection, "groupBy" | "windowMinutes">> & { origin?: Detection["origin"] };
-
-const ENTRIES: Entry[] = [
+const ENTRIES: CatalogEntry[] = [
   {
     seedEntry: 1,
     name: "repeated_failed_login_attempts",
@@ -51,6 +55,7 @@ const ENTRIES: Entry[] = [
     technique: "T1110",
     filter: FAILED_LOGIN_FILTER,
     principal: FAILED_LOGIN_PRINCIPAL,
+    context: { error_messages: "response.error_message", status_codes: "response.status_code" },
     operator: ">",
     threshold: 1,
   },
@@ -64,6 +69,7 @@ const ENTRIES: Entry[] = [
     filter:
       `(action_name IN (${list("setAccountAdmin", "changeAccountOwner", "setAdmin", "removeAdmin")})` +
       ` OR (action_name IN (${list("addPrincipalToGroup", "removePrincipalFromGroup")}) AND request_params['targetGroupName'] = 'admins'))`,
+    context: { target_user: rp("targetUserName"), target_group: rp("targetGroupName"), account_or_workspace: ACCOUNT_OR_WORKSPACE },
     operator: ">",
     threshold: 0,
   },
@@ -75,6 +81,7 @@ const ENTRIES: Entry[] = [
     tactic: "DefenseEvasion",
     technique: "T1562",
     filter: "action_name = 'workspaceConfEdit'",
+    context: { workspace_conf_keys: rp("workspaceConfKeys"), workspace_conf_values: rp("workspaceConfValues") },
     operator: ">",
     threshold: 0,
   },
@@ -87,6 +94,7 @@ const ENTRIES: Entry[] = [
     tactic: "Exfiltration",
     technique: "T1567",
     filter: DOWNLOAD_FILTER,
+    context: { export_formats: rp("workspaceExportFormat"), file_types: rp("fileType") },
     operator: ">",
     threshold: 20,
   },
@@ -100,6 +108,7 @@ const ENTRIES: Entry[] = [
     filter: IP_ACCESS_FAILURE_FILTER,
     principal: FAILED_LOGIN_PRINCIPAL,
     groupBy: ["workspace_id", "email", "source_ip"],
+    context: { paths: rp("path"), error_messages: "response.error_message", status_codes: "response.status_code" },
     operator: ">",
     threshold: 0,
   },
@@ -111,6 +120,7 @@ const ENTRIES: Entry[] = [
     tactic: "DefenseEvasion",
     technique: "T1562.007",
     filter: `action_name IN (${list("createIpAccessList", "deleteIpAccessList", "updateIpAccessList")})`,
+    context: { ip_access_list_id: rp("ipAccessListId"), status_codes: "response.status_code" },
     operator: ">",
     threshold: 0,
   },
@@ -122,6 +132,7 @@ const ENTRIES: Entry[] = [
     tactic: "InitialAccess",
     technique: "T1199",
     filter: "action_name = 'databricksAccess'",
+    context: { support_user: rp("user"), approver: rp("approver"), duration: rp("duration"), reason: rp("reason") },
     operator: ">",
     threshold: 0,
   },
@@ -133,6 +144,8 @@ const ENTRIES: Entry[] = [
     tactic: "DefenseEvasion",
     technique: "T1562",
     filter: `action_name IN (${list("acceptTos", "sendTos")})`,
+    workspace: WORKSPACE_FALLBACK,
+    context: { account_id: rp("account_id") },
     operator: ">",
     threshold: 0,
   },
@@ -144,6 +157,7 @@ const ENTRIES: Entry[] = [
     tactic: "DefenseEvasion",
     technique: "T1562",
     filter: "audit_level = 'ACCOUNT_LEVEL' AND service_name = 'accounts' AND action_name = 'setSetting'",
+    context: { setting_name: rp("settingTypeName"), setting_value: rp("settingValueForAudit") },
     operator: ">",
     threshold: 0,
   },
@@ -155,6 +169,13 @@ const ENTRIES: Entry[] = [
     tactic: "Persistence",
     technique: "T1037",
     filter: "service_name = 'globalInitScripts'",
+    context: {
+      script_name: rp("name"),
+      script_id: rp("script_id"),
+      enabled: rp("enabled"),
+      script_sha256: rp("script-SHA256"),
+      status_codes: "response.status_code",
+    },
     operator: ">",
     threshold: 0,
   },
@@ -166,6 +187,7 @@ const ENTRIES: Entry[] = [
     tactic: "Execution",
     technique: "T1072",
     filter: "service_name = 'clusterLibraries' AND action_name = 'installLibraryOnAllClusters'",
+    context: { library: rp("library"), status_codes: "response.status_code" },
     operator: ">",
     threshold: 0,
   },
@@ -177,6 +199,7 @@ const ENTRIES: Entry[] = [
     tactic: "Collection",
     technique: "T1530",
     filter: "action_name = 'mount'",
+    context: { mount_point: rp("mountPoint") },
     operator: ">",
     threshold: 0,
   },
@@ -188,6 +211,7 @@ const ENTRIES: Entry[] = [
     tactic: "Persistence",
     technique: "T1098.001",
     filter: `action_name = 'generateDbToken' AND ${TOKEN_LIFETIME_HOURS} > 72`,
+    context: { token_lifetime_hours: TOKEN_LIFETIME_HOURS, token_expiration: TOKEN_EXPIRY, token_hash: rp("tokenHash") },
     operator: ">",
     threshold: 0,
   },
@@ -201,6 +225,8 @@ const ENTRIES: Entry[] = [
     filter: DESTRUCTIVE_FILTER,
     windowMinutes: DAY,
     // Upstream's query keeps `> 50` before its alert's `>= 50`: the query's filter is what fires.
+    measureName: "num_destructive_activities",
+    workspace: WORKSPACE_FALLBACK,
     operator: ">",
     threshold: 50,
   },
@@ -213,6 +239,8 @@ const ENTRIES: Entry[] = [
     technique: "T1098",
     filter: `action_name IN (${list(...PRIVILEGE_CHANGE_ACTIONS)}) AND ${NOT_SYSTEM_USER}`,
     // Upstream's query keeps `> 25` before its alert's `>= 25`.
+    measureName: "num_permissions_changes",
+    workspace: WORKSPACE_FALLBACK,
     operator: ">",
     threshold: 25,
   },
@@ -227,6 +255,8 @@ const ENTRIES: Entry[] = [
     // Upstream's size(collect_set(request_params.key)): key names, whatever their scope; an event without a key adds none.
     measure: "count(DISTINCT request_params['key'])",
     measureNote: "distinct secret key names read",
+    measureName: "num_keys_accessed",
+    context: { secret_scopes: rp("scope"), secret_keys: rp("key") },
     operator: ">=",
     threshold: 10,
   },
@@ -241,6 +271,7 @@ const ENTRIES: Entry[] = [
     measure: "count(DISTINCT workspace_id)",
     measureNote: "distinct workspaces",
     windowMinutes: DAY,
+    measureName: "num_workspaces_accessed",
     operator: ">=",
     threshold: 5,
   },
@@ -252,6 +283,8 @@ const ENTRIES: Entry[] = [
     tactic: "Collection",
     technique: "T1005",
     filter: String.raw`action_name = 'runCommand' AND request_params['commandText'] RLIKE '\\bprint\\s*\\('`,
+    // The command text is capped like every context value (CONTEXT_VALUE_CHARS).
+    context: { commands: rp("commandText"), command_languages: rp("commandLanguage"), notebook_ids: rp("notebookId"), statuses: rp("status") },
     operator: ">",
     threshold: 0,
   },
@@ -264,6 +297,8 @@ const ENTRIES: Entry[] = [
     technique: "T1580",
     filter: "service_name = 'unityCatalog' AND response.status_code IN (401, 403)",
     groupBy: ["email", "metastore_id"],
+    workspace: WORKSPACE_FALLBACK,
+    context: { error_messages: "response.error_message" },
     operator: ">",
     threshold: 25,
   },
@@ -276,6 +311,8 @@ const ENTRIES: Entry[] = [
     technique: "T1530",
     filter: UC_DATA_DENIED_FILTER,
     groupBy: ["email", "metastore_id"],
+    workspace: WORKSPACE_FALLBACK,
+    context: { securables: UC_SECURABLE, error_messages: "response.error_message" },
     operator: ">",
     threshold: 15,
   },
@@ -294,6 +331,9 @@ const ENTRIES: Entry[] = [
       ` ELSE 0 END`,
     measureNote: "distinct locations written but not read, once the user read more than 20 distinct securables and wrote more than 20 (else 0)",
     groupBy: ["email", "metastore_id"],
+    measureName: "num_writes_to_different_locations",
+    workspace: WORKSPACE_FALLBACK,
+    context: { operations: UC_OPERATION_CLASS, full_operations: rp("operation"), securables_written: `CASE WHEN ${IS_WRITE} THEN ${UC_LOCATION} END` },
     operator: ">",
     threshold: 0,
   },
@@ -305,6 +345,7 @@ const ENTRIES: Entry[] = [
     tactic: "Exfiltration",
     technique: "T1537",
     filter: "action_name = 'createRecipient' AND request_params['ip_access_list'] IS NULL",
+    context: { recipient: `coalesce(${rp("name")}, ${rp("name_arg")})` },
     operator: ">",
     threshold: 0,
   },
@@ -317,6 +358,7 @@ const ENTRIES: Entry[] = [
     technique: "T1078",
     filter: `service_name = 'unityCatalog' AND action_name IN (${list("deltaSharingQueryTable", "deltaSharingQueryTableChanges")}) AND request_params['is_ip_access_denied'] = 'true'`,
     groupBy: ["source_ip", "metastore_id"],
+    context: { share_names: rp("name"), shares: rp("share"), recipient_names: rp("recipient_name"), authentication_types: rp("recipient_authentication_type") },
     operator: ">",
     threshold: 0,
   },
@@ -328,6 +370,7 @@ const ENTRIES: Entry[] = [
     tactic: "Persistence",
     technique: "T1098.001",
     filter: "action_name = 'updateMetastore' AND request_params['delta_sharing_recipient_token_lifetime_in_seconds'] IS NOT NULL",
+    context: { token_lifetime_seconds: rp("delta_sharing_recipient_token_lifetime_in_seconds"), status_codes: "response.status_code" },
     operator: ">",
     threshold: 0,
   },
@@ -338,7 +381,12 @@ const ENTRIES: Entry[] = [
     severity: "High",
     tactic: "Execution",
     technique: "T1204",
-    filter: String.raw`${CLAMAV} AND response.result LIKE 'Infected files:%' AND try_cast(regexp_extract(response.result, 'Infected files:\\s*([0-9]+)', 1) AS INT) > 0`,
+    filter: `${CLAMAV} AND response.result LIKE 'Infected files:%' AND ${INFECTED_FILES} > 0`,
+    // Upstream's alert compares infected_files, the count the scan reported (the most in the window and host).
+    measure: `max(${INFECTED_FILES})`,
+    measureNote: "infected files a scan reported (the most in the window), for each data plane host",
+    measureName: "infected_files",
+    groupBy: DATA_PLANE_HOST,
     operator: ">",
     threshold: 0,
   },
@@ -350,6 +398,8 @@ const ENTRIES: Entry[] = [
     tactic: "Execution",
     technique: "T1204",
     filter: `${CLAMAV} AND response.result LIKE '%FOUND%'`,
+    groupBy: DATA_PLANE_HOST,
+    context: { signatures: CLAMAV_SIGNATURE, file_paths: CLAMAV_FILE_PATH },
     operator: ">",
     threshold: 0,
   },
@@ -361,6 +411,7 @@ const ENTRIES: Entry[] = [
     tactic: "PrivilegeEscalation",
     technique: "T1611",
     filter: `${CAPSULE8} AND action_name IN (${list("Container Escape via Kernel Exploitation", "Userland Container Escape", "New File Executed in Container", "Privileged Container Launched")})`,
+    groupBy: DATA_PLANE_HOST,
     operator: ">",
     threshold: 0,
   },
@@ -372,6 +423,7 @@ const ENTRIES: Entry[] = [
     tactic: "DefenseEvasion",
     technique: "T1562.001",
     filter: `${CAPSULE8} AND action_name IN (${list("Processor-Level Protections Disabled", "AppArmor Disabled In Kernel", "AppArmor Profile Modified", "Boot Files Modified", "Root Certificate Store Modified")})`,
+    groupBy: DATA_PLANE_HOST,
     operator: ">",
     threshold: 0,
   },
@@ -383,6 +435,7 @@ const ENTRIES: Entry[] = [
     tactic: "Persistence",
     technique: "T1547.006",
     filter: `${CAPSULE8} AND action_name IN (${list("BPF Program Executed", "Kernel Module Loaded", "Kernel Exploit")})`,
+    groupBy: DATA_PLANE_HOST,
     operator: ">",
     threshold: 0,
   },
@@ -394,70 +447,11 @@ const ENTRIES: Entry[] = [
     tactic: "Execution",
     technique: "T1059",
     filter: `${CAPSULE8} AND action_name IN (${list("New File Executed in Container", "Suspicious Interactive Shell", "User Command Logging Evasion", "Privileged Container Launched")})`,
+    groupBy: DATA_PLANE_HOST,
     operator: ">",
     threshold: 0,
   },
-  // The Sentinel Databricks solution's rules, as their KQL says (sentinel/analytic-rules keeps the
-  // same conditions; test/detections/sentinelAgreement.test.ts holds both to the same rows). KQL's
-  // `<` on a missing status is false, as SQL's is: an event without a status never counts.
-  {
-    origin: "sentinel",
-    name: "sentinel_account_admin_privilege_granted",
-    description:
-      "A principal was made an account or workspace admin (setAdmin, setAccountAdmin, updateRuleSet) or added to the admins group, and the request succeeded; the Sentinel solution's rule.",
-    severity: "High",
-    tactic: "PrivilegeEscalation",
-    technique: "T1098.003",
-    filter:
-      `service_name IN (${list(...SENTINEL_ADMIN_SERVICES)}) AND (action_name IN (${list(...SENTINEL_ADMIN_ACTIONS)})` +
-      // `=~` is KQL's case-insensitive equality.
-      ` OR (action_name = 'addPrincipalToGroup' AND lower(request_params['targetGroupName']) = 'admins')) AND response.status_code < 400`,
-    operator: ">",
-    threshold: 0,
-  },
-  {
-    origin: "sentinel",
-    name: "sentinel_ip_access_list_changed",
-    description:
-      "An IP access list was created, updated, replaced or deleted, the workspace setting that enables IP access lists was edited, or an account IP access list check failed, and the request succeeded; the Sentinel solution's rule.",
-    severity: "Medium",
-    tactic: "DefenseEvasion",
-    technique: "T1562.007",
-    filter:
-      `((service_name = 'ipAccessList' AND action_name IN (${list("create", "update", "delete", "replace")}))` +
-      ` OR (service_name = 'workspace' AND action_name = 'workspaceConfEdit' AND ${kqlHas("request_params['workspaceConfKeys']", "enableIpAccessLists")})` +
-      ` OR (service_name = 'accounts' AND action_name = 'accountIpAclsValidationFailed')) AND response.status_code < 400`,
-    operator: ">",
-    threshold: 0,
-  },
-  {
-    origin: "sentinel",
-    name: "sentinel_failed_logins_from_ip",
-    description:
-      "At least 10 failed logins (status 400 or above; an accounts action whose name has login as a whole word, so login but not aadBrowserLogin or tokenLogin) from one source IP in an hour; the Sentinel solution's rule.",
-    severity: "Medium",
-    tactic: "CredentialAccess",
-    technique: "T1110",
-    filter: `service_name = 'accounts' AND ${kqlHas("action_name", "login")} AND response.status_code >= 400`,
-    principal: FAILED_LOGIN_PRINCIPAL,
-    groupBy: ["source_ip"],
-    operator: ">=",
-    threshold: 10,
-  },
-  {
-    origin: "sentinel",
-    name: "sentinel_long_lived_tokens",
-    description:
-      "A token was generated (generateDbToken, tokenCreated) with no expiry or one more than 90 calendar days after its creation, and the request succeeded; the Sentinel solution's rule.",
-    severity: "Medium",
-    tactic: "Persistence",
-    technique: "T1098.001",
-    filter:
-      `service_name IN (${list("accounts", "tokens")}) AND action_name IN (${list("generateDbToken", "tokenCreated")}) AND response.status_code < 400` +
-      ` AND (${TOKEN_EXPIRY_MS} IS NULL OR ${TOKEN_EXPIRY_MS} <= 0 OR ${TOKEN_LIFETIME_CALENDAR_DAYS} < 0 OR ${TOKEN_LIFETIME_CALENDAR_DAYS} > 90)`,
-    operator: ">",
-    threshold: 0,
-  },
+  ...SENTINEL_ENTRIES,
 ];
 
 export const BUILT_IN_DETECTIONS: readonly Detection[] = Object.freeze(

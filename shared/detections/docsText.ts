@@ -49,13 +49,18 @@ export const ALERTS_DOC_TAIL = `
 - **Blob Storage**, always: \`<EXPORT_CONTAINER>/alerts/date=YYYY-MM-DD/hour=HH/<detection>-<alert id>.jsonl\` (by the window's
   start), one JSON object per alert: \`alert_id, detection, description, severity, tactic, technique, window_start, window_end\`,
   the group key's values as plain fields (\`email\` and \`user\` for the principal, \`source_ip\`, \`workspace_id\`,
-  \`metastore_id\`, \`event_date\`), \`count\`, \`value\` (the measure), \`first_event_time, last_event_time\`, up to 10
-  \`principals\`, \`source_ips\`, \`workspaces\` and \`sample_event_ids\` (look them up in the archive or \`DatabricksAudit_CL\`),
-  \`sources\` (the SQL warehouses whose events it counts) and \`group_key\`.
+  \`metastore_id\`, \`instance_id\` (the data plane host), \`event_date\`), \`count\` (matching events), \`value\` (the measured
+  value that passed the threshold), \`measure_name\` (what it is, as the upstream catalog names its alert column: \`total\`,
+  \`num_keys_accessed\`, \`infected_files\`, ...), \`condition\` (e.g. \`> 50\`), \`first_event_time, last_event_time\`, up to 10
+  \`principals\`, \`source_ips\`, \`workspaces\`, \`actions\`, \`services\` and \`sample_event_ids\` (look them up in the archive or
+  \`DatabricksAudit_CL\`), \`context\` (the detection's own details, up to 10 distinct values each, each cut at 500 characters:
+  the column \`context\` of the table above), \`sources\` (the SQL warehouses whose events it counts) and \`group_key\`.
 - **Log Analytics / Sentinel**, when \`LOGS_INGESTION_ALERTS_STREAM\` is set with \`LOGS_INGESTION_ENDPOINT\` and
   \`LOGS_INGESTION_RULE_ID\`: table \`DatabricksAuditAlerts_CL\` through the stream \`Custom-DatabricksAuditAlerts\` of the same
   data collection rule (columns in \`infra/tables.json\`), e.g.
-  \`DatabricksAuditAlerts_CL | where Severity == "High" | project TimeGenerated, Detection, UserEmail, SourceIPAddress, EventCount, SampleEventIds\`.
+  \`DatabricksAuditAlerts_CL | where Severity == "High" | project TimeGenerated, Detection, UserEmail, MeasureName, MeasureValue, Condition, Context, SampleEventIds\`.
+  The columns say the same as the Blob line: \`MeasureName\`, \`MeasureValue\`, \`Condition\`, \`Actions\`, \`Services\`,
+  \`Context\`, \`InstanceId\` besides the group key's columns and the samples.
 - An alert is recorded as raised once both have it; one that Log Analytics refused stays pending in the state and is sent
   by the next run (the invocation fails meanwhile, after logging what was delivered).
 

@@ -3,6 +3,11 @@
  * (catalog.ts) and the reports (reports.ts). Catalog constants only, never user input.
  */
 
+/** `request_params['key']` (a map lookup: NULL when the key is absent); catalog keys only. */
+export function rp(key: string): string {
+  return `request_params['${key.replace(/'/g, "''")}']`;
+}
+
 /** Quoted, comma-separated SQL string literals (catalog constants only, never user input). */
 export function list(...values: string[]): string {
   return values.map((v) => `'${v.replace(/'/g, "''")}'`).join(", ");
@@ -74,12 +79,23 @@ export const TOKEN_LIFETIME_CALENDAR_DAYS = `datediff(CAST(${TOKEN_EXPIRY} AS DA
 /** Whole hours from the event to the token's expiry, truncated as upstream's `timestampdiff(HOUR, ...)` (72 h 59 min is 72). */
 export const TOKEN_LIFETIME_HOURS = `timestampdiff(HOUR, event_time, ${TOKEN_EXPIRY})`;
 
+/** The workspace an event concerns where upstream prefers request_params.workspace_id (account-level events name it there). */
+export const WORKSPACE_FALLBACK = "coalesce(request_params['workspace_id'], workspace_id)";
+/** account or workspace, as upstream shows audit_level. */
+export const ACCOUNT_OR_WORKSPACE = "lower(replace(audit_level, '_LEVEL', ''))";
+
 /** The location a temporary credential is for, and whether it reads or writes (entry 31). */
 export const UC_LOCATION =
   "coalesce(request_params['table_full_name'], request_params['volume_full_name'], request_params['url'], request_params['table_url'], request_params['table_id'], request_params['volume_id'])";
 /** Upstream's classes, case as it writes them (`contains` is case-sensitive): CREATE or WRITE in the operation is a write, else READ a read. */
 export const IS_WRITE = "(request_params['operation'] LIKE '%CREATE%' OR request_params['operation'] LIKE '%WRITE%')";
 export const IS_READ = `(request_params['operation'] LIKE '%READ%' AND NOT ${IS_WRITE})`;
+
+/** READ or WRITE, as upstream classes an operation (entry 31's `operation` column). */
+export const UC_OPERATION_CLASS = `CASE WHEN ${IS_WRITE} THEN 'WRITE' WHEN ${IS_READ} THEN 'READ' END`;
+/** The securable a Unity Catalog data request is for, in upstream's order (entries 29, 30, 36): `name` (a share) included. */
+export const UC_SECURABLE =
+  "coalesce(request_params['table_full_name'], request_params['volume_full_name'], request_params['name'], request_params['url'], request_params['table_url'], request_params['table_id'], request_params['volume_id'])";
 
 export const CAPSULE8 = "service_name = 'capsule8-alerts-dataplane'";
 export const CLAMAV = "service_name = 'clamAVScanService-dataplane'";
@@ -97,3 +113,11 @@ export function kqlHas(column: string, term: string): string {
   if (!/^[A-Za-z0-9]+$/.test(term)) throw new Error(`kqlHas: the term must be letters and digits, got ${JSON.stringify(term)}`);
   return `lower(${column}) RLIKE '(^|[^a-z0-9])${term.toLowerCase()}([^a-z0-9]|$)'`;
 }
+
+/**
+ * ClamAV's result text: "Infected files: N" for a scan, "<path>: <signature> FOUND" for a file.
+ * Backslashes are doubled because Databricks unescapes string literals: the regex sees \s.
+ */
+export const INFECTED_FILES = String.raw`try_cast(regexp_extract(response.result, 'Infected files:\\s*([0-9]+)', 1) AS INT)`;
+export const CLAMAV_SIGNATURE = String.raw`regexp_extract(response.result, ':\\s*(\\S+)\\s+FOUND', 1)`;
+export const CLAMAV_FILE_PATH = String.raw`regexp_extract(response.result, '^(.+?):\\s', 1)`;

@@ -10,6 +10,7 @@ import {
   SECRETS_FILTER,
   UC_DATA_ACTIONS,
   UC_DATA_DENIED_FILTER,
+  UC_SECURABLE,
 } from "./facts";
 import { SOURCE_IP_SQL, METASTORE_SQL } from "./sql";
 import type { Report } from "./types";
@@ -25,8 +26,7 @@ const UC_ACTIONS = `action_name IN (${UC_DATA_ACTIONS.map((a) => `'${a}'`).join(
 const TEMP_CREDENTIAL_ACTIONS = "action_name IN ('generateTemporaryTableCredential', 'generateTemporaryPathCredential', 'generateTemporaryVolumeCredential')";
 const PUBLIC_IP = `${SOURCE_IP_SQL} NOT IN ('', '0.0.0.0', '127.0.0.1')`;
 const RANGE_24 = `concat(regexp_extract(${SOURCE_IP_SQL}, '^([0-9]+[.][0-9]+[.][0-9]+)[.]', 1), '.0/24')`;
-const SECURABLE =
-  "coalesce(request_params['table_full_name'], request_params['volume_full_name'], request_params['name'], request_params['url'], request_params['table_url'], request_params['table_id'], request_params['volume_id'])";
+const SECURABLE = UC_SECURABLE;
 const ACCESS_KIND =
   "CASE WHEN audit_level = 'ACCOUNT_LEVEL' AND service_name = 'unityCatalog' THEN 'unity_catalog' WHEN audit_level = 'ACCOUNT_LEVEL' THEN 'account' ELSE 'workspace' END";
 

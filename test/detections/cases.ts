@@ -66,13 +66,23 @@ export const CASES: DetectionCase[] = [
     detection: "changes_to_admin_users",
     fires: [
       { why: "setAdmin", n: 1, row: action("setAdmin", "accounts") },
-      { why: "added to admins", n: 1, row: (k) => ({ action_name: "addPrincipalToGroup", ...params(k, { targetGroupName: "admins" }) }) },
+      {
+        why: "added to admins",
+        n: 1,
+        row: (k) => ({ action_name: "addPrincipalToGroup", ...params(k, { targetGroupName: "admins", targetUserName: `new-admin.${k.email}` }) }),
+      },
     ],
     misses: [{ why: "added to another group", n: 1, row: (k) => ({ action_name: "addPrincipalToGroup", ...params(k, { targetGroupName: "users" }) }) }],
   },
   {
     detection: "changes_to_workspace_configuration",
-    fires: [{ why: "workspaceConfEdit", n: 1, row: action("workspaceConfEdit") }],
+    fires: [
+      {
+        why: "workspaceConfEdit",
+        n: 1,
+        row: (k) => ({ ...action("workspaceConfEdit")(k), ...params(k, { workspaceConfKeys: "enableExportNotebook", workspaceConfValues: "true" }) }),
+      },
+    ],
     misses: [{ why: "workspaceConfGet", n: 1, row: action("workspaceConfGet") }],
   },
   {
@@ -110,17 +120,41 @@ export const CASES: DetectionCase[] = [
   },
   {
     detection: "databricks_access_to_customer_workspaces",
-    fires: [{ why: "databricksAccess", n: 1, row: action("databricksAccess", "genie") }],
+    fires: [
+      {
+        why: "databricksAccess",
+        n: 1,
+        row: (k) => ({ ...action("databricksAccess", "genie")(k), ...params(k, { user: "support@databricks.com", approver: k.email, reason: "ES-1234" }) }),
+      },
+    ],
     misses: [{ why: "another genie action", n: 1, row: action("databricksAccessList", "genie") }],
   },
   {
     detection: "terms_of_service_changes",
-    fires: [{ why: "acceptTos", n: 1, row: action("acceptTos", "accounts") }],
+    fires: [
+      { why: "acceptTos", n: 1, row: action("acceptTos", "accounts") },
+      {
+        why: "acceptTos at account level naming its workspace",
+        n: 1,
+        row: (k) => ({ ...action("acceptTos", "accounts")(k), workspace_id: "0", ...params(k, { workspace_id: k.workspace }) }),
+      },
+    ],
     misses: [{ why: "getTos", n: 1, row: action("getTos", "accounts") }],
   },
   {
     detection: "account_settings_changes",
-    fires: [{ why: "account setSetting", n: 1, row: (k) => ({ ...action("setSetting", "accounts")(k), audit_level: "ACCOUNT_LEVEL", workspace_id: "0" }) }],
+    fires: [
+      {
+        why: "account setSetting",
+        n: 1,
+        row: (k) => ({
+          ...action("setSetting", "accounts")(k),
+          ...params(k, { settingTypeName: "EnableResultsDownloading", settingValueForAudit: '{"enabled":true}' }),
+          audit_level: "ACCOUNT_LEVEL",
+          workspace_id: "0",
+        }),
+      },
+    ],
     misses: [
       { why: "workspace-level setSetting", n: 1, row: (k) => ({ ...action("setSetting", "accounts")(k), audit_level: "WORKSPACE_LEVEL" }) },
       { why: "another service", n: 1, row: (k) => ({ ...action("setSetting", "settings")(k), audit_level: "ACCOUNT_LEVEL", workspace_id: "0" }) },
@@ -225,7 +259,14 @@ export const CASES: DetectionCase[] = [
   },
   {
     detection: "use_of_print_statements",
-    fires: [{ why: "print (", n: 1, row: (k) => ({ ...action("runCommand", "notebook")(k), ...params(k, { commandText: "x = 1\nprint (x)" }) }) }],
+    fires: [
+      { why: "print (", n: 1, row: (k) => ({ ...action("runCommand", "notebook")(k), ...params(k, { commandText: "x = 1\nprint (x)" }) }) },
+      {
+        why: "print( in a long command",
+        n: 1,
+        row: (k) => ({ ...action("runCommand", "notebook")(k), ...params(k, { commandText: `print(1)\n${"x = 1\n".repeat(400)}` }) }),
+      },
+    ],
     misses: [{ why: "reprint(", n: 1, row: (k) => ({ ...action("runCommand", "notebook")(k), ...params(k, { commandText: "reprint(x)" }) }) }],
   },
   {
@@ -309,7 +350,15 @@ export const CASES: DetectionCase[] = [
   {
     detection: "clam_av_infected_files_detected",
     fires: [
-      { why: "2 infected files", n: 1, row: (k) => ({ ...action("clamAVScanAction", "clamAVScanService-dataplane")(k), ...result("Infected files: 2") }) },
+      {
+        why: "2 infected files",
+        n: 1,
+        row: (k) => ({
+          ...action("clamAVScanAction", "clamAVScanService-dataplane")(k),
+          ...params(k, { instanceId: `i-${k.metastore}` }),
+          ...result("Infected files: 2"),
+        }),
+      },
     ],
     misses: [
       { why: "0 infected files", n: 1, row: (k) => ({ ...action("clamAVScanAction", "clamAVScanService-dataplane")(k), ...result("Infected files: 0") }) },

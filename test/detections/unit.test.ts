@@ -26,7 +26,10 @@ function sampleAlert() {
     principals: ["a@example.com", null],
     source_ips: ["10.0.0.1"],
     workspaces: ["123"],
+    actions: ["samlLogin", "login"],
+    services: ["accounts"],
     sample_event_ids: ["e2", "e1"],
+    ctx_error_messages: ["Invalid credentials"],
   });
 }
 
@@ -84,6 +87,7 @@ describe("alerts", () => {
         dateTime: typeof value === "string" && !Number.isNaN(Date.parse(value)),
         long: Number.isSafeInteger(value),
         int: Number.isInteger(value),
+        real: typeof value === "number" && Number.isFinite(value),
         dynamic: typeof value === "object" && value !== null,
       }[column.type];
       expect(ok, `${column.name} (${column.type})`).toBe(true);
@@ -103,6 +107,19 @@ describe("alerts", () => {
       principals: ["a@example.com"],
       sample_event_ids: ["e1", "e2"],
       group_key: { email: "a@example.com" },
+      value: 3,
+      measure_name: "total",
+      condition: "> 1",
+      actions: ["login", "samlLogin"],
+      services: ["accounts"],
+      context: { error_messages: ["Invalid credentials"] },
+    });
+    expect(alertRecord(alert, "2025-10-02T12:21:00.000Z")).toMatchObject({
+      MeasureName: "total",
+      MeasureValue: 3,
+      Condition: "> 1",
+      Actions: ["login", "samlLogin"],
+      Context: { error_messages: ["Invalid credentials"] },
     });
     expect(Object.keys(alert).slice(0, 8)).toEqual(["alert_id", "detection", "description", "severity", "tactic", "technique", "window_start", "window_end"]);
     expect(alert.alert_id).toBe(alertId("repeated_failed_login_attempts", alert.window_start, alert.window_end, { email: "a@example.com" }));
