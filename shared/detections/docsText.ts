@@ -38,6 +38,26 @@ reported naming the entry and the field (in the run's log, in \`detections_state
 \`dbx-audit detections --config FILE\`) and left out (a built-in keeps its defaults); every other detection still runs. A
 detection whose SQL the warehouse refuses fails alone: the run goes on with the others and then reports the failure.
 
+### Backslashes in a filter's regular expression
+
+Databricks SQL unescapes backslashes in string literals before the regular expression sees them, so a regex's \`\\\` is
+written twice: to match \`print (\` with \`\\bprint\\s*\\(\`, the filter says
+
+\`\`\`yaml
+detections:
+  print_in_commands:
+    description: A notebook command called print().
+    severity: Informational
+    filter: "action_name = 'runCommand' AND request_params['commandText'] RLIKE '\\\\\\\\bprint\\\\\\\\s*\\\\\\\\('"
+    operator: ">"
+    threshold: 0
+\`\`\`
+
+(in a double-quoted YAML string each \`\\\` is written twice again, so the file has four; in a single-quoted YAML string or
+a JSON file's string, two and four respectively). A single backslash in the SQL, \`'\\bprint'\`, is unescaped before the regex
+sees it (\`\\b\` becomes a backspace, \`\\s\` an \`s\`, \`\\(\` an unbalanced \`(\` the warehouse refuses); the local stand-in
+unescapes literals as Databricks does, so \`dbx-audit detect --config FILE\` shows the difference before you deploy.
+
 Try a change before deploying it: \`dbx-audit detections --config detections.yaml\` lists the result, and
 \`dbx-audit detect --start 2025-09-01T00:00:00Z --end 2025-09-02T00:00:00Z --config detections.yaml --output alerts.jsonl\`
 evaluates a range with the app settings in the environment (nothing is kept in the timer's state).
