@@ -24,7 +24,7 @@ detections:
     filter: "action_name = 'permanentDelete' AND user_identity.email LIKE '%@contractor.example'"
     operator: ">"
     threshold: 0
-    group_by: [email, workspace_id]   # default: [email]
+    group_by: [email, workspace_id]   # default: [email]; also source_ip, metastore_id, instance_id (data plane host)
     window: PT1H                      # PT5M ... PT12H, or P1D (the day so far)
 \`\`\`
 

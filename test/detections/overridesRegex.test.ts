@@ -1,11 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SandboxStack } from "../../sandbox/stack";
-import { Warehouse } from "../../shared/databricks";
+import { describe, expect, it } from "vitest";
 import { renderDetectionsDoc } from "../../shared/detections/docs";
 import { evaluateDetection } from "../../shared/detections/evaluate";
 import { resolveCatalog } from "../../shared/detections/overrides";
 import { auditRow, isoMicros } from "../support/auditRows";
-import { startStack, warehouseSettings } from "../support/exportHarness";
+import { warehouseWithRows } from "./standIn";
 
 /**
  * The overrides documentation's example of backslashes in a filter's regular expression, taken
@@ -21,19 +19,7 @@ const rows = ["x = 1\nprint (x)", "reprint(x)", "print_all()"].map((commandText,
     request_params: { commandText },
   }),
 );
-let stack: SandboxStack;
-let warehouse: Warehouse;
-
-beforeAll(async () => {
-  stack = await startStack();
-  await stack.warehouse.appendRows(rows);
-  warehouse = await Warehouse.connect(warehouseSettings(stack.contract.databricks), undefined);
-});
-
-afterAll(async () => {
-  await warehouse?.close();
-  await stack?.close();
-});
+const warehouse = warehouseWithRows(rows);
 
 function documentedExample(): string {
   const doc = renderDetectionsDoc();
@@ -47,7 +33,7 @@ async function matchingEvents(yaml: string): Promise<string[]> {
   const { detections, errors } = resolveCatalog({ name: "detections.yaml", text: yaml });
   expect(errors).toEqual([]);
   const detection = detections.find((d) => d.name === "print_in_commands")!;
-  const { alerts } = await evaluateDetection(warehouse, detection, { fromUs: DAY * 1000, toUs: (DAY + 86_400_000) * 1000 }, [], Date.now);
+  const { alerts } = await evaluateDetection(warehouse(), detection, { fromUs: DAY * 1000, toUs: (DAY + 86_400_000) * 1000 }, [], Date.now);
   return alerts.flatMap((a) => a.sample_event_ids);
 }
 

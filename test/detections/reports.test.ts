@@ -1,9 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { SandboxStack } from "../../sandbox/stack";
-import { Warehouse } from "../../shared/databricks";
+import { describe, expect, it } from "vitest";
 import { REPORTS, reportQuery } from "../../shared/detections/reports";
 import { auditRow, isoMicros, type AuditRow } from "../support/auditRows";
-import { startStack, warehouseSettings } from "../support/exportHarness";
+import { warehouseWithRows } from "./standIn";
 
 /** The reports' columns as upstream returns them, run on the warehouse stand-in through the real driver. */
 const DAY = Date.parse("2025-10-03T00:00:00Z");
@@ -26,22 +24,10 @@ const rows: AuditRow[] = [
   at({ action_name: "deleteJob", service_name: "jobs", workspace_id: "0", request_params: { workspace_id: "777" } }),
 ];
 
-let stack: SandboxStack;
-let warehouse: Warehouse;
-
-beforeAll(async () => {
-  stack = await startStack();
-  await stack.warehouse.appendRows(rows);
-  warehouse = await Warehouse.connect(warehouseSettings(stack.contract.databricks), undefined);
-});
-
-afterAll(async () => {
-  await warehouse?.close();
-  await stack?.close();
-});
+const warehouse = warehouseWithRows(rows);
 
 async function run(name: string): Promise<Record<string, unknown>[]> {
-  return warehouse.all(
+  return warehouse().all(
     reportQuery(
       REPORTS.find((r) => r.name === name)!,
       NOW,

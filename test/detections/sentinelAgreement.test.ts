@@ -1,17 +1,15 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { parse } from "yaml";
-import type { SandboxStack } from "../../sandbox/stack";
 import type { AuditEvent } from "../../shared/auditEvent";
-import { Warehouse } from "../../shared/databricks";
 import { builtInDetection } from "../../shared/detections/catalog";
 import { evaluateDetection } from "../../shared/detections/evaluate";
 import { toSentinelRecord } from "../../shared/sentinelRecord";
 import { kqlTerms, runKql, type KqlRow } from "../infra/support/kqlEval";
 import { readTables } from "../infra/support/kusto";
-import { startStack, warehouseSettings } from "../support/exportHarness";
 import { alertsOfVariant, buildCaseRows, type CaseRows } from "./cases";
+import { warehouseWithRows } from "./standIn";
 
 /**
  * The Sentinel solution's four rules exist twice: as catalog entries (SQL on the warehouse) and as
@@ -65,24 +63,16 @@ function kqlRowsOf(results: KqlRow[], rows: CaseRows): KqlRow[] {
   });
 }
 
-let stack: SandboxStack;
-let warehouse: Warehouse;
 const sqlAlerts = new Map<string, Awaited<ReturnType<typeof evaluateDetection>>["alerts"]>();
-
-beforeAll(async () => {
-  stack = await startStack();
-  await stack.warehouse.appendRows(caseRows.flatMap((c) => c.rows));
-  warehouse = await Warehouse.connect(warehouseSettings(stack.contract.databricks), undefined);
-  for (const name of Object.keys(RULE_FILES)) {
-    const evaluation = await evaluateDetection(warehouse, builtInDetection(name)!, { fromUs: DAY * 1000, toUs: (DAY + 86_400_000) * 1000 }, [], Date.now);
-    sqlAlerts.set(name, evaluation.alerts);
-  }
-});
-
-afterAll(async () => {
-  await warehouse?.close();
-  await stack?.close();
-});
+warehouseWithRows(
+  caseRows.flatMap((c) => c.rows),
+  async (warehouse) => {
+    for (const name of Object.keys(RULE_FILES)) {
+      const evaluation = await evaluateDetection(warehouse, builtInDetection(name)!, { fromUs: DAY * 1000, toUs: (DAY + 86_400_000) * 1000 }, [], Date.now);
+      sqlAlerts.set(name, evaluation.alerts);
+    }
+  },
+);
 
 describe("the Sentinel solution's rules: the SQL entry and the KQL rule agree on the same rows", () => {
   describe.each(Object.keys(RULE_FILES))("%s", (detection) => {
