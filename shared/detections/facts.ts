@@ -74,8 +74,11 @@ export const SECRETS_FILTER = `action_name = 'getSecret' AND ${NOT_SYSTEM_USER}`
 export const TOKEN_EXPIRY_MS = "try_cast(request_params['tokenExpirationTime'] AS BIGINT)";
 /** When the token expires. */
 export const TOKEN_EXPIRY = `timestamp_millis(${TOKEN_EXPIRY_MS})`;
-/** KQL's datetime_diff("day", Expires, EventTime) counts calendar days (UTC dates), not whole 24 h periods. */
-export const TOKEN_LIFETIME_CALENDAR_DAYS = `datediff(CAST(${TOKEN_EXPIRY} AS DATE), CAST(event_time AS DATE))`;
+/**
+ * KQL's datetime_diff("day", Expires, EventTime) counts calendar days (UTC dates), not whole 24 h
+ * periods: UTC day numbers from the epoch, so the session's time zone cannot move a boundary.
+ */
+export const TOKEN_LIFETIME_CALENDAR_DAYS = `(CAST(floor(${TOKEN_EXPIRY_MS} / 86400000) AS BIGINT) - CAST(floor(unix_millis(event_time) / 86400000) AS BIGINT))`;
 /** Whole hours from the event to the token's expiry, truncated as upstream's `timestampdiff(HOUR, ...)` (72 h 59 min is 72). */
 export const TOKEN_LIFETIME_HOURS = `timestampdiff(HOUR, event_time, ${TOKEN_EXPIRY})`;
 
