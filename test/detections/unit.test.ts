@@ -44,6 +44,10 @@ describe("the catalog", () => {
       expect(d.technique).toMatch(/^T\d{4}(\.\d{3})?$/);
       expect(expressionProblem(d.filter), d.name).toBeUndefined();
       if (d.measure) expect(expressionProblem(d.measure), d.name).toBeUndefined();
+      for (const [name, expression] of Object.entries(d.context ?? {})) {
+        expect(name, d.name).toMatch(/^[a-z][a-z0-9_]*$/);
+        expect(expressionProblem(expression), `${d.name}.${name}`).toBeUndefined();
+      }
       expect(d.groupBy.length).toBeGreaterThan(0);
     }
   });
