@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { microsToIso, utcDateOf } from "../timestamps";
 import { SAMPLE_SIZE, type DetectionRow } from "./sql";
-import type { Detection, GroupField } from "./types";
+import { DEFAULT_MEASURE_NAME, type Detection, type GroupField } from "./types";
 import { MICROS_PER_MINUTE } from "./windows";
 
 /**
@@ -27,17 +27,28 @@ export interface AlertLine {
   source_ip?: string | null;
   workspace_id?: string | null;
   metastore_id?: string | null;
+  /** The data plane host (request_params.instanceId), for detections grouped by host. */
+  instance_id?: string | null;
   /** The UTC day, for day windows. */
   event_date?: string;
   /** Matching events in the window for this group. */
   count: number;
   /** The detection's measure (the event count, or e.g. distinct secrets read), as compared with the threshold. */
   value: number;
+  /** What `value` is, as upstream names its alert column (total, num_keys_accessed, infected_files, ...). */
+  measure_name: string;
+  /** The comparison `value` passed, e.g. "> 50". */
+  condition: string;
   first_event_time: string;
   last_event_time: string;
   principals: string[];
   source_ips: string[];
   workspaces: string[];
+  /** Up to 10 action names and service names of the matching events. */
+  actions: string[];
+  services: string[];
+  /** The detection's context (e.g. mount_point, target_user): up to 10 distinct values each. */
+  context: Record<string, string[]>;
   sample_event_ids: string[];
   /** The sources (SQL warehouses, one per region) whose rows the alert counts, in configured order. */
   sources: string[];
@@ -60,12 +71,19 @@ export interface AlertRecord {
   SourceIPAddress: string;
   WorkspaceId: string;
   MetastoreId: string;
+  InstanceId: string;
   EventCount: number;
+  MeasureName: string;
+  MeasureValue: number;
+  Condition: string;
   FirstEventTime: string;
   LastEventTime: string;
   Principals: string[];
   SourceIPs: string[];
   Workspaces: string[];
+  Actions: string[];
+  Services: string[];
+  Context: Record<string, string[]>;
   SampleEventIds: string[];
   Sources: string[];
 }
@@ -75,6 +93,7 @@ const GROUP_COLUMNS: Record<GroupField, keyof DetectionRow> = {
   source_ip: "g_source_ip",
   workspace_id: "g_workspace_id",
   metastore_id: "g_metastore_id",
+  instance_id: "g_instance_id",
 };
 
 export function alertId(detection: string, windowStart: string, windowEnd: string, groupKey: Record<string, string | null>): string {
@@ -97,7 +116,7 @@ export function alertFromRow(detection: Detection, row: DetectionRow, sources: r
   if (detection.windowMinutes === 1440) groupKey.event_date = utcDateOf(startUs);
   const email = detection.groupBy.includes("email") ? { email: groupKey.email ?? null, user: groupKey.email ?? null } : {};
   const plain: Partial<AlertLine> = { ...email };
-  for (const field of ["source_ip", "workspace_id", "metastore_id"] as const) if (field in groupKey) plain[field] = groupKey[field] ?? null;
+  for (const field of ["source_ip", "workspace_id", "metastore_id", "instance_id"] as const) if (field in groupKey) plain[field] = groupKey[field] ?? null;
   if (groupKey.event_date) plain.event_date = groupKey.event_date;
   return {
     alert_id: alertId(detection.name, windowStart, windowEnd, groupKey),
@@ -111,11 +130,16 @@ export function alertFromRow(detection: Detection, row: DetectionRow, sources: r
     ...plain,
     count: Number(row.event_count),
     value: Number(row.measure_value),
+    measure_name: detection.measureName ?? (detection.measure ? "measure" : DEFAULT_MEASURE_NAME),
+    condition: `${detection.operator} ${detection.threshold}`,
     first_event_time: microsToIso(Number(row.first_event_us)),
     last_event_time: microsToIso(Number(row.last_event_us)),
     principals: texts(row.principals),
     source_ips: texts(row.source_ips),
     workspaces: texts(row.workspaces),
+    actions: texts(row.actions),
+    services: texts(row.services),
+    context: Object.fromEntries(Object.keys(detection.context ?? {}).map((name) => [name, texts(row[`ctx_${name}`])])),
     sample_event_ids: texts(row.sample_event_ids),
     sources: [...sources],
     group_key: groupKey,
@@ -139,12 +163,20 @@ export function alertRecord(alert: AlertLine, raisedAt: string): AlertRecord {
     SourceIPAddress: alert.source_ip ?? "",
     WorkspaceId: alert.workspace_id ?? "",
     MetastoreId: alert.metastore_id ?? "",
+    InstanceId: alert.instance_id ?? "",
     EventCount: alert.count,
+    // Alerts still pending from before these were recorded have none.
+    MeasureName: alert.measure_name ?? DEFAULT_MEASURE_NAME,
+    MeasureValue: alert.value,
+    Condition: alert.condition ?? "",
     FirstEventTime: alert.first_event_time,
     LastEventTime: alert.last_event_time,
     Principals: alert.principals,
     SourceIPs: alert.source_ips,
     Workspaces: alert.workspaces,
+    Actions: alert.actions ?? [],
+    Services: alert.services ?? [],
+    Context: alert.context ?? {},
     SampleEventIds: alert.sample_event_ids,
     // Alerts still pending from before sources were recorded have none.
     Sources: alert.sources ?? [],

@@ -57,6 +57,9 @@ export function mergeAlertLines(a: AlertLine, b: AlertLine, combination: SourceC
     principals: unite(a.principals, b.principals),
     source_ips: unite(a.source_ips, b.source_ips),
     workspaces: unite(a.workspaces, b.workspaces),
+    actions: unite(a.actions, b.actions),
+    services: unite(a.services, b.services),
+    context: Object.fromEntries(Object.keys({ ...a.context, ...b.context }).map((name) => [name, unite(a.context[name] ?? [], b.context[name] ?? [])])),
     sample_event_ids: unite(a.sample_event_ids, b.sample_event_ids),
     sources: [...new Set([...a.sources, ...b.sources])],
   };

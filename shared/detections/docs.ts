@@ -1,6 +1,7 @@
 import { ALERTS_DOC_TAIL, OVERRIDES_DOC, REGIONS_DOC } from "./docsText";
 import { BUILT_IN_DETECTIONS } from "./catalog";
 import { COMBINATION_LABELS, sourceCombination } from "./combination";
+import { DEFAULT_MEASURE_NAME } from "./types";
 import { windowName } from "./overrides";
 import { REPORTS } from "./reports";
 
@@ -21,6 +22,10 @@ export function renderDetectionsDoc(): string {
       d.severity,
       `${d.tactic} / ${d.technique}`,
       d.origin === "seed" ? `seed #${d.seedEntry}` : "Sentinel",
+      `\`${d.measureName ?? (d.measure ? "measure" : DEFAULT_MEASURE_NAME)}\``,
+      Object.keys(d.context ?? {})
+        .map((name) => `\`${name}\``)
+        .join(", "),
     ].join(" | "),
   );
   const measures = BUILT_IN_DETECTIONS.filter((d) => d.measure).map(
@@ -42,14 +47,17 @@ export function renderDetectionsDoc(): string {
     "evaluate the day so far, every hour, and alert once per day and group when they cross the threshold. Detections see every",
     "service and every workspace unless `DETECTIONS_WORKSPACE_IDS` narrows them (account-level events always count).",
     "",
-    "| detection | what it catches | window | threshold | per | regions | severity | MITRE ATT&CK | source |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    "| detection | what it catches | window | threshold | per | regions | severity | MITRE ATT&CK | source | measure_name | context |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ...rows.map((r) => `| ${r} |`),
     "",
     ...measures,
     "",
     "`per`: the group key besides the window. `email` is the principal (`user_identity.email`; for failed logins the",
-    "`request_params.user` when the email is empty); `source_ip` has its `:port` removed; `metastore_id` is `request_params.metastore_id`.",
+    "`request_params.user` when the email is empty); `source_ip` has its `:port` removed; `metastore_id` is `request_params.metastore_id`;",
+    "`instance_id` is the data plane host, `request_params.instanceId`.",
+    "`measure_name`: what an alert's `value` is, as the upstream catalog names its alert column. `context`: what an alert lists",
+    "besides the principals, source IPs, workspaces, actions and services (up to 10 distinct values each, each cut at 500 characters).",
     "`regions`: how the detection puts several SQL warehouses (one per region) together; see below.",
     "",
     REGIONS_DOC,

@@ -24,7 +24,7 @@ detections:
     filter: "action_name = 'permanentDelete' AND user_identity.email LIKE '%@contractor.example'"
     operator: ">"
     threshold: 0
-    group_by: [email, workspace_id]   # default: [email]
+    group_by: [email, workspace_id]   # default: [email]; also source_ip, metastore_id, instance_id (data plane host)
     window: PT1H                      # PT5M ... PT12H, or P1D (the day so far)
 \`\`\`
 
@@ -38,6 +38,26 @@ reported naming the entry and the field (in the run's log, in \`detections_state
 \`dbx-audit detections --config FILE\`) and left out (a built-in keeps its defaults); every other detection still runs. A
 detection whose SQL the warehouse refuses fails alone: the run goes on with the others and then reports the failure.
 
+### Backslashes in a filter's regular expression
+
+Databricks SQL unescapes backslashes in string literals before the regular expression sees them, so a regex's \`\\\` is
+written twice: to match \`print (\` with \`\\bprint\\s*\\(\`, the filter says
+
+\`\`\`yaml
+detections:
+  print_in_commands:
+    description: A notebook command called print().
+    severity: Informational
+    filter: "action_name = 'runCommand' AND request_params['commandText'] RLIKE '\\\\\\\\bprint\\\\\\\\s*\\\\\\\\('"
+    operator: ">"
+    threshold: 0
+\`\`\`
+
+(in a double-quoted YAML string each \`\\\` is written twice again, so the file has four; in a single-quoted YAML string or
+a JSON file's string, two and four respectively). A single backslash in the SQL, \`'\\bprint'\`, is unescaped before the regex
+sees it (\`\\b\` becomes a backspace, \`\\s\` an \`s\`, \`\\(\` an unbalanced \`(\` the warehouse refuses); the local stand-in
+unescapes literals as Databricks does, so \`dbx-audit detect --config FILE\` shows the difference before you deploy.
+
 Try a change before deploying it: \`dbx-audit detections --config detections.yaml\` lists the result, and
 \`dbx-audit detect --start 2025-09-01T00:00:00Z --end 2025-09-02T00:00:00Z --config detections.yaml --output alerts.jsonl\`
 evaluates a range with the app settings in the environment (nothing is kept in the timer's state).
@@ -49,13 +69,18 @@ export const ALERTS_DOC_TAIL = `
 - **Blob Storage**, always: \`<EXPORT_CONTAINER>/alerts/date=YYYY-MM-DD/hour=HH/<detection>-<alert id>.jsonl\` (by the window's
   start), one JSON object per alert: \`alert_id, detection, description, severity, tactic, technique, window_start, window_end\`,
   the group key's values as plain fields (\`email\` and \`user\` for the principal, \`source_ip\`, \`workspace_id\`,
-  \`metastore_id\`, \`event_date\`), \`count\`, \`value\` (the measure), \`first_event_time, last_event_time\`, up to 10
-  \`principals\`, \`source_ips\`, \`workspaces\` and \`sample_event_ids\` (look them up in the archive or \`DatabricksAudit_CL\`),
-  \`sources\` (the SQL warehouses whose events it counts) and \`group_key\`.
+  \`metastore_id\`, \`instance_id\` (the data plane host), \`event_date\`), \`count\` (matching events), \`value\` (the measured
+  value that passed the threshold), \`measure_name\` (what it is, as the upstream catalog names its alert column: \`total\`,
+  \`num_keys_accessed\`, \`infected_files\`, ...), \`condition\` (e.g. \`> 50\`), \`first_event_time, last_event_time\`, up to 10
+  \`principals\`, \`source_ips\`, \`workspaces\`, \`actions\`, \`services\` and \`sample_event_ids\` (look them up in the archive or
+  \`DatabricksAudit_CL\`), \`context\` (the detection's own details, up to 10 distinct values each, each cut at 500 characters:
+  the column \`context\` of the table above), \`sources\` (the SQL warehouses whose events it counts) and \`group_key\`.
 - **Log Analytics / Sentinel**, when \`LOGS_INGESTION_ALERTS_STREAM\` is set with \`LOGS_INGESTION_ENDPOINT\` and
   \`LOGS_INGESTION_RULE_ID\`: table \`DatabricksAuditAlerts_CL\` through the stream \`Custom-DatabricksAuditAlerts\` of the same
   data collection rule (columns in \`infra/tables.json\`), e.g.
-  \`DatabricksAuditAlerts_CL | where Severity == "High" | project TimeGenerated, Detection, UserEmail, SourceIPAddress, EventCount, SampleEventIds\`.
+  \`DatabricksAuditAlerts_CL | where Severity == "High" | project TimeGenerated, Detection, UserEmail, MeasureName, MeasureValue, Condition, Context, SampleEventIds\`.
+  The columns say the same as the Blob line: \`MeasureName\`, \`MeasureValue\`, \`Condition\`, \`Actions\`, \`Services\`,
+  \`Context\`, \`InstanceId\` besides the group key's columns and the samples.
 - An alert is recorded as raised once both have it; one that Log Analytics refused stays pending in the state and is sent
   by the next run (the invocation fails meanwhile, after logging what was delivered).
 

@@ -10,6 +10,10 @@ import {
   SECRETS_FILTER,
   UC_DATA_ACTIONS,
   UC_DATA_DENIED_FILTER,
+  UC_LOCATION,
+  UC_OPERATION_CLASS,
+  UC_SECURABLE,
+  WORKSPACE_FALLBACK,
 } from "./facts";
 import { SOURCE_IP_SQL, METASTORE_SQL } from "./sql";
 import type { Report } from "./types";
@@ -24,9 +28,29 @@ const RANGE =
 const UC_ACTIONS = `action_name IN (${UC_DATA_ACTIONS.map((a) => `'${a}'`).join(", ")})`;
 const TEMP_CREDENTIAL_ACTIONS = "action_name IN ('generateTemporaryTableCredential', 'generateTemporaryPathCredential', 'generateTemporaryVolumeCredential')";
 const PUBLIC_IP = `${SOURCE_IP_SQL} NOT IN ('', '0.0.0.0', '127.0.0.1')`;
-const RANGE_24 = `concat(regexp_extract(${SOURCE_IP_SQL}, '^([0-9]+[.][0-9]+[.][0-9]+)[.]', 1), '.0/24')`;
-const SECURABLE =
-  "coalesce(request_params['table_full_name'], request_params['volume_full_name'], request_params['name'], request_params['url'], request_params['table_url'], request_params['table_id'], request_params['volume_id'])";
+/**
+ * An IPv4 address's /24; an IPv6 address stays whole (upstream's substring_index on '.' would put
+ * every IPv6 address in one "range" named '.0/24').
+ */
+const SOURCE_RANGE = `CASE WHEN ${SOURCE_IP_SQL} RLIKE '^[0-9]+[.][0-9]+[.][0-9]+[.][0-9]+$' THEN concat(regexp_extract(${SOURCE_IP_SQL}, '^([0-9]+[.][0-9]+[.][0-9]+)[.]', 1), '.0/24') ELSE ${SOURCE_IP_SQL} END`;
+const SECURABLE = UC_SECURABLE;
+/** What kind of securable UC_SECURABLE names, in the same order (upstream's securable_type). */
+const SECURABLE_TYPE =
+  "CASE WHEN request_params['table_full_name'] IS NOT NULL THEN 'TABLE' WHEN request_params['volume_full_name'] IS NOT NULL THEN 'VOLUME'" +
+  " WHEN request_params['name'] IS NOT NULL THEN 'DELTA_SHARE' WHEN request_params['url'] IS NOT NULL THEN 'EXTERNAL_LOCATION'" +
+  " WHEN request_params['table_url'] IS NOT NULL THEN 'TABLE' WHEN request_params['table_id'] IS NOT NULL THEN 'TABLE'" +
+  " WHEN request_params['volume_id'] IS NOT NULL THEN 'VOLUME' END";
+/** Unity Catalog's privilege tables and the securable type each grants on. */
+const PRIVILEGE_TABLES: [table: string, securableType: string][] = [
+  ["catalog_privileges", "CATALOG"],
+  ["external_location_privileges", "EXTERNAL_LOCATION"],
+  ["metastore_privileges", "METASTORE"],
+  ["routine_privileges", "FUNCTION"],
+  ["schema_privileges", "SCHEMA"],
+  ["storage_credential_privileges", "STORAGE_CREDENTIAL"],
+  ["table_privileges", "TABLE"],
+  ["volume_privileges", "VOLUME"],
+];
 const ACCESS_KIND =
   "CASE WHEN audit_level = 'ACCOUNT_LEVEL' AND service_name = 'unityCatalog' THEN 'unity_catalog' WHEN audit_level = 'ACCOUNT_LEVEL' THEN 'account' ELSE 'workspace' END";
 
@@ -66,14 +90,14 @@ export const REPORTS: readonly Report[] = [
     seedEntry: 19,
     name: "destructive_activities_last_90_days",
     description: "Destructive actions (delete*, trash) per day, user, workspace, service and action, System-User excluded.",
-    sql: daily("event_date, user_identity.email AS email, workspace_id, service_name, action_name", DESTRUCTIVE_FILTER, 5),
+    sql: daily(`event_date, user_identity.email AS email, ${WORKSPACE_FALLBACK} AS workspace_id, service_name, action_name`, DESTRUCTIVE_FILTER, 5),
   },
   {
     seedEntry: 21,
     name: "potential_privilege_escalation_last_90_days",
     description: "Permission, ownership, group and token changes per day, user, workspace and action.",
     sql: daily(
-      "event_date, user_identity.email AS email, workspace_id, action_name",
+      `event_date, user_identity.email AS email, ${WORKSPACE_FALLBACK} AS workspace_id, action_name`,
       `action_name IN (${PRIVILEGE_CHANGE_ACTIONS.map((a) => `'${a}'`).join(", ")}) AND user_identity.email NOT IN ('System-User')`,
       4,
     ),
@@ -99,68 +123,64 @@ export const REPORTS: readonly Report[] = [
   {
     seedEntry: 27,
     name: "ip_address_ranges_used_to_access_databricks",
-    description: "Source IPv4 /24 ranges with their kind of access and events.",
-    sql: `SELECT ${RANGE_24} AS source_range, ${ACCESS_KIND} AS access_kind, count(*) AS total FROM ${AUDIT_TABLE} WHERE ${RANGE} AND ${PUBLIC_IP} GROUP BY 1, 2 ORDER BY total DESC`,
+    description: "Source IPv4 /24 ranges (an IPv6 address on its own) with their kind of access and events.",
+    sql: `SELECT ${SOURCE_RANGE} AS source_range, ${ACCESS_KIND} AS access_kind, count(*) AS total FROM ${AUDIT_TABLE} WHERE ${RANGE} AND ${PUBLIC_IP} GROUP BY 1, 2 ORDER BY total DESC`,
   },
   {
     seedEntry: 30,
     name: "unauthorized_uc_data_requests_last_90_days",
-    description: "Refused (401/403) Unity Catalog data-access requests per day, user, metastore, action and securable.",
-    sql: daily(`event_date, user_identity.email AS email, ${METASTORE_SQL} AS metastore_id, action_name, ${SECURABLE} AS securable`, UC_DATA_DENIED_FILTER, 5),
+    description: "Refused (401/403) Unity Catalog data-access requests per day, user, metastore, workspace, action and securable.",
+    sql: daily(
+      `event_date, user_identity.email AS email, ${METASTORE_SQL} AS metastore_id, ${WORKSPACE_FALLBACK} AS workspace_id, action_name, ${SECURABLE} AS securable`,
+      UC_DATA_DENIED_FILTER,
+      6,
+    ),
   },
   {
     seedEntry: 32,
     name: "read_writes_last_90_days",
-    description: "Temporary credentials per day, user, metastore and operation (reads and writes).",
+    description: "Temporary credentials per day, user, metastore, workspace, READ/WRITE class, full operation and securable.",
     sql: daily(
-      `event_date, user_identity.email AS email, ${METASTORE_SQL} AS metastore_id, request_params['operation'] AS operation`,
+      `event_date, user_identity.email AS email, ${METASTORE_SQL} AS metastore_id, ${WORKSPACE_FALLBACK} AS workspace_id, ${UC_OPERATION_CLASS} AS operation, ` +
+        `request_params['operation'] AS full_operation, ${UC_LOCATION} AS securable`,
       TEMP_CREDENTIAL_ACTIONS,
-      4,
+      7,
     ),
   },
   {
     seedEntry: 36,
     name: "most_popular_data_products_last_90_days",
-    description: "The 500 securables read most (successful Unity Catalog data access), internal ones excluded.",
+    description: "The 500 securables read most (successful Unity Catalog data access) with their type, internal ones excluded.",
     sql:
-      `SELECT ${SECURABLE} AS securable, count(*) AS total, count(DISTINCT user_identity.email) AS users FROM ${AUDIT_TABLE} ` +
+      `SELECT ${SECURABLE} AS securable, ${SECURABLE_TYPE} AS securable_type, count(*) AS total, count(DISTINCT user_identity.email) AS users FROM ${AUDIT_TABLE} ` +
       `WHERE ${RANGE} AND ${UC_ACTIONS} AND response.status_code = 200 AND ${SECURABLE} IS NOT NULL AND left(${SECURABLE}, 22) <> '__databricks_internal.' ` +
-      `GROUP BY 1 ORDER BY total DESC LIMIT 500`,
+      `GROUP BY 1, 2 ORDER BY total DESC LIMIT 500`,
   },
   {
     seedEntry: 37,
     name: "most_privileged_users",
     description:
-      "Grants per grantee across Unity Catalog's information_schema privilege tables (not the audit log; Databricks only, the time range does not apply).",
+      "Grants per grantee and securable type across Unity Catalog's information_schema privilege tables, with the grantee's total (not the audit log; Databricks only, the time range does not apply).",
     sql:
-      "SELECT grantee, count(*) AS grants FROM (" +
-      [
-        "catalog_privileges",
-        "external_location_privileges",
-        "metastore_privileges",
-        "routine_privileges",
-        "schema_privileges",
-        "storage_credential_privileges",
-        "table_privileges",
-        "volume_privileges",
-      ]
-        .map((table) => `SELECT grantee FROM system.information_schema.${table}`)
-        .join(" UNION ALL ") +
-      ") AS privileges GROUP BY grantee ORDER BY grants DESC",
+      "SELECT grantee, securable_type, count(*) AS grants, sum(count(*)) OVER (PARTITION BY grantee) AS grantee_total FROM (" +
+      PRIVILEGE_TABLES.map(([table, type]) => `SELECT grantee, '${type}' AS securable_type FROM system.information_schema.${table}`).join(" UNION ALL ") +
+      ") AS privileges GROUP BY grantee, securable_type ORDER BY grantee_total DESC, grantee, grants DESC",
   },
   {
     seedEntry: 38,
     name: "ip_addresses_used_to_access_uc_data",
-    description: "Source IPs of Unity Catalog data access, with events, users, first and last seen.",
+    description: "Source IPs of Unity Catalog data access per securable type, with events, users, first and last seen.",
     sql:
-      `SELECT ${SOURCE_IP_SQL} AS source_ip, count(*) AS total, count(DISTINCT user_identity.email) AS users, min(event_time) AS first_seen, max(event_time) AS last_seen ` +
-      `FROM ${AUDIT_TABLE} WHERE ${RANGE} AND ${UC_ACTIONS} AND ${PUBLIC_IP} GROUP BY 1 ORDER BY total DESC`,
+      `SELECT ${SOURCE_IP_SQL} AS source_ip, ${SECURABLE_TYPE} AS securable_type, count(*) AS total, count(DISTINCT user_identity.email) AS users, ` +
+      `min(event_time) AS first_seen, max(event_time) AS last_seen FROM ${AUDIT_TABLE} WHERE ${RANGE} AND ${UC_ACTIONS} AND ${PUBLIC_IP} GROUP BY 1, 2 ORDER BY total DESC`,
   },
   {
     seedEntry: 39,
     name: "ip_address_ranges_used_to_access_uc_data",
-    description: "Source IPv4 /24 ranges of Unity Catalog data access.",
-    sql: `SELECT ${RANGE_24} AS source_range, count(*) AS total, count(DISTINCT user_identity.email) AS users FROM ${AUDIT_TABLE} WHERE ${RANGE} AND ${UC_ACTIONS} AND ${PUBLIC_IP} GROUP BY 1 ORDER BY total DESC`,
+    description: "Source IPv4 /24 ranges (an IPv6 address on its own) of Unity Catalog data access per securable type.",
+    sql:
+      `SELECT ${SOURCE_RANGE} AS source_range, ${SECURABLE_TYPE} AS securable_type, count(*) AS total, count(DISTINCT user_identity.email) AS users ` +
+      `FROM ${AUDIT_TABLE} WHERE ${RANGE} AND ${UC_ACTIONS} AND ${PUBLIC_IP} GROUP BY 1, 2 ORDER BY total DESC`,
   },
 ];
 

@@ -23,8 +23,14 @@ import { DEFAULT_MEASURE, type Detection, type GroupField } from "./types";
 export const SOURCE_IP_SQL = "CASE WHEN source_ip_address LIKE '%:%:%' THEN source_ip_address ELSE regexp_replace(source_ip_address, ':[0-9]+$', '') END";
 export const DEFAULT_PRINCIPAL_SQL = "user_identity.email";
 export const METASTORE_SQL = "request_params['metastore_id']";
+export const INSTANCE_SQL = "request_params['instanceId']";
+export const DEFAULT_WORKSPACE_SQL = "workspace_id";
 
-/** How many principals, source IPs, workspaces and sample event ids an alert carries. */
+/** How many characters of each context value an alert keeps (a notebook command can be long). */
+export const CONTEXT_VALUE_CHARS = 500;
+const CONTEXT_NAME = /^[a-z][a-z0-9_]*$/;
+
+/** How many principals, source IPs, workspaces, actions, services, context values and sample event ids an alert carries. */
 export const SAMPLE_SIZE = 10;
 
 /** The columns a detection query returns (names as the warehouse gives them back). */
@@ -34,6 +40,7 @@ export interface DetectionRow {
   g_source_ip?: unknown;
   g_workspace_id?: unknown;
   g_metastore_id?: unknown;
+  g_instance_id?: unknown;
   measure_value: unknown;
   event_count: unknown;
   first_event_us: unknown;
@@ -41,22 +48,37 @@ export interface DetectionRow {
   principals: unknown;
   source_ips: unknown;
   workspaces: unknown;
+  actions: unknown;
+  services: unknown;
   sample_event_ids: unknown;
+  /** One `ctx_<name>` per context entry of the detection: its collected values. */
+  [context: `ctx_${string}`]: unknown;
   /** `count(DISTINCT x)` read from several warehouses: this one's set of x, to unite with the others'. */
   measure_set?: unknown;
 }
 
-export function groupExpression(detection: Pick<Detection, "principal">, field: GroupField): string {
+export function groupExpression(detection: Pick<Detection, "principal" | "workspace">, field: GroupField): string {
   switch (field) {
     case "email":
       return detection.principal ?? DEFAULT_PRINCIPAL_SQL;
     case "source_ip":
       return SOURCE_IP_SQL;
     case "workspace_id":
-      return "workspace_id";
+      return detection.workspace ?? DEFAULT_WORKSPACE_SQL;
     case "metastore_id":
       return METASTORE_SQL;
+    case "instance_id":
+      return INSTANCE_SQL;
   }
+}
+
+/** The context columns of a detection's query: up to SAMPLE_SIZE distinct values of each, each capped. */
+export function contextColumns(detection: Pick<Detection, "context" | "name">): string[] {
+  return Object.entries(detection.context ?? {}).map(([name, expression]) => {
+    // The name becomes a column alias: catalog text, but held to a plain identifier all the same.
+    if (!CONTEXT_NAME.test(name)) throw new Error(`detection '${detection.name}': context name '${name}' must be lower snake case`);
+    return `slice(collect_set(left(CAST(${expression} AS STRING), ${CONTEXT_VALUE_CHARS})), 1, ${SAMPLE_SIZE}) AS ctx_${name}`;
+  });
 }
 
 export interface QueryRange {
@@ -120,8 +142,11 @@ export function detectionQuery(detection: Detection, range: QueryRange, workspac
     "max(unix_micros(event_time)) AS last_event_us",
     `slice(collect_set(${principal}), 1, ${SAMPLE_SIZE}) AS principals`,
     `slice(collect_set(${SOURCE_IP_SQL}), 1, ${SAMPLE_SIZE}) AS source_ips`,
-    `slice(collect_set(workspace_id), 1, ${SAMPLE_SIZE}) AS workspaces`,
+    `slice(collect_set(${detection.workspace ?? DEFAULT_WORKSPACE_SQL}), 1, ${SAMPLE_SIZE}) AS workspaces`,
+    `slice(collect_set(action_name), 1, ${SAMPLE_SIZE}) AS actions`,
+    `slice(collect_set(service_name), 1, ${SAMPLE_SIZE}) AS services`,
     `slice(collect_list(event_id), 1, ${SAMPLE_SIZE}) AS sample_event_ids`,
+    ...contextColumns(detection),
   ];
   const shape = measureShape(measure);
   if (partsOnly && shape.kind === "distinct") select.push(`collect_set(${shape.expression}) AS measure_set`);

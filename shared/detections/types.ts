@@ -12,8 +12,8 @@ export type Severity = (typeof SEVERITIES)[number];
 export const THRESHOLD_OPERATORS = [">", ">="] as const;
 export type ThresholdOperator = (typeof THRESHOLD_OPERATORS)[number];
 
-/** What an alert can be grouped by, besides its window. */
-export const GROUP_FIELDS = ["email", "source_ip", "workspace_id", "metastore_id"] as const;
+/** What an alert can be grouped by, besides its window (`instance_id`: the data plane host, request_params.instanceId). */
+export const GROUP_FIELDS = ["email", "source_ip", "workspace_id", "metastore_id", "instance_id"] as const;
 export type GroupField = (typeof GROUP_FIELDS)[number];
 
 /**
@@ -25,6 +25,8 @@ export const WINDOW_MINUTES = [5, 10, 15, 20, 30, 60, 120, 180, 240, 360, 480, 7
 
 /** The measure of a detection that names none. */
 export const DEFAULT_MEASURE = "count(*)";
+/** The measure's name in an alert when the detection names none: upstream's name for its count(*) column. */
+export const DEFAULT_MEASURE_NAME = "total";
 
 export type DetectionOrigin = "seed" | "sentinel" | "custom";
 
@@ -43,6 +45,16 @@ export interface Detection {
   measure?: string;
   /** What the measure counts, in words (for the docs). */
   measureNote?: string;
+  /** The measure's name in an alert, as upstream names its alert column (e.g. num_keys_accessed); default "total". */
+  measureName?: string;
+  /**
+   * What an analyst needs to see besides the counts: named SQL expressions over the events, each
+   * listed in the alert with up to 10 distinct values (capped in length), e.g. the mount point or
+   * the target user. Names are lower snake case; catalog text only, like the filter.
+   */
+  context?: Readonly<Record<string, string>>;
+  /** SQL for the workspace an event concerns, when it is not workspace_id (upstream's request_params.workspace_id fallback). */
+  workspace?: string;
   operator: ThresholdOperator;
   threshold: number;
   windowMinutes: number;
@@ -55,6 +67,10 @@ export interface Detection {
   /** The seed catalog's entry number, for built-ins from the seed. */
   seedEntry?: number;
 }
+
+/** A built-in entry as the catalog states it: the runner's defaults (per principal, hourly, enabled) fill in the rest. */
+export type CatalogEntry = Omit<Detection, "enabled" | "origin" | "groupBy" | "windowMinutes"> &
+  Partial<Pick<Detection, "groupBy" | "windowMinutes">> & { origin?: Detection["origin"] };
 
 /** A query-only entry of the seed (a report over the last N days); no alert. */
 export interface Report {

@@ -1,5 +1,6 @@
 import { BUILT_IN_DETECTIONS } from "../../shared/detections/catalog";
 import { auditRow, isoMicros, type AuditRow } from "../support/auditRows";
+import { SENTINEL_CASES } from "./sentinelCases";
 
 /**
  * Per detection: rows that must raise exactly one alert (at the threshold's boundary: T+1
@@ -65,13 +66,23 @@ export const CASES: DetectionCase[] = [
     detection: "changes_to_admin_users",
     fires: [
       { why: "setAdmin", n: 1, row: action("setAdmin", "accounts") },
-      { why: "added to admins", n: 1, row: (k) => ({ action_name: "addPrincipalToGroup", ...params(k, { targetGroupName: "admins" }) }) },
+      {
+        why: "added to admins",
+        n: 1,
+        row: (k) => ({ action_name: "addPrincipalToGroup", ...params(k, { targetGroupName: "admins", targetUserName: `new-admin.${k.email}` }) }),
+      },
     ],
     misses: [{ why: "added to another group", n: 1, row: (k) => ({ action_name: "addPrincipalToGroup", ...params(k, { targetGroupName: "users" }) }) }],
   },
   {
     detection: "changes_to_workspace_configuration",
-    fires: [{ why: "workspaceConfEdit", n: 1, row: action("workspaceConfEdit") }],
+    fires: [
+      {
+        why: "workspaceConfEdit",
+        n: 1,
+        row: (k) => ({ ...action("workspaceConfEdit")(k), ...params(k, { workspaceConfKeys: "enableExportNotebook", workspaceConfValues: "true" }) }),
+      },
+    ],
     misses: [{ why: "workspaceConfGet", n: 1, row: action("workspaceConfGet") }],
   },
   {
@@ -88,7 +99,18 @@ export const CASES: DetectionCase[] = [
   },
   {
     detection: "ip_access_list_failures",
-    fires: [{ why: "IpAccessDenied", n: 1, row: action("IpAccessDenied", "accounts") }],
+    fires: [
+      { why: "IpAccessDenied", n: 1, row: action("IpAccessDenied", "accounts") },
+      {
+        why: "a refusal with the principal in request_params.user only",
+        n: 1,
+        row: (k) => ({
+          ...action("accountIpAclsValidationFailed", "accounts")(k),
+          user_identity: { email: null, subject_name: null },
+          ...params(k, { user: k.email }),
+        }),
+      },
+    ],
     misses: [{ why: "a login", n: 1, row: action("login", "accounts") }],
   },
   {
@@ -98,17 +120,41 @@ export const CASES: DetectionCase[] = [
   },
   {
     detection: "databricks_access_to_customer_workspaces",
-    fires: [{ why: "databricksAccess", n: 1, row: action("databricksAccess", "genie") }],
+    fires: [
+      {
+        why: "databricksAccess",
+        n: 1,
+        row: (k) => ({ ...action("databricksAccess", "genie")(k), ...params(k, { user: "support@databricks.com", approver: k.email, reason: "ES-1234" }) }),
+      },
+    ],
     misses: [{ why: "another genie action", n: 1, row: action("databricksAccessList", "genie") }],
   },
   {
     detection: "terms_of_service_changes",
-    fires: [{ why: "acceptTos", n: 1, row: action("acceptTos", "accounts") }],
+    fires: [
+      { why: "acceptTos", n: 1, row: action("acceptTos", "accounts") },
+      {
+        why: "acceptTos at account level naming its workspace",
+        n: 1,
+        row: (k) => ({ ...action("acceptTos", "accounts")(k), workspace_id: "0", ...params(k, { workspace_id: k.workspace }) }),
+      },
+    ],
     misses: [{ why: "getTos", n: 1, row: action("getTos", "accounts") }],
   },
   {
     detection: "account_settings_changes",
-    fires: [{ why: "account setSetting", n: 1, row: (k) => ({ ...action("setSetting", "accounts")(k), audit_level: "ACCOUNT_LEVEL", workspace_id: "0" }) }],
+    fires: [
+      {
+        why: "account setSetting",
+        n: 1,
+        row: (k) => ({
+          ...action("setSetting", "accounts")(k),
+          ...params(k, { settingTypeName: "EnableResultsDownloading", settingValueForAudit: '{"enabled":true}' }),
+          audit_level: "ACCOUNT_LEVEL",
+          workspace_id: "0",
+        }),
+      },
+    ],
     misses: [
       { why: "workspace-level setSetting", n: 1, row: (k) => ({ ...action("setSetting", "accounts")(k), audit_level: "WORKSPACE_LEVEL" }) },
       { why: "another service", n: 1, row: (k) => ({ ...action("setSetting", "settings")(k), audit_level: "ACCOUNT_LEVEL", workspace_id: "0" }) },
@@ -143,22 +189,27 @@ export const CASES: DetectionCase[] = [
         n: 1,
         row: (k, _i, t) => ({ action_name: "generateDbToken", ...params(k, { tokenExpirationTime: String(t + 72 * HOUR_MS) }) }),
       },
+      {
+        why: "a 72 h 30 min token (72 whole hours; over 72 h in milliseconds)",
+        n: 1,
+        row: (k, _i, t) => ({ action_name: "generateDbToken", ...params(k, { tokenExpirationTime: String(t + 72.5 * HOUR_MS) }) }),
+      },
       { why: "another action", n: 1, row: (k, _i, t) => ({ action_name: "listTokens", ...params(k, { tokenExpirationTime: String(t + 100 * HOUR_MS) }) }) },
     ],
   },
   {
     detection: "destructive_activities",
-    fires: [{ why: "50 deletes in a day (>= 50)", n: 50, row: action("deleteCluster", "clusters") }],
+    fires: [{ why: "51 deletes in a day (> 50)", n: 51, row: action("deleteCluster", "clusters") }],
     misses: [
-      { why: "49 deletes", n: 49, row: action("moveToTrash", "workspace") },
+      { why: "50 deletes (the alert's >= 50, not the query's > 50)", n: 50, row: action("moveToTrash", "workspace") },
       { why: "50 deletes by System-User", n: 50, row: (k) => ({ ...action("deleteJob", "jobs")(k), ...systemUser }) },
     ],
   },
   {
     detection: "potential_privilege_escalation",
-    fires: [{ why: "25 permission changes (>= 25)", n: 25, row: action("changeClusterAcl", "clusters") }],
+    fires: [{ why: "26 permission changes (> 25)", n: 26, row: action("changeClusterAcl", "clusters") }],
     misses: [
-      { why: "24 permission changes", n: 24, row: action("changeClusterAcl", "clusters") },
+      { why: "25 permission changes (the alert's >= 25, not the query's > 25)", n: 25, row: action("changeClusterAcl", "clusters") },
       { why: "25 by System-User", n: 25, row: (k) => ({ ...action("changeJobAcl", "jobs")(k), ...systemUser }) },
     ],
   },
@@ -176,6 +227,16 @@ export const CASES: DetectionCase[] = [
         why: "20 reads of 9 secrets",
         n: 20,
         row: (k, i) => ({ service_name: "secrets", action_name: "getSecret", ...params(k, { scope: "s", key: `k${i % 9}` }) }),
+      },
+      {
+        why: "10 scope/key pairs with 5 key names",
+        n: 10,
+        row: (k, i) => ({ service_name: "secrets", action_name: "getSecret", ...params(k, { scope: `s${i}`, key: `k${i % 5}` }) }),
+      },
+      {
+        why: "9 key names and a read without a key",
+        n: 10,
+        row: (k, i) => ({ service_name: "secrets", action_name: "getSecret", ...params(k, i < 9 ? { scope: "s", key: `k${i}` } : { scope: "s" }) }),
       },
       {
         why: "10 secrets by System-User",
@@ -198,7 +259,14 @@ export const CASES: DetectionCase[] = [
   },
   {
     detection: "use_of_print_statements",
-    fires: [{ why: "print (", n: 1, row: (k) => ({ ...action("runCommand", "notebook")(k), ...params(k, { commandText: "x = 1\nprint (x)" }) }) }],
+    fires: [
+      { why: "print (", n: 1, row: (k) => ({ ...action("runCommand", "notebook")(k), ...params(k, { commandText: "x = 1\nprint (x)" }) }) },
+      {
+        why: "print( in a long command",
+        n: 1,
+        row: (k) => ({ ...action("runCommand", "notebook")(k), ...params(k, { commandText: `print(1)\n${"x = 1\n".repeat(400)}` }) }),
+      },
+    ],
     misses: [{ why: "reprint(", n: 1, row: (k) => ({ ...action("runCommand", "notebook")(k), ...params(k, { commandText: "reprint(x)" }) }) }],
   },
   {
@@ -225,6 +293,19 @@ export const CASES: DetectionCase[] = [
     misses: [
       { why: "21 reads, 21 writes to what was read", n: 42, row: (k, i) => readWrite(k, i, (j) => `cat.sch.r${j}`) },
       { why: "20 reads, 22 writes elsewhere", n: 42, row: (k, i) => readWrite(k, i + 1, (j) => `cat.sch.w${j}`) },
+      {
+        why: "21 reads of 3 securables, 21 writes elsewhere (events, not securables)",
+        n: 42,
+        row: (k, i) => {
+          const row = readWrite(k, i, (j) => `cat.sch.w${j}`);
+          return i < 21 ? { ...row, ...params(k, { operation: "READ", table_full_name: `cat.sch.r${i % 3}` }) } : row;
+        },
+      },
+      {
+        why: "21 reads, 21 writes to one securable",
+        n: 42,
+        row: (k, i) => readWrite(k, i, () => "cat.sch.w0"),
+      },
     ],
   },
   {
@@ -269,7 +350,15 @@ export const CASES: DetectionCase[] = [
   {
     detection: "clam_av_infected_files_detected",
     fires: [
-      { why: "2 infected files", n: 1, row: (k) => ({ ...action("clamAVScanAction", "clamAVScanService-dataplane")(k), ...result("Infected files: 2") }) },
+      {
+        why: "2 infected files",
+        n: 1,
+        row: (k) => ({
+          ...action("clamAVScanAction", "clamAVScanService-dataplane")(k),
+          ...params(k, { instanceId: `i-${k.metastore}` }),
+          ...result("Infected files: 2"),
+        }),
+      },
     ],
     misses: [
       { why: "0 infected files", n: 1, row: (k) => ({ ...action("clamAVScanAction", "clamAVScanService-dataplane")(k), ...result("Infected files: 0") }) },
@@ -307,48 +396,9 @@ export const CASES: DetectionCase[] = [
     fires: [{ why: "Suspicious Interactive Shell", n: 1, row: action("Suspicious Interactive Shell", "capsule8-alerts-dataplane") }],
     misses: [{ why: "the action under another service", n: 1, row: action("Suspicious Interactive Shell", "clusters") }],
   },
-  {
-    detection: "sentinel_account_admin_privilege_granted",
-    fires: [{ why: "setAccountAdmin", n: 1, row: action("setAccountAdmin", "accounts") }],
-    misses: [{ why: "setAdmin (a workspace admin)", n: 1, row: action("setAdmin", "accounts") }],
-  },
-  {
-    detection: "sentinel_ip_access_list_changed",
-    fires: [{ why: "replaceIpAccessList", n: 1, row: action("replaceIpAccessList", "accounts") }],
-    misses: [{ why: "getIpAccessLists", n: 1, row: action("getIpAccessLists", "accounts") }],
-  },
-  {
-    detection: "sentinel_failed_logins_from_ip",
-    fires: [
-      {
-        why: "10 failed logins from one IP (>= 10)",
-        n: 10,
-        row: (k, i) => ({ ...ACCOUNTS_LOGIN, ...status(401), ...params(k), user_identity: { email: `u${i}.${k.email}`, subject_name: null } }),
-      },
-    ],
-    misses: [
-      { why: "9 failed logins", n: 9, row: (k) => ({ ...ACCOUNTS_LOGIN, ...status(401), ...params(k) }) },
-      { why: "10 failures of another service", n: 10, row: (k) => ({ ...ACCOUNTS_LOGIN, service_name: "clusters", ...status(401), ...params(k) }) },
-    ],
-  },
-  {
-    detection: "sentinel_long_lived_tokens",
-    fires: [
-      { why: "a token without expiry", n: 1, row: (k) => ({ ...action("generateDbToken", "accounts")(k) }) },
-      {
-        why: "a 91-day token",
-        n: 1,
-        row: (k, _i, t) => ({ ...action("generateDbToken", "accounts")(k), ...params(k, { tokenExpirationTime: String(t + 91 * 24 * HOUR_MS) }) }),
-      },
-    ],
-    misses: [
-      {
-        why: "a 30-day token",
-        n: 1,
-        row: (k, _i, t) => ({ ...action("generateDbToken", "accounts")(k), ...params(k, { tokenExpirationTime: String(t + 30 * 24 * HOUR_MS) }) }),
-      },
-    ],
-  },
+  // The Sentinel solution's rules: their branches and status filters (sentinelRows.ts holds the
+  // rows both the SQL entries and the KQL rules are evaluated on).
+  ...SENTINEL_CASES,
 ];
 
 /** Event i of 42: the first 21 read `cat.sch.r<i>`, the rest write to `writeTo(i)`. A shifted start (i + 1) gives 20 reads and 22 writes. */

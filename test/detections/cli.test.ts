@@ -83,7 +83,7 @@ describe("dbx-audit detections and report", () => {
     writeFileSync(config, JSON.stringify({ detections: { use_of_print_statements: { enabled: false }, mount_point_creation: { threshold: -2 } } }));
     const { code, stdout, stderr } = await cli(["detections", "--config", config]);
     expect(code).toBe(2);
-    expect(stdout).toMatch(/destructive_activities\s+enabled\s+P1D\s+>= 50/);
+    expect(stdout).toMatch(/destructive_activities\s+enabled\s+P1D\s+> 50/);
     expect(stdout).toMatch(/use_of_print_statements\s+disabled/);
     expect(stderr).toMatch(/detection 'mount_point_creation': field 'threshold' must be >= 0/);
   });

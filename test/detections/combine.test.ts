@@ -22,6 +22,8 @@ function row(group: Partial<DetectionRow>, fields: Partial<DetectionRow> = {}): 
     principals: ["u@example.com"],
     source_ips: ["10.0.0.1"],
     workspaces: [],
+    actions: ["login"],
+    services: ["accounts"],
     sample_event_ids: ["e1"],
     ...group,
     ...fields,
@@ -32,10 +34,19 @@ describe("which detections combine across sources", () => {
   it("adds up counts, unites distinct values, concatenates per-workspace groups and keeps other measures per source", () => {
     const byCombination: Record<string, string[]> = {};
     for (const d of BUILT_IN_DETECTIONS) (byCombination[sourceCombination(d)] ??= []).push(d.name);
-    expect(byCombination.concatenate).toEqual(["ip_access_list_failures"]);
+    // Per workspace: the IP access list failures, and the data plane detections (per workspace and host).
+    expect(byCombination.concatenate?.sort()).toEqual([
+      "capsule8_changes_to_host_security_settings",
+      "capsule8_container_breakout_events",
+      "capsule8_kernel_related_events",
+      "capsule8_suspicious_host_activity",
+      "clam_av_infected_files_detected",
+      "clam_av_infected_files_found",
+      "ip_access_list_failures",
+    ]);
     expect(byCombination.union?.sort()).toEqual(["access_to_multiple_workspaces", "repeated_access_to_secrets"]);
     expect(byCombination["per-source"]).toEqual(["high_number_of_read_writes"]);
-    expect(byCombination.sum).toHaveLength(BUILT_IN_DETECTIONS.length - 4);
+    expect(byCombination.sum).toHaveLength(BUILT_IN_DETECTIONS.length - 10);
     expect(byCombination.sum).toEqual(expect.arrayContaining(["repeated_failed_login_attempts", "destructive_activities", "sentinel_failed_logins_from_ip"]));
   });
 

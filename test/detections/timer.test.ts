@@ -100,7 +100,7 @@ describe("runDetections cycle", () => {
     const day = Date.parse("2025-10-02T00:00:00Z");
     await stack.warehouse.appendRows([
       ...failedLogins("a@example.com", day + 10 * HOUR + 5 * 60_000, 2),
-      ...deletes("d@example.com", day + HOUR, 30, 15 * 60_000),
+      ...deletes("d@example.com", day + HOUR, 31, 15 * 60_000),
     ]);
     stack.logsIngestion.reset();
     const container = containerFor(stack, "det-exactly-once");
@@ -135,7 +135,7 @@ describe("runDetections cycle", () => {
     ]);
     const destructive = inBlob.filter((a) => a.detection === "destructive_activities");
     expect(destructive).toHaveLength(1);
-    expect(destructive[0]).toMatchObject({ email: "d@example.com", event_date: "2025-10-02", count: 50, window_start: "2025-10-02T00:00:00.000000Z" });
+    expect(destructive[0]).toMatchObject({ email: "d@example.com", event_date: "2025-10-02", count: 51, window_start: "2025-10-02T00:00:00.000000Z" });
     expect(first.alertsRaised + second.alertsRaised + third.alertsRaised).toBe(inBlob.length);
     expect(third.alertsRaised).toBeGreaterThanOrEqual(2);
 
