@@ -122,6 +122,8 @@ export interface AppConfig {
   workspaceLookbackHours: number;
   /** EXPORT_SOURCE_CONCURRENCY: sources exported at once; unset, it follows the instance's memory (sourceConcurrencyFor). */
   sourceConcurrency?: number;
+  /** DATABRICKS_CLOUD_FETCH true or false; unset (auto), the export follows the instance's memory (cloudFetchFor). */
+  cloudFetch?: boolean;
 }
 
 export type Settings = Readonly<Record<string, string | undefined>>;
@@ -208,6 +210,8 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     problems.push(`EXPORT_SOURCE_CONCURRENCY must be a whole number of sources exported at once, from 1 to ${MAX_SOURCES}; got '${concurrencyText}'.`);
   }
 
+  const cloudFetch = readCloudFetch(read("DATABRICKS_CLOUD_FETCH"), problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     sources: sourceConfigs,
@@ -225,7 +229,16 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     queryTimeoutMs,
     workspaceLookbackHours,
     ...(sourceConcurrency !== undefined ? { sourceConcurrency } : {}),
+    ...(cloudFetch !== undefined ? { cloudFetch } : {}),
   };
+}
+
+/** DATABRICKS_CLOUD_FETCH: `auto` (or unset) leaves the choice to the instance's memory. */
+function readCloudFetch(text: string | undefined, problems: string[]): boolean | undefined {
+  if (text === undefined || text === "auto") return undefined;
+  if (text === "true" || text === "false") return text === "true";
+  problems.push(`DATABRICKS_CLOUD_FETCH must be auto (CloudFetch links on instances of 2,048 MB or more, inline pages below), true or false; got '${text}'.`);
+  return undefined;
 }
 
 /** Time a run needs after its budget to finish the calls and writes in flight and release its lock. */

@@ -2,7 +2,7 @@ import type { TokenCredential } from "@azure/identity";
 import { sourceConcurrencyFor, type AppConfig, type AuditFilter, type Settings, type SourceConfig } from "../config";
 import { BlobExportStore } from "../blobStore";
 import { createAzureCredential, createContainerClient } from "../composition";
-import { Warehouse, isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
+import { Warehouse, cloudFetchFor, isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
 import { ThreadedWarehouse } from "../databricksThread";
 import { LogsIngestionSink, type IngestionClientOptions } from "../logsIngestion";
 import { runExport, type ExportOptions, type ExportProgress, type ExportSummary, type SourceSummary } from "./engine";
@@ -24,7 +24,13 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
   const store = new BlobExportStore(createContainerClient(config.storage, credential));
   await store.ensureContainer();
   const ingestion = config.logsIngestion ? new LogsIngestionSink(config.logsIngestion, credential, options.ingestion) : undefined;
-  const warehouseOptions: WarehouseOptions = { queryTimeoutMs: config.queryTimeoutMs, ...options.warehouse };
+  // The instance's memory limit (its cgroup's) decides what DATABRICKS_CLOUD_FETCH=auto means.
+  const memoryLimitBytes = process.constrainedMemory?.();
+  const warehouseOptions: WarehouseOptions = {
+    queryTimeoutMs: config.queryTimeoutMs,
+    cloudFetch: cloudFetchFor(config.cloudFetch, memoryLimitBytes),
+    ...options.warehouse,
+  };
   const readers = config.sources.map((source) => new LazyWarehouse(source, credential, warehouseOptions));
   try {
     return await runExport(
@@ -36,7 +42,7 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
         lateHorizonMs: config.lateHorizonMs,
         timeBudgetMs: config.timeBudgetMs,
         isRecoverable: isExpiredResultLinkError,
-        sourceConcurrency: config.sourceConcurrency ?? sourceConcurrencyFor(process.constrainedMemory?.()),
+        sourceConcurrency: config.sourceConcurrency ?? sourceConcurrencyFor(memoryLimitBytes),
         ...options.tuning,
       },
       {
