@@ -85,8 +85,15 @@ export interface AuditFilter {
   includeAccountLevel: boolean;
 }
 
-export type StorageSettings =
-  { kind: "accountUrl"; accountUrl: string; container: string } | { kind: "connectionString"; connectionString: string; container: string };
+/**
+ * `container` holds the archive (`audit/`), written once per blob and never rewritten, so it can
+ * be write-once (WORM); `stateContainer` holds what the app rewrites and deletes: `_state/`, the
+ * dead letters and the detections' alerts. One container for both unless EXPORT_STATE_CONTAINER is set.
+ */
+export type StorageSettings = ({ kind: "accountUrl"; accountUrl: string } | { kind: "connectionString"; connectionString: string }) & {
+  container: string;
+  stateContainer: string;
+};
 
 export interface LogsIngestionSettings {
   endpoint: string;
@@ -344,6 +351,13 @@ function readStorage(read: (n: string) => string | undefined, problems: string[]
   if (!CONTAINER.test(container)) {
     problems.push(`EXPORT_CONTAINER must be a valid container name (3-63 lowercase letters, digits and single dashes); got '${container}'.`);
   }
+  // Unset: state in the archive's container, as deployments before the write-once archive have it.
+  const stateContainer = read("EXPORT_STATE_CONTAINER") ?? container;
+  if (!CONTAINER.test(stateContainer)) {
+    problems.push(
+      `EXPORT_STATE_CONTAINER must be a valid container name (3-63 lowercase letters, digits and single dashes), or unset to keep the state in EXPORT_CONTAINER; got '${stateContainer}'.`,
+    );
+  }
   if (accountUrl && connectionString) {
     problems.push("Set only one of EXPORT_STORAGE_ACCOUNT_URL (managed identity, recommended) and EXPORT_STORAGE_CONNECTION_STRING (local runs, Azurite).");
     return undefined;
@@ -355,14 +369,14 @@ function readStorage(read: (n: string) => string | undefined, problems: string[]
       );
       return undefined;
     }
-    return { kind: "accountUrl", accountUrl: accountUrl.replace(/\/+$/, ""), container };
+    return { kind: "accountUrl", accountUrl: accountUrl.replace(/\/+$/, ""), container, stateContainer };
   }
   if (connectionString) {
     if (!/(^|;)\s*(BlobEndpoint|AccountName)=/i.test(connectionString) && connectionString !== "UseDevelopmentStorage=true") {
       problems.push("EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string (it has neither AccountName= nor BlobEndpoint=).");
       return undefined;
     }
-    return { kind: "connectionString", connectionString, container };
+    return { kind: "connectionString", connectionString, container, stateContainer };
   }
   if (required) {
     problems.push(

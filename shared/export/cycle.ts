@@ -1,7 +1,7 @@
 import type { TokenCredential } from "@azure/identity";
 import { sourceConcurrencyFor, type AppConfig, type AuditFilter, type Settings, type SourceConfig } from "../config";
 import { BlobExportStore } from "../blobStore";
-import { createAzureCredential, createContainerClient } from "../composition";
+import { createAzureCredential, createContainerClients } from "../composition";
 import { Warehouse, cloudFetchFor, isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
 import { ThreadedWarehouse } from "../databricksThread";
 import { LogsIngestionSink, type IngestionClientOptions } from "../logsIngestion";
@@ -21,7 +21,8 @@ export interface CycleOptions {
 export async function runExportCycle(config: AppConfig, env: Settings, log: ExportLog, options: CycleOptions = {}): Promise<ExportSummary> {
   if (!config.storage) throw new Error("The export needs EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING.");
   const credential = createAzureCredential(config, env);
-  const store = new BlobExportStore(createContainerClient(config.storage, credential));
+  const containers = createContainerClients(config.storage, credential);
+  const store = new BlobExportStore(containers.archive, containers.state);
   await store.ensureContainer();
   const ingestion = config.logsIngestion ? new LogsIngestionSink(config.logsIngestion, credential, options.ingestion) : undefined;
   // The instance's memory limit (its cgroup's) decides what DATABRICKS_CLOUD_FETCH=auto means.

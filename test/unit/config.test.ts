@@ -24,7 +24,12 @@ describe("loadConfig", () => {
     const config = loadConfig(minimal);
     expect(config.databricks).toMatchObject({ host: "adb-1234567890123456.7.azuredatabricks.net", port: 443, scope: DATABRICKS_DEFAULT_SCOPE });
     expect(config.filter).toEqual({ workspaceIds: [], services: DEFAULT_AUDIT_SERVICES, includeAccountLevel: true });
-    expect(config.storage).toEqual({ kind: "accountUrl", accountUrl: "https://mystorage.blob.core.windows.net", container: "databricks-audit" });
+    expect(config.storage).toEqual({
+      kind: "accountUrl",
+      accountUrl: "https://mystorage.blob.core.windows.net",
+      container: "databricks-audit",
+      stateContainer: "databricks-audit",
+    });
     expect(config.logsIngestion).toBeUndefined();
     expect(config.settleDelayMs).toBeLessThanOrEqual(15 * 60_000);
     expect(config.lateHorizonMs).toBeGreaterThanOrEqual(24 * 3600_000);
@@ -251,5 +256,24 @@ describe("DATABRICKS_CLOUD_FETCH", () => {
     expect(cloudFetchFor(true, 512 * MB)).toBe(true);
     expect(cloudFetchFor(false, 4096 * MB)).toBe(false);
     expect(cloudFetchFor(false, undefined)).toBe(false);
+  });
+});
+
+describe("EXPORT_STATE_CONTAINER", () => {
+  it("is the archive's container when unset (deployments from before the write-once archive), else its own", () => {
+    expect(loadConfig({ ...minimal, EXPORT_CONTAINER: "audit-archive" }).storage).toMatchObject({
+      container: "audit-archive",
+      stateContainer: "audit-archive",
+    });
+    expect(loadConfig({ ...minimal, EXPORT_STATE_CONTAINER: "databricks-audit-state" }).storage).toMatchObject({
+      container: "databricks-audit",
+      stateContainer: "databricks-audit-state",
+    });
+  });
+
+  it("names the setting and what a container name may be", () => {
+    expect(problemsOf({ ...minimal, EXPORT_STATE_CONTAINER: "State_Blobs" })).toEqual([
+      "EXPORT_STATE_CONTAINER must be a valid container name (3-63 lowercase letters, digits and single dashes), or unset to keep the state in EXPORT_CONTAINER; got 'State_Blobs'.",
+    ]);
   });
 });
