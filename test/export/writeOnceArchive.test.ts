@@ -1,3 +1,5 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { BlobServiceClient, type ContainerClient } from "@azure/storage-blob";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -92,6 +94,9 @@ describe("the write-once archive", () => {
       expect(error).toBeInstanceOf(ArchiveConflictError);
       expect((error as Error).message).toMatch(/^The archive blob audit\/workspace=1234\/.* already exists and holds other content .* never overwritten/);
       expect(await contentOf(archive, NAME)).toEqual(before);
+      // The section the message sends the reader to exists.
+      const section = /TROUBLESHOOTING\.md, "([^"]+)"/.exec((error as Error).message)?.[1];
+      expect(readFileSync(join(__dirname, "..", "..", "TROUBLESHOOTING.md"), "utf8")).toContain(`## ${section!}`);
     }
   });
 
