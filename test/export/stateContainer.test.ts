@@ -71,5 +71,6 @@ describe("EXPORT_STATE_CONTAINER", () => {
       ),
     );
     expect(await blobs(archive)).toEqual(before);
+    expect(report.checks.find((c) => c.name === "configuration")?.detail).toContain(`container ${ARCHIVE} (state in ${STATE})`);
   });
 });
