@@ -1,14 +1,15 @@
 /**
- * `npm run bench [-- --events N] [--rounds R] [--instance-memory MB] [--cloud-fetch | --no-cloud-fetch]`: export throughput against
+ * `npm run bench [-- --events N] [--rounds R] [--instance-memory MB] [--cloud-fetch | --inline] [--no-cloud-fetch]`: export throughput against
  * the local stack, side by side with the bare driver, peak RSS of the exporting process, Logs
  * Ingestion calls and bytes per call, and the stand-ins' own CPU share. The sandbox, the bare
  * reader and the exporter each run in their own process; bare and export alternate for R
  * rounds (default 3) against one sandbox, so a slow spell of a shared machine hits both sides
  * alike. Both sides run with the V8 heap Node gives itself on a Flex Consumption instance of
  * the given memory (default 512 MB, the smallest), see INSTANCE_HEAPS. The warehouse offers
- * CloudFetch, as a real one does; both sides read as the product does (inline pages, see
- * USE_CLOUD_FETCH in shared/databricks.ts), or through CloudFetch links with --cloud-fetch.
- * --no-cloud-fetch: a warehouse without CloudFetch.
+ * CloudFetch, as a real one does; both sides read as the product does on that instance
+ * (DATABRICKS_CLOUD_FETCH=auto, see cloudFetchFor in shared/databricks.ts: inline pages on 512 MB,
+ * CloudFetch links from 2,048 MB), or through links with --cloud-fetch, or inline pages with
+ * --inline (DATABRICKS_CLOUD_FETCH=true or false). --no-cloud-fetch: a warehouse without CloudFetch.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { readFileSync, readdirSync } from "node:fs";
@@ -18,6 +19,7 @@ import { createInterface } from "node:readline";
 import type { IngestionStats } from "../sandbox/logsIngestion";
 import type { WarehouseStats } from "../sandbox/sqlWarehouse/server";
 import type { SandboxContract } from "../sandbox/stack";
+import { cloudFetchFor } from "../shared/databricks";
 import { INSTANCE_HEAPS, rerunTrustingSandboxCa, workerProcess } from "./processes";
 import type { SinksFloor } from "./sinksFloor";
 
@@ -56,21 +58,29 @@ async function main(): Promise<void> {
   const loadStarted = performance.now();
   const { sandbox, contract } = await startSandbox(events, cloudFetch);
   log(
-    `  the warehouse ${contract.databricks.cloudFetch ? "offers CloudFetch" : "answers inline only"}; both sides ask for ${readerCloudFetch ? "CloudFetch links" : "inline pages (the product's setting)"}`,
+    `  the warehouse ${contract.databricks.cloudFetch ? "offers CloudFetch" : "answers inline only"}; both sides ask for ${readerCloudFetch ? "CloudFetch links" : "inline pages"} (DATABRICKS_CLOUD_FETCH=${readerCloudFetch})`,
   );
   log(`  ready in ${((performance.now() - loadStarted) / 1000).toFixed(1)} s`);
   try {
-    const env = { ...process.env, ...contract.env, AUDIT_SERVICES: "*", EXPORT_TIME_BUDGET: "PT2H", EXPORT_SETTLE_DELAY: "PT1M" };
+    const env = {
+      ...process.env,
+      ...contract.env,
+      AUDIT_SERVICES: "*",
+      EXPORT_TIME_BUDGET: "PT2H",
+      EXPORT_SETTLE_DELAY: "PT1M",
+      // The workers are not under the instance's memory limit: the choice auto makes for it, made here.
+      DATABRICKS_CLOUD_FETCH: String(readerCloudFetch),
+    };
     const results: RoundResult[] = [];
     for (let round = 1; round <= rounds; round++) {
       const label = rounds > 1 ? ` (round ${round} of ${rounds})` : "";
       log(`Bare driver: the export's query, fetched in chunks and thrown away${label}...`);
-      const bare = await measured(sandbox.pid!, contract, () => worker("bare", env, heapFlags, readerCloudFetch));
+      const bare = await measured(sandbox.pid!, contract, () => worker("bare", env, heapFlags));
       log(`Full export cycle: Blob + Log Analytics${label}...`);
       await fetch(`${contract.logsIngestion.endpoint}/admin/reset`, { method: "POST" });
       // Each round exports into a container of its own, from no state, like a first run.
       const exported = await measured(sandbox.pid!, contract, () =>
-        worker("export", { ...env, EXPORT_CONTAINER: `${contract.storage.container}-bench-${round}` }, heapFlags, readerCloudFetch),
+        worker("export", { ...env, EXPORT_CONTAINER: `${contract.storage.container}-bench-${round}` }, heapFlags),
       );
       const stats = (await (await fetch(`${contract.logsIngestion.endpoint}/admin/stats`)).json()) as IngestionStats;
       results.push({ bare, exported, stats });
@@ -161,7 +171,9 @@ function report(results: RoundResult[], floor: SinksFloor, instanceMemory: strin
   const width = Math.max(...rows.map((r) => r[0].length));
   const heading = results.length > 1 ? ` (fastest of ${results.length} rounds each; ratio per round ${ratios.map((r) => r.toFixed(2)).join(", ")})` : "";
   print(`\nV8 heap: ${instanceMemory === "none" ? "this machine's own memory" : `as on a ${instanceMemory} MB Flex Consumption instance`}`);
-  print(`results: ${cloudFetch ? "through CloudFetch links (--cloud-fetch)" : "inline Arrow pages, as the product reads them"}`);
+  print(
+    `results: ${cloudFetch ? "through CloudFetch links" : "inline Arrow pages"} (DATABRICKS_CLOUD_FETCH=${cloudFetch}; auto chooses by the instance memory)`,
+  );
   print(`\n${"".padEnd(width)}  ${"bare driver".padStart(14)}  ${"full export".padStart(14)}${heading}`);
   for (const [name, a, b] of rows) print(`${name.padEnd(width)}  ${a.padStart(14)}  ${b.padStart(14)}`);
   print(
@@ -203,12 +215,13 @@ function readFlags(args: string[]): { events: number; rounds: number; instanceMe
     return value;
   };
   for (const arg of args)
-    if (arg.startsWith("--") && !["--events", "--rounds", "--instance-memory", "--cloud-fetch", "--no-cloud-fetch"].includes(arg))
+    if (arg.startsWith("--") && !["--events", "--rounds", "--instance-memory", "--cloud-fetch", "--inline", "--no-cloud-fetch"].includes(arg))
       throw new Error(
-        `Unknown option '${arg}': use --events N, --rounds N, --instance-memory ${Object.keys(INSTANCE_HEAPS).join("|")}, --cloud-fetch and --no-cloud-fetch.`,
+        `Unknown option '${arg}': use --events N, --rounds N, --instance-memory ${Object.keys(INSTANCE_HEAPS).join("|")}, --cloud-fetch or --inline, and --no-cloud-fetch.`,
       );
   if (args.includes("--cloud-fetch") && args.includes("--no-cloud-fetch"))
     throw new Error("--cloud-fetch needs a warehouse with CloudFetch: drop --no-cloud-fetch.");
+  if (args.includes("--cloud-fetch") && args.includes("--inline")) throw new Error("--cloud-fetch and --inline contradict each other: give one.");
   const memoryAt = args.indexOf("--instance-memory");
   const instanceMemory = memoryAt < 0 ? "512" : (args[memoryAt + 1] ?? "");
   if (!Object.hasOwn(INSTANCE_HEAPS, instanceMemory))
@@ -220,7 +233,11 @@ function readFlags(args: string[]): { events: number; rounds: number; instanceMe
     rounds: number("--rounds", 3),
     instanceMemory,
     cloudFetch: !args.includes("--no-cloud-fetch"),
-    readerCloudFetch: args.includes("--cloud-fetch"),
+    readerCloudFetch: args.includes("--cloud-fetch")
+      ? true
+      : args.includes("--inline")
+        ? false
+        : cloudFetchFor(undefined, instanceMemory === "none" ? undefined : Number(instanceMemory) * 1024 ** 2),
   };
 }
 
@@ -235,8 +252,8 @@ function startSandbox(events: number, cloudFetch: boolean): Promise<{ sandbox: C
   });
 }
 
-function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv, heapFlags: string[], cloudFetch: boolean): Promise<WorkerResult> {
-  return workerProcess<WorkerResult>([mode, ...(cloudFetch ? ["--cloud-fetch"] : [])], env, heapFlags);
+function worker(mode: "bare" | "export", env: NodeJS.ProcessEnv, heapFlags: string[]): Promise<WorkerResult> {
+  return workerProcess<WorkerResult>([mode], env, heapFlags);
 }
 
 const cpus = availableParallelism();

@@ -29,7 +29,16 @@ async function main(): Promise<void> {
   const stack = await startSandboxStack({ synthetic: 0, regions, cloudFetch: false });
   try {
     const shared = await load(stack, events);
-    const base = { ...process.env, ...stack.contract.env, AUDIT_SERVICES: "*", EXPORT_TIME_BUDGET: "PT2H", EXPORT_SETTLE_DELAY: "PT1M", EXPORT_START: "P3D" };
+    const base = {
+      ...process.env,
+      ...stack.contract.env,
+      AUDIT_SERVICES: "*",
+      EXPORT_TIME_BUDGET: "PT2H",
+      EXPORT_SETTLE_DELAY: "PT1M",
+      EXPORT_START: "P3D",
+      // As DATABRICKS_CLOUD_FETCH=auto reads on the 512 MB instance these workers stand for (they lack its memory limit).
+      DATABRICKS_CLOUD_FETCH: "false",
+    };
     const single: NodeJS.ProcessEnv = { ...base, EXPORT_CONTAINER: "bench-one-region" };
     delete single.DATABRICKS_SOURCES;
     process.stderr.write("One export cycle over region 1 alone...\n");

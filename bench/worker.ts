@@ -1,7 +1,7 @@
 /**
  * One measured side of the benchmark, in a process of its own so its peak RSS is its own:
  *   bare   - the export's query through the driver, fetched in chunks and thrown away
- *            (bare and export with --cloud-fetch: through CloudFetch links, not the product's inline pages)
+ *            (bare and export read through CloudFetch links or inline pages as DATABRICKS_CLOUD_FETCH says)
  *   export - one full export cycle (Blob + Log Analytics), exactly as `dbx-audit run`
  *   floor  - the sinks' least work on N synthetic events, measured alone (sinksFloor.ts)
  * Settings come from the environment (the sandbox's app settings). Prints one JSON line.
@@ -9,7 +9,7 @@
 import { readFileSync } from "node:fs";
 import { loadConfig, resolveStart } from "../shared/config";
 import { createAzureCredential } from "../shared/composition";
-import { Warehouse } from "../shared/databricks";
+import { Warehouse, cloudFetchFor } from "../shared/databricks";
 import { runExportCycle } from "../shared/export/cycle";
 import { scanQuery } from "../shared/auditQueries";
 import { measureSinksFloor } from "./sinksFloor";
@@ -21,8 +21,8 @@ async function main(): Promise<void> {
     return;
   }
   const config = loadConfig(process.env);
-  // --cloud-fetch: the reader asks for CloudFetch links instead of the product's inline pages.
-  const warehouseOptions = process.argv.includes("--cloud-fetch") ? { cloudFetch: true } : {};
+  // The benchmark sets DATABRICKS_CLOUD_FETCH to what auto chooses on the instance it stands for.
+  const warehouseOptions = { cloudFetch: cloudFetchFor(config.cloudFetch, undefined) };
   const started = performance.now();
   let events = 0;
   let detail: unknown;
@@ -33,12 +33,7 @@ async function main(): Promise<void> {
     for await (const rows of warehouse.rows(query)) events += rows.length;
     await warehouse.close();
   } else if (mode === "export") {
-    const summary = await runExportCycle(
-      config,
-      process.env,
-      { info: () => undefined, warn: (m) => process.stderr.write(`${m}\n`) },
-      { warehouse: warehouseOptions },
-    );
+    const summary = await runExportCycle(config, process.env, { info: () => undefined, warn: (m) => process.stderr.write(`${m}\n`) });
     events = summary.eventsDelivered;
     detail = summary;
   } else {

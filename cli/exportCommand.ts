@@ -3,7 +3,7 @@ import { once } from "node:events";
 import type { Command } from "commander";
 import { loadConfig, readWorkspaceIds, type AuditFilter } from "../shared/config";
 import { createAzureCredential } from "../shared/composition";
-import { Warehouse, isExpiredResultLinkError } from "../shared/databricks";
+import { Warehouse, cloudFetchFor, isExpiredResultLinkError } from "../shared/databricks";
 import { boundedScan } from "../shared/export/boundedScan";
 import { ConfigError } from "../shared/errors";
 import { parseTimestampMicros, microsToIso } from "../shared/timestamps";
@@ -97,7 +97,8 @@ async function exportWindow(flags: ExportFlags): Promise<void> {
     includeAccountLevel: workspaceIds.length === 0 || flags.includeAccountLevel === true,
   };
   const credential = config.databricks.accessToken ? undefined : createAzureCredential(config, process.env);
-  const warehouse = await Warehouse.connect(config.databricks, credential);
+  // As the timer's export: DATABRICKS_CLOUD_FETCH, else this machine's memory limit.
+  const warehouse = await Warehouse.connect(config.databricks, credential, { cloudFetch: cloudFetchFor(config.cloudFetch, process.constrainedMemory?.()) });
   const toStdout = flags.output === "-";
   const partialPath = toStdout ? "" : `${flags.output}.partial`;
   const out: WriteStream | NodeJS.WriteStream = toStdout ? process.stdout : createWriteStream(partialPath, { encoding: "utf8" });

@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { BlobExportStore } from "../shared/blobStore";
-import { createAzureCredential, createContainerClient } from "../shared/composition";
+import { createAzureCredential, createContainerClients } from "../shared/composition";
 import { loadConfig } from "../shared/config";
 import { redriveDeadLetters } from "../shared/export/redrive";
 import { LogsIngestionSink } from "../shared/logsIngestion";
@@ -13,7 +13,7 @@ import { fail } from "./exit";
 export function registerRedriveCommand(program: Command): void {
   program
     .command("redrive")
-    .description("Send the records Log Analytics refused on their own (dead-letter/logs-ingestion/ in the container) again, once their cause is fixed.")
+    .description("Send the records Log Analytics refused on their own (dead-letter/logs-ingestion/ in the state container) again, once their cause is fixed.")
     .option("--dry-run", "only list the dead-letter blobs and their records' reasons")
     .option("--json", "print the result as one JSON line")
     .action(async (flags: { dryRun?: boolean; json?: boolean }) => {
@@ -22,7 +22,8 @@ export function registerRedriveCommand(program: Command): void {
         if (!config.logsIngestion)
           throw new Error("Log Analytics is not configured: set LOGS_INGESTION_ENDPOINT, LOGS_INGESTION_RULE_ID and LOGS_INGESTION_STREAM.");
         const credential = createAzureCredential(config, process.env);
-        const store = new BlobExportStore(createContainerClient(config.storage!, credential));
+        const containers = createContainerClients(config.storage!, credential);
+        const store = new BlobExportStore(containers.archive, containers.state);
         if (flags.dryRun && !flags.json) {
           for (const name of await store.listDeadLetters()) {
             const letters = await store.readDeadLetters(name);

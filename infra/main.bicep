@@ -88,6 +88,15 @@ param databricksAccessTokenSecretUri string = ''
 @description('DATABRICKS_SCOPE: Entra ID scope of the Azure Databricks application; empty for the app\'s default (public cloud).')
 param databricksScope string = ''
 
+@description('DATABRICKS_CLOUD_FETCH: auto (CloudFetch links from 2,048 MB instances, inline pages on 512 MB), true or false; empty for auto.')
+@allowed([
+  ''
+  'auto'
+  'true'
+  'false'
+])
+param databricksCloudFetch string = ''
+
 @maxLength(16)
 @description('DATABRICKS_SOURCES: the SQL warehouses to read, one per region, as a list of {"name": "westeurope", "serverHostname": "adb-1234567890123456.7.azuredatabricks.net", "httpPath": "/sql/1.0/warehouses/1234567890abcdef", "workspaceIds": ["1234567890123456"] (optional), "accessTokenSetting": "AN_APP_SETTING" (optional; else the managed identity)}. The first must be the warehouse of databricksServerHostname and databricksHttpPath. Empty: that one warehouse alone.')
 param databricksSources array = []
@@ -161,6 +170,11 @@ param exportStorageSkuName string = 'Standard_LRS'
 @minValue(0)
 param archiveCoolTierAfterDays int = 30
 
+@description('Days each archived blob stays immutable (write-once: version-level WORM on the archive\'s container).')
+@minValue(1)
+@maxValue(146000)
+param archiveRetentionDays int = 365
+
 @description('Interactive retention of DatabricksAudit_CL, in days.')
 @minValue(4)
 @maxValue(730)
@@ -230,6 +244,8 @@ var resourceGroupName = '${abbrs.resourcesResourceGroups}${environmentName}'
 var functionAppName = '${abbrs.webSitesFunctions}api-${resourceToken}'
 var deploymentContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
 var exportContainerName = 'databricks-audit'
+// What the app rewrites, apart from the write-once archive (EXPORT_STATE_CONTAINER).
+var exportStateContainerName = 'databricks-audit-state'
 var operatorPrincipalId = grantPrincipalDataAccess ? principalId : ''
 var virtualNetworkName = '${abbrs.networkVirtualNetworks}${resourceToken}'
 
@@ -284,6 +300,8 @@ module exportStorage 'app/export-storage.bicep' = {
     location: location
     tags: tags
     containerName: exportContainerName
+    stateContainerName: exportStateContainerName
+    archiveRetentionDays: archiveRetentionDays
     skuName: exportStorageSkuName
     coolTierAfterDays: archiveCoolTierAfterDays
     vnetEnabled: vnetEnabled
@@ -315,6 +333,8 @@ module rbac 'app/rbac.bicep' = {
   params: {
     functionStorageAccountName: functionStorage.outputs.name
     exportStorageAccountName: exportStorage.outputs.name
+    archiveContainerName: exportStorage.outputs.containerName
+    stateContainerName: exportStorage.outputs.stateContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     principalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
@@ -372,6 +392,7 @@ var requiredAppSettings = {
   DATABRICKS_HTTP_PATH: databricksHttpPath
   EXPORT_STORAGE_ACCOUNT_URL: exportStorage.outputs.blobEndpoint
   EXPORT_CONTAINER: exportStorage.outputs.containerName
+  EXPORT_STATE_CONTAINER: exportStorage.outputs.stateContainerName
   LOGS_INGESTION_ENDPOINT: useExternalLogsIngestion ? logsIngestionEndpoint : (logsIngestion.outputs.endpoint)
   LOGS_INGESTION_RULE_ID: useExternalLogsIngestion ? logsIngestionRuleId : (logsIngestion.outputs.ruleId)
   LOGS_INGESTION_STREAM: logsIngestion.outputs.streamName
@@ -383,6 +404,7 @@ var optionalAppSettings = {
   DATABRICKS_WORKSPACE_IDS: databricksWorkspaceIds
   DATABRICKS_ACCESS_TOKEN: empty(databricksAccessTokenSecretUri) ? '' : '@Microsoft.KeyVault(SecretUri=${databricksAccessTokenSecretUri})'
   DATABRICKS_SCOPE: databricksScope
+  DATABRICKS_CLOUD_FETCH: databricksCloudFetch
   AUDIT_SERVICES: auditServices
   AUDIT_INCLUDE_ACCOUNT_LEVEL: auditIncludeAccountLevel
   AUDIT_REDACT_PARAMS: auditRedactParams
@@ -483,6 +505,7 @@ output AZURE_MANAGED_IDENTITY_PRINCIPAL_ID string = identity.outputs.principalId
 output EXPORT_STORAGE_ACCOUNT_NAME string = exportStorage.outputs.name
 output EXPORT_STORAGE_ACCOUNT_URL string = exportStorage.outputs.blobEndpoint
 output EXPORT_CONTAINER string = exportStorage.outputs.containerName
+output EXPORT_STATE_CONTAINER string = exportStorage.outputs.stateContainerName
 output LOGS_INGESTION_ENDPOINT string = requiredAppSettings.LOGS_INGESTION_ENDPOINT
 output LOGS_INGESTION_RULE_ID string = requiredAppSettings.LOGS_INGESTION_RULE_ID
 output LOGS_INGESTION_STREAM string = logsIngestion.outputs.streamName

@@ -11,19 +11,37 @@ import { ClaimsConflictError, claimsBlobName, hourOfClaimsBlob, parseClaims, typ
 const gunzip = promisify(gunzipCallback);
 
 export const STATE_BLOB = "_state/export.json";
+/** Where the archive's blobs are named: everything under it is in the archive's container, and written once. */
+export const ARCHIVE_PREFIX = "audit/";
 const NEWLINE = 0x0a;
 
 /**
- * The archive and the export's state in one private container. State writes are conditional
- * (ifMatch its ETag, ifNoneMatch "*" when creating): a writer that lost a race gets 412/409,
- * surfaced as StateConflictError, and never overwrites the winner.
+ * An archive blob of that name already exists and lacks some line this batch would write: not this
+ * batch's earlier attempt, or written under other settings (AUDIT_REDACT_PARAMS changed between a
+ * crash and the resumed batch). The archive is write-once: the blob stays as it is and the run stops.
+ */
+export class ArchiveConflictError extends Error {
+  override readonly name = "ArchiveConflictError";
+}
+
+/**
+ * The archive and the export's state, in two private containers (or one, when EXPORT_STATE_CONTAINER
+ * is unset). Archive blobs are written once (`ifNoneMatch: "*"`), never overwritten or deleted, so the
+ * archive's container can carry a write-once (WORM) policy; everything the export rewrites or deletes
+ * (state, batch ledgers, journal, claims, dead letters) is in the state container. State writes are
+ * conditional (ifMatch its ETag, ifNoneMatch "*" when creating): a writer that lost a race gets
+ * 412/409, surfaced as StateConflictError, and never overwrites the winner.
  */
 export class BlobExportStore implements ExportStore, DeadLetterStore {
-  constructor(private readonly container: ContainerClient) {}
+  constructor(
+    private readonly archive: ContainerClient,
+    private readonly state: ContainerClient = archive,
+  ) {}
 
-  /** Creates the container (private: Databricks warns that audit data is sensitive) if it is missing. */
+  /** Creates the containers (private: Databricks warns that audit data is sensitive) if they are missing. */
   async ensureContainer(): Promise<void> {
-    await this.container.createIfNotExists();
+    await this.archive.createIfNotExists();
+    if (this.state.containerName !== this.archive.containerName) await this.state.createIfNotExists();
   }
 
   async readState(): Promise<StoredState | null> {
@@ -34,7 +52,7 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
 
   writeState(state: ExportState, etag: string | null): Promise<string> {
     return writeJsonConditionally(
-      this.container,
+      this.state,
       STATE_BLOB,
       JSON.stringify(state, null, 1),
       etag,
@@ -42,12 +60,36 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
     );
   }
 
+  /**
+   * Writes an archive blob once: `ifNoneMatch: "*"`, so an existing blob is never overwritten. A
+   * blob that exists already (409/412) was written by an earlier attempt of the same batch (names
+   * are deterministic: a retry after a crash, or the storage SDK retrying a write that had in fact
+   * succeeded): when it holds these lines, the write is done. Compared uncompressed, since gzip's
+   * output need not be the same byte for byte on another machine. When it holds every one of these
+   * lines and more (events that left the table before a crashed batch was resumed), it is kept, the
+   * fuller copy. Any other content (a line that differs) is an ArchiveConflictError, and the blob
+   * stays as it is. Returns the blob's compressed size.
+   */
   async writeArchive(name: string, lines: readonly Uint8Array[]): Promise<number> {
-    const body = await fastGzip(Buffer.concat(lines));
-    await this.container.getBlockBlobClient(name).upload(body, body.length, {
-      blobHTTPHeaders: { blobContentType: "application/x-ndjson", blobContentDisposition: "attachment" },
-    });
-    return body.length;
+    const content = Buffer.concat(lines);
+    const body = await fastGzip(content);
+    try {
+      await this.archive.getBlockBlobClient(name).upload(body, body.length, {
+        conditions: { ifNoneMatch: "*" },
+        blobHTTPHeaders: { blobContentType: "application/x-ndjson", blobContentDisposition: "attachment" },
+      });
+      return body.length;
+    } catch (error) {
+      const status = statusOf(error);
+      if (status !== 409 && status !== 412) throw error;
+    }
+    const existing = await this.download(name);
+    if (!existing) throw new ArchiveConflictError(`The archive blob ${name} was reported as existing and then not found; nothing was overwritten.`);
+    const held = await gunzip(existing);
+    if (held.equals(content) || holdsEveryLine(held, content)) return existing.length;
+    throw new ArchiveConflictError(
+      `The archive blob ${name} already exists and holds other content than this batch writes. Archive blobs are written once and never overwritten, so it was left as it is. See TROUBLESHOOTING.md, "An archive blob exists with other content".`,
+    );
   }
 
   async readArchiveLines(name: string): Promise<Uint8Array[] | null> {
@@ -69,7 +111,7 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
    */
   async writeBatch(id: string, batch: BatchRecord): Promise<void> {
     const body = await fastGzip(Buffer.from(JSON.stringify({ version: 2, ...batch }), "utf8"));
-    await this.container.getBlockBlobClient(batchBlobName(id)).upload(body, body.length);
+    await this.state.getBlockBlobClient(batchBlobName(id)).upload(body, body.length);
   }
 
   async readBatch(id: string): Promise<BatchRecord | null> {
@@ -95,7 +137,7 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
 
   async writeJournal(source: string, seq: number, entry: JournalEntry): Promise<void> {
     const body = JSON.stringify(entry);
-    await this.container.getBlockBlobClient(journalBlobName(source, seq)).upload(body, Buffer.byteLength(body), {
+    await this.state.getBlockBlobClient(journalBlobName(source, seq)).upload(body, Buffer.byteLength(body), {
       blobHTTPHeaders: { blobContentType: "application/json" },
     });
   }
@@ -120,7 +162,7 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
     const body = JSON.stringify(claims);
     try {
       return await writeJsonConditionally(
-        this.container,
+        this.state,
         name,
         body,
         etag,
@@ -148,7 +190,7 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
 
   async writeDeadLetters(name: string, letters: readonly DeadLetter[]): Promise<string> {
     const body = letters.map((letter) => `${JSON.stringify(letter)}\n`).join("");
-    await this.container.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), {
+    await this.state.getBlockBlobClient(name).upload(body, Buffer.byteLength(body), {
       blobHTTPHeaders: { blobContentType: "application/x-ndjson" },
     });
     return name;
@@ -168,28 +210,36 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
       .map((line) => JSON.parse(line) as DeadLetter);
   }
 
+  /** Deletes state blobs; never an archive blob (the archive is write-once). */
   async deletePaths(names: readonly string[]): Promise<void> {
-    await Promise.all(names.map((name) => this.container.deleteBlob(name, { deleteSnapshots: "include" }).catch(ignoreNotFound)));
+    const archived = names.filter(isArchiveName);
+    if (archived.length > 0) throw new Error(`Refusing to delete archive blobs (the archive is write-once): ${archived.join(", ")}.`);
+    await Promise.all(names.map((name) => this.state.deleteBlob(name, { deleteSnapshots: "include" }).catch(ignoreNotFound)));
   }
 
   /** Lines of an archive blob, for tests and the demo. */
   async readArchive(name: string): Promise<string[]> {
-    const body = await gunzip(await this.container.getBlobClient(name).downloadToBuffer());
+    const body = await gunzip(await this.archive.getBlobClient(name).downloadToBuffer());
     return body
       .toString("utf8")
       .split("\n")
       .filter((line) => line.length > 0);
   }
 
+  /** Blob names under a prefix, in the container that holds it (the archive's for audit/). */
   async listNames(prefix: string): Promise<string[]> {
     const names: string[] = [];
-    for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
+    for await (const blob of this.containerOf(prefix).listBlobsFlat({ prefix })) names.push(blob.name);
     return names;
+  }
+
+  private containerOf(name: string): ContainerClient {
+    return isArchiveName(name) ? this.archive : this.state;
   }
 
   private async download(name: string): Promise<Buffer | null> {
     try {
-      return await this.container.getBlobClient(name).downloadToBuffer();
+      return await this.containerOf(name).getBlobClient(name).downloadToBuffer();
     } catch (error) {
       if (statusOf(error) === 404) return null;
       throw error;
@@ -197,8 +247,19 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
   }
 
   private readText(name: string): Promise<{ body: string; etag: string } | null> {
-    return readBlobText(this.container, name);
+    return readBlobText(this.state, name);
   }
+}
+
+function isArchiveName(name: string): boolean {
+  return name.startsWith(ARCHIVE_PREFIX);
+}
+
+/** Whether every line of `wanted` is, byte for byte, a line of `held`. */
+function holdsEveryLine(held: Buffer, wanted: Buffer): boolean {
+  const lines = (text: Buffer): string[] => text.toString("latin1").split("\n");
+  const heldLines = new Set(lines(held));
+  return lines(wanted).every((line) => heldLines.has(line));
 }
 
 function ignoreNotFound(error: unknown): void {

@@ -22,10 +22,16 @@ export function createAzureCredential(config: Pick<AppConfig, "azureClientId">, 
   return new DefaultAzureCredential({ ...retryOptions });
 }
 
-export function createContainerClient(storage: StorageSettings, credential: TokenCredential): ContainerClient {
+/** The archive's container and the state's (the same one unless EXPORT_STATE_CONTAINER names another). */
+export interface StorageContainers {
+  archive: ContainerClient;
+  state: ContainerClient;
+}
+
+export function createContainerClients(storage: StorageSettings, credential: TokenCredential): StorageContainers {
   const service =
     storage.kind === "connectionString"
       ? BlobServiceClient.fromConnectionString(storage.connectionString)
       : new BlobServiceClient(storage.accountUrl, credential);
-  return service.getContainerClient(storage.container);
+  return { archive: service.getContainerClient(storage.container), state: service.getContainerClient(storage.stateContainer) };
 }

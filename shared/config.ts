@@ -85,8 +85,15 @@ export interface AuditFilter {
   includeAccountLevel: boolean;
 }
 
-export type StorageSettings =
-  { kind: "accountUrl"; accountUrl: string; container: string } | { kind: "connectionString"; connectionString: string; container: string };
+/**
+ * `container` holds the archive (`audit/`), written once per blob and never rewritten, so it can
+ * be write-once (WORM); `stateContainer` holds what the app rewrites and deletes: `_state/`, the
+ * dead letters and the detections' alerts. One container for both unless EXPORT_STATE_CONTAINER is set.
+ */
+export type StorageSettings = ({ kind: "accountUrl"; accountUrl: string } | { kind: "connectionString"; connectionString: string }) & {
+  container: string;
+  stateContainer: string;
+};
 
 export interface LogsIngestionSettings {
   endpoint: string;
@@ -122,6 +129,8 @@ export interface AppConfig {
   workspaceLookbackHours: number;
   /** EXPORT_SOURCE_CONCURRENCY: sources exported at once; unset, it follows the instance's memory (sourceConcurrencyFor). */
   sourceConcurrency?: number;
+  /** DATABRICKS_CLOUD_FETCH true or false; unset (auto), the export follows the instance's memory (cloudFetchFor). */
+  cloudFetch?: boolean;
 }
 
 export type Settings = Readonly<Record<string, string | undefined>>;
@@ -208,6 +217,8 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     problems.push(`EXPORT_SOURCE_CONCURRENCY must be a whole number of sources exported at once, from 1 to ${MAX_SOURCES}; got '${concurrencyText}'.`);
   }
 
+  const cloudFetch = readCloudFetch(read("DATABRICKS_CLOUD_FETCH"), problems);
+
   if (problems.length > 0) throw new ConfigError(problems);
   return {
     sources: sourceConfigs,
@@ -225,7 +236,16 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     queryTimeoutMs,
     workspaceLookbackHours,
     ...(sourceConcurrency !== undefined ? { sourceConcurrency } : {}),
+    ...(cloudFetch !== undefined ? { cloudFetch } : {}),
   };
+}
+
+/** DATABRICKS_CLOUD_FETCH: `auto` (or unset) leaves the choice to the instance's memory. */
+function readCloudFetch(text: string | undefined, problems: string[]): boolean | undefined {
+  if (text === undefined || text === "auto") return undefined;
+  if (text === "true" || text === "false") return text === "true";
+  problems.push(`DATABRICKS_CLOUD_FETCH must be auto (CloudFetch links on instances of 2,048 MB or more, inline pages below), true or false; got '${text}'.`);
+  return undefined;
 }
 
 /** Time a run needs after its budget to finish the calls and writes in flight and release its lock. */
@@ -331,6 +351,13 @@ function readStorage(read: (n: string) => string | undefined, problems: string[]
   if (!CONTAINER.test(container)) {
     problems.push(`EXPORT_CONTAINER must be a valid container name (3-63 lowercase letters, digits and single dashes); got '${container}'.`);
   }
+  // Unset: state in the archive's container, as deployments before the write-once archive have it.
+  const stateContainer = read("EXPORT_STATE_CONTAINER") ?? container;
+  if (!CONTAINER.test(stateContainer)) {
+    problems.push(
+      `EXPORT_STATE_CONTAINER must be a valid container name (3-63 lowercase letters, digits and single dashes), or unset to keep the state in EXPORT_CONTAINER; got '${stateContainer}'.`,
+    );
+  }
   if (accountUrl && connectionString) {
     problems.push("Set only one of EXPORT_STORAGE_ACCOUNT_URL (managed identity, recommended) and EXPORT_STORAGE_CONNECTION_STRING (local runs, Azurite).");
     return undefined;
@@ -342,14 +369,14 @@ function readStorage(read: (n: string) => string | undefined, problems: string[]
       );
       return undefined;
     }
-    return { kind: "accountUrl", accountUrl: accountUrl.replace(/\/+$/, ""), container };
+    return { kind: "accountUrl", accountUrl: accountUrl.replace(/\/+$/, ""), container, stateContainer };
   }
   if (connectionString) {
     if (!/(^|;)\s*(BlobEndpoint|AccountName)=/i.test(connectionString) && connectionString !== "UseDevelopmentStorage=true") {
       problems.push("EXPORT_STORAGE_CONNECTION_STRING is not a storage connection string (it has neither AccountName= nor BlobEndpoint=).");
       return undefined;
     }
-    return { kind: "connectionString", connectionString, container };
+    return { kind: "connectionString", connectionString, container, stateContainer };
   }
   if (required) {
     problems.push(

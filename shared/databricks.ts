@@ -28,7 +28,7 @@ export interface WarehouseOptions {
   queryTimeoutMs?: number;
   /** How much longer than queryTimeoutMs an answer may take before the query counts as hung (default 60 s). */
   hangGraceMs?: number;
-  /** Ask for results through CloudFetch links instead of inline pages (default USE_CLOUD_FETCH). */
+  /** Ask for results through CloudFetch links instead of inline pages (default USE_CLOUD_FETCH; the export's is cloudFetchFor). */
   cloudFetch?: boolean;
 }
 
@@ -38,19 +38,38 @@ const HANG_GRACE_MS = 60_000;
 export const DEFAULT_FETCH_ROWS = 5_000;
 
 /**
- * Whether the export asks the warehouse for CloudFetch links (the driver's default) or for
- * inline Arrow pages. A warehouse answers large results with links to files of up to about
- * 20 MB of Arrow, and the driver holds a downloaded file whole until its rows are read, while
- * node-fetch briefly holds two more copies of it; V8 frees them only at a full collection.
- * `npm run bench -- --events 200000 --rounds 2` on the 512 MB instance's heap: the export's
- * peak RSS 284 MB through links (the bare reader's 205 MB), 180 MB inline (119 MB); one
- * export through links of 4 MB files, 175 MB. A 512 MB Flex Consumption instance must stay
- * within 200 MB, and its quarter core, not the transfer, limits the export's speed, so the
- * export reads inline pages of `fetchRows` rows (LZ4-compressed by the warehouse: the driver
- * asks for LZ4 when it does not ask for links). Links stay supported
- * (WarehouseOptions.cloudFetch) for larger instances.
+ * Whether a reader that does not choose (the health check, the detections' small aggregates)
+ * asks for CloudFetch links or inline Arrow pages: inline (see cloudFetchFor for the export).
  */
 export const USE_CLOUD_FETCH = false;
+
+/**
+ * The instance memory from which the export reads through CloudFetch links (the driver's
+ * default, faster on large results: the warehouse writes result files in parallel and the
+ * driver downloads them instead of paging through the Thrift connection). A warehouse answers
+ * large results with links to files of up to about 20 MB of Arrow, and the driver holds a
+ * downloaded file whole until its rows are read, while node-fetch briefly holds two more
+ * copies of it; V8 frees them only at a full collection. `npm run bench -- --events 200000
+ * --rounds 2` on the 512 MB instance's heap: the export's peak RSS 284 MB through links (the
+ * bare reader's 205 MB), 180 MB inline (119 MB). A 512 MB Flex Consumption instance must stay
+ * within 200 MB, and its quarter core, not the transfer, limits the export's speed, so there
+ * the export reads inline pages of `fetchRows` rows (LZ4-compressed by the warehouse: the
+ * driver asks for LZ4 when it does not ask for links). The next size, 2,048 MB (the templates'
+ * default), has room for links even with four sources at once. The threshold sits below 2 GB
+ * because the limit the process sees (its cgroup's) can be a little under the instance's size.
+ */
+export const CLOUD_FETCH_MIN_MEMORY_BYTES = 1.5 * 1024 ** 3;
+
+/**
+ * Whether the export reads through CloudFetch links: as DATABRICKS_CLOUD_FETCH says when it is
+ * true or false; on `auto` (unset), links from CLOUD_FETCH_MIN_MEMORY_BYTES of memory and
+ * inline pages below. A process without a memory limit (0 or undefined: a laptop, a dedicated
+ * plan) gets links, the driver's default.
+ */
+export function cloudFetchFor(setting: boolean | undefined, memoryLimitBytes: number | undefined): boolean {
+  if (setting !== undefined) return setting;
+  return memoryLimitBytes === undefined || memoryLimitBytes <= 0 || memoryLimitBytes >= CLOUD_FETCH_MIN_MEMORY_BYTES;
+}
 
 /**
  * Result files the driver downloads at once when it uses CloudFetch (its default is 10). With

@@ -3,7 +3,9 @@ import { capDynamic, capText, jsonBytes, stringJsonBytes } from "./fieldCaps";
 
 /**
  * One row of the Sentinel solution's DatabricksAudit_CL table (Azure-Sentinel Solutions/Databricks),
- * so its analytic rules run unchanged, plus EventId and IdentityMetadata.
+ * in the solution's column types so both can share one table, plus EventId and IdentityMetadata.
+ * The solution's ShardName, S3Bucket and S3Key are never sent: system.access.audit has no such
+ * fields (the table declares them only so a workspace with the solution installed keeps one schema).
  */
 export interface SentinelAuditRecord {
   TimeGenerated: string;
@@ -11,6 +13,8 @@ export interface SentinelAuditRecord {
   SchemaVersion: string | null;
   AuditLevel: string | null;
   AccountId: string | null;
+  /** The solution's name for the workspace ID (its connector fills it from the log's orgId): workspace_id again. */
+  OrgId: string | null;
   WorkspaceId: string | null;
   ServiceName: string | null;
   ActionName: string | null;
@@ -25,7 +29,8 @@ export interface SentinelAuditRecord {
   RequestParams: Record<string, string | null> | null;
   ResponseStatusCode: number | null;
   ResponseErrorMessage: string | null;
-  ResponseResult: string | null;
+  /** response.result: the object its JSON text holds, else the text itself (see responseResultValue). */
+  ResponseResult: ResponseResultValue;
   EventId: string;
   IdentityMetadata: Record<string, unknown> | null;
 }
@@ -39,25 +44,32 @@ export interface SentinelAuditRecord {
  * it were over.
  */
 export const MAX_FIELD_BYTES = 32 * 1024;
+/**
+ * Columns of DatabricksAudit_CL that only the Sentinel solution's connector fills: the table
+ * declares them so it can be the solution's, and no record of ours carries them.
+ */
+export const SOLUTION_ONLY_COLUMNS: readonly string[] = Object.freeze(["ShardName", "S3Bucket", "S3Key"]);
 /** Under the service's 1 MB per record, with room for the call around it. */
 export const MAX_RECORD_BYTES = 900_000;
 export { OMITTED_KEYS_PARAM, OMITTED_KEY_COUNT_PARAM, TRUNCATED_KEYS_PARAM, TRUNCATION_MARKER } from "./fieldCaps";
 
 export function toSentinelRecord(event: AuditEvent): SentinelAuditRecord {
   let limit = MAX_FIELD_BYTES;
-  let record = recordOf(event, limit);
+  // Parsed once: capping a value returns it unchanged, which is how isCapped tells.
+  const result = responseResultValue(event.response?.result ?? null);
+  let record = recordOf(event, result, limit);
   // Never over with 32 KB fields (see above); a guard that costs nothing for uncapped records.
-  const capped = isCapped(record, event);
+  const capped = isCapped(record, event, result);
   while (capped && limit > MIN_FIELD_LIMIT && jsonBytes(record) > MAX_RECORD_BYTES) {
     limit = Math.floor(limit / 2);
-    record = recordOf(event, limit);
+    record = recordOf(event, result, limit);
   }
   return record;
 }
 
 const MIN_FIELD_LIMIT = 1024;
 
-function recordOf(event: AuditEvent, limit: number): SentinelAuditRecord {
+function recordOf(event: AuditEvent, result: ResponseResultValue, limit: number): SentinelAuditRecord {
   const identity = event.user_identity;
   const response = event.response;
   return {
@@ -67,6 +79,7 @@ function recordOf(event: AuditEvent, limit: number): SentinelAuditRecord {
     SchemaVersion: capText(event.version, limit),
     AuditLevel: capText(event.audit_level, limit),
     AccountId: capText(event.account_id, limit),
+    OrgId: capText(event.workspace_id, limit),
     WorkspaceId: capText(event.workspace_id, limit),
     ServiceName: capText(event.service_name, limit),
     ActionName: capText(event.action_name, limit),
@@ -81,19 +94,20 @@ function recordOf(event: AuditEvent, limit: number): SentinelAuditRecord {
     RequestParams: capDynamic(event.request_params, limit) as Record<string, string | null> | null,
     ResponseStatusCode: response?.status_code ?? null,
     ResponseErrorMessage: capText(response?.error_message ?? null, limit),
-    ResponseResult: capText(response?.result ?? null, limit),
+    ResponseResult: capResponseResult(result, limit),
     EventId: capText(event.event_id, limit),
     IdentityMetadata: capDynamic(event.identity_metadata, limit),
   };
 }
 
 /** Whether any value of the record is not the event's own (capping returns a value unchanged as the same value). */
-function isCapped(record: SentinelAuditRecord, event: AuditEvent): boolean {
+function isCapped(record: SentinelAuditRecord, event: AuditEvent, result: ResponseResultValue): boolean {
   const response = event.response;
   return (
     record.SchemaVersion !== event.version ||
     record.AuditLevel !== event.audit_level ||
     record.AccountId !== event.account_id ||
+    record.OrgId !== event.workspace_id ||
     record.WorkspaceId !== event.workspace_id ||
     record.ServiceName !== event.service_name ||
     record.ActionName !== event.action_name ||
@@ -106,10 +120,37 @@ function isCapped(record: SentinelAuditRecord, event: AuditEvent): boolean {
     record.UserIdentity !== event.user_identity ||
     record.RequestParams !== event.request_params ||
     record.ResponseErrorMessage !== (response?.error_message ?? null) ||
-    record.ResponseResult !== (response?.result ?? null) ||
+    record.ResponseResult !== result ||
     record.EventId !== event.event_id ||
     record.IdentityMetadata !== event.identity_metadata
   );
+}
+
+/**
+ * The value of the dynamic ResponseResult column for response.result, which the warehouse returns
+ * as text, usually a JSON object's (`{"cluster_id":"..."}`). The object it holds, so queries written
+ * for the solution read `ResponseResult.cluster_id` as they do on its connector's rows; any other text
+ * (plain words, a JSON array or scalar, broken JSON) stays the string it is, a valid dynamic value.
+ * Text with a run of 16 or more digits stays text too: JSON.parse would round an integer beyond 2^53
+ * (job and run IDs can be that long) and the row would carry an ID that is not the event's.
+ */
+export function responseResultValue(result: string | null): ResponseResultValue {
+  if (result === null || result.charCodeAt(0) !== OPEN_BRACE || LONG_DIGIT_RUN.test(result)) return result;
+  try {
+    const parsed = JSON.parse(result) as unknown;
+    return parsed !== null && typeof parsed === "object" && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : result;
+  } catch {
+    return result;
+  }
+}
+
+export type ResponseResultValue = Record<string, unknown> | string | null;
+
+const OPEN_BRACE = 0x7b;
+const LONG_DIGIT_RUN = /\d{16}/;
+
+function capResponseResult(value: ResponseResultValue, limit: number): ResponseResultValue {
+  return typeof value === "string" ? capText(value, limit) : capDynamic(value, limit);
 }
 
 /**
@@ -141,23 +182,35 @@ export function truncateUtf8(value: string, maxBytes: number): string {
 /**
  * The UTF-8 size of JSON.stringify(record), from the size of the event's own JSON (the archive
  * line, serialized anyway) instead of serializing the record once more. The record holds the
- * event's values under other keys; it adds a second copy of event_time, UserEmail and
- * UserSubjectName, flattens `response` and drops event_date, so the two sizes differ by the
- * keys and those few short values. Exact for events as eventFromRow builds them (every column
+ * event's values under other keys; it adds a second copy of event_time, workspace_id (OrgId),
+ * UserEmail and UserSubjectName, flattens `response`, holds the object of a response.result
+ * that is JSON text instead of the text (measured apart: escapes gone, numbers respelt) and drops
+ * event_date, so the two sizes differ by the keys and those values. Exact for events as eventFromRow builds them (every column
  * present, none undefined); an over-estimate for an event with columns the table does not
  * declare or fields added inside `response`, which are in the line but not in the record
  * (fields added inside user_identity and identity_metadata are in both). When the event's JSON
  * is larger than a field may be, the record is built and measured instead: exact, capped
- * values included. Otherwise no value of it can be over the cap.
+ * values included, and so it is when the object of a response.result is (numbers respelt can
+ * make it larger than its text). Otherwise no value of it can be over the cap.
  */
 export function sentinelRecordBytes(event: AuditEvent, eventJsonBytes: number): number {
   if (eventJsonBytes > MAX_FIELD_BYTES) return jsonBytes(toSentinelRecord(event));
   const response = event.response;
+  const text = response?.result ?? null;
+  const result = responseResultValue(text);
+  let resultBytes = 0;
+  if (typeof result === "object" && result !== null) {
+    resultBytes = jsonBytes(result);
+    if (resultBytes > MAX_FIELD_BYTES) return jsonBytes(toSentinelRecord(event));
+    resultBytes -= stringJsonBytes(text!);
+  }
   return (
+    resultBytes +
     eventJsonBytes +
     SIZE_TEMPLATE.difference -
     (nullableJsonBytes(event.event_date) - SIZE_TEMPLATE.dateBytes) +
     (nullableJsonBytes(event.event_time) - SIZE_TEMPLATE.timeBytes) +
+    (nullableJsonBytes(event.workspace_id) - NULL_BYTES) +
     (nullableJsonBytes(event.user_identity?.email ?? null) - NULL_BYTES) +
     (nullableJsonBytes(event.user_identity?.subject_name ?? null) - NULL_BYTES) +
     (response === null ? SIZE_TEMPLATE.responseBytes - NULL_BYTES : 0)

@@ -4,6 +4,12 @@
 
 param functionStorageAccountName string
 param exportStorageAccountName string
+
+@description('The archive\'s container on the export account (write-once: version-level WORM).')
+param archiveContainerName string
+
+@description('The state container on the export account (_state/, dead letters, alerts).')
+param stateContainerName string
 param applicationInsightsName string
 
 @description('Object ID of the app\'s managed identity.')
@@ -25,7 +31,8 @@ param operatorPrincipalType string = 'User'
 // host (api.bicep gives it the blob endpoint only, so it never needs the queue or table roles); it
 // also reads the deployment package with it.
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
-// Storage Blob Data Contributor: read, write and delete blobs; what the export needs on its archive.
+// Storage Blob Data Contributor: read, write and delete blobs, and create their container. What the
+// export needs on each of its two containers (below).
 var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Monitoring Metrics Publisher: lets an identity send telemetry to an Application Insights resource
 // with local authentication disabled (and, on a DCR, upload through the Logs Ingestion API).
@@ -40,6 +47,18 @@ resource functionStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing
 
 resource exportStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: exportStorageAccountName
+
+  resource blobService 'blobServices' existing = {
+    name: 'default'
+
+    resource archiveContainer 'containers' existing = {
+      name: archiveContainerName
+    }
+
+    resource stateContainer 'containers' existing = {
+      name: stateContainerName
+    }
+  }
 }
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -56,11 +75,30 @@ resource hostStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   }
 }
 
-// On the whole export account rather than the container: the account holds nothing else, and the
-// app creates the container again if someone deletes it.
-resource exportStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(exportStorage.id, principalId, storageBlobDataContributorRoleId)
-  scope: exportStorage
+// Each container, not the account: the app's identity reaches the two containers and nothing else
+// on it. On the archive's container the same built-in role as on the state's, because no built-in
+// role can create blobs without also being allowed to delete them (a custom one would need the
+// deployer to hold Microsoft.Authorization/roleDefinitions/write, which Role Based Access Control
+// Administrator does not), and there the container's version-level WORM policy refuses what the
+// role would otherwise allow: every version written is immutable for archiveRetentionDays, whoever
+// asks, so a delete or an overwrite by this identity (or by anyone who obtained it) only hides the
+// current version or adds another, and the bytes first written stay. The app itself only ever
+// creates archive blobs (ifNoneMatch '*'). The role on the container, not the account, also keeps
+// the identity out of anything else the account may ever hold.
+resource archiveContainerRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(exportStorage::blobService::archiveContainer.id, principalId, storageBlobDataContributorRoleId)
+  scope: exportStorage::blobService::archiveContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The state container: rewritten with ETag conditions every run, batch ledgers deleted when done.
+resource stateContainerRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(exportStorage::blobService::stateContainer.id, principalId, storageBlobDataContributorRoleId)
+  scope: exportStorage::blobService::stateContainer
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
     principalId: principalId

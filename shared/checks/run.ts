@@ -1,7 +1,6 @@
 import type { TokenCredential } from "@azure/identity";
-import type { ContainerClient } from "@azure/storage-blob";
 import { BlobExportStore } from "../blobStore";
-import { createAzureCredential, createContainerClient } from "../composition";
+import { createAzureCredential, createContainerClients, type StorageContainers } from "../composition";
 import { DEFAULTS, type ConfigNeeds, type Settings } from "../config";
 import { detectionsStateCheck } from "../detections/health";
 import { LOGS_INGESTION_SCOPE } from "../logsIngestion";
@@ -119,7 +118,7 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
   };
 
   const blobChain = async (): Promise<void> => {
-    let container: ContainerClient | undefined;
+    let containers: StorageContainers | undefined;
     const skip = configSkip("blob_container", ["storage"]);
     if (skip) {
       record(skip);
@@ -134,26 +133,36 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
     } else if (config!.storage.kind === "accountUrl" && authFailedFor(STORAGE_SCOPE)) {
       record(skipped("blob_container", "azure_authentication", "FAIL"));
     } else {
-      container = createContainerClient(config!.storage, config!.storage.kind === "accountUrl" ? getCredential() : noCredential);
-      record(await blobContainerCheck(container, config!.storage.container, budget));
+      containers = createContainerClients(config!.storage, config!.storage.kind === "accountUrl" ? getCredential() : noCredential);
+      record(
+        await blobContainerCheck(containers.state, config!.storage.stateContainer, budget, { container: containers.archive, name: config!.storage.container }),
+      );
     }
     const blob = resultOf("blob_container")!;
     const names = sources.map((source) => source.name);
     const scheduleSkip = broken.has("schedule") ? configSkip("export_freshness", ["schedule"]) : undefined;
-    if (!container || blob.status === "FAIL") {
+    if (!containers || blob.status === "FAIL") {
       const blobSkip = (name: CheckName) => skipped(name, "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN");
       for (const source of names) {
         record({ ...(scheduleSkip ?? blobSkip("export_freshness")), source });
         record({ ...blobSkip("log_analytics_lag"), source });
       }
     } else {
-      for (const result of await exportStateChecks(new BlobExportStore(container), config!, names, scheduleSkip !== undefined, now(), budget)) record(result);
+      for (const result of await exportStateChecks(
+        new BlobExportStore(containers.archive, containers.state),
+        config!,
+        names,
+        scheduleSkip !== undefined,
+        now(),
+        budget,
+      ))
+        record(result);
       if (scheduleSkip) for (const source of names) record({ ...scheduleSkip, source });
     }
-    const blobUsable = container && blob.status !== "FAIL";
+    const blobUsable = containers && blob.status !== "FAIL";
     record(
       blobUsable
-        ? await detectionsStateCheck(container!, settings, now())
+        ? await detectionsStateCheck(containers!.state, settings, now())
         : skipped("detections_state", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"),
     );
   };

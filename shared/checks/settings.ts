@@ -137,7 +137,9 @@ export function configurationCheck(loaded: LoadedConfig): CheckResult {
         ]
       : [`warehouse ${warehouse(only)}`, `auth: ${auth(only)}`, workspaces(only)]),
     config.storage
-      ? `storage ${config.storage.kind === "accountUrl" ? config.storage.accountUrl : "(connection string)"}, container ${config.storage.container}`
+      ? `storage ${config.storage.kind === "accountUrl" ? config.storage.accountUrl : "(connection string)"}, container ${config.storage.container}${
+          config.storage.stateContainer === config.storage.container ? "" : ` (state in ${config.storage.stateContainer})`
+        }`
       : "no storage",
     config.logsIngestion ? `Log Analytics stream ${config.logsIngestion.streamName}` : "Log Analytics off",
     `schedule '${config.schedule}'`,

@@ -12,24 +12,50 @@ export const noCredential: TokenCredential = {
   getToken: () => Promise.reject(new Error("storage uses a connection string: no token needed")),
 };
 
-export async function blobContainerCheck(container: ContainerClient, name: string, budget: Budget): Promise<CheckResult> {
-  const where = `container '${name}' at ${container.accountName ? `account ${container.accountName}` : "the storage account"}`;
+/**
+ * The state container (`container`, `name`) is read, written (a probe under _state/) and deleted
+ * from, as the export does. A separate archive container (EXPORT_STATE_CONTAINER set) is only
+ * looked at: it is write-once, and a probe written there could not be deleted.
+ */
+export async function blobContainerCheck(
+  container: ContainerClient,
+  name: string,
+  budget: Budget,
+  archive?: { container: ContainerClient; name: string },
+): Promise<CheckResult> {
+  const whereOf = (client: ContainerClient, containerName: string): string =>
+    `container '${containerName}' at ${client.accountName ? `account ${client.accountName}` : "the storage account"}`;
+  const where = whereOf(container, name);
   const step = async <T>(work: (signal: AbortSignal) => Promise<T>): Promise<Outcome<T>> => {
     const ms = budget.stepMs(BLOB_STEP_TIMEOUT_MS);
     return timed(() => work(AbortSignal.timeout(ms)), ms);
   };
-  let created = false;
-  let publicAccess: string | undefined;
-  const properties = await step((abortSignal) => container.getProperties({ abortSignal }));
-  if (properties.kind === "failed" && statusOf(properties.error) === 404) {
-    const create = await step((abortSignal) => container.createIfNotExists({ abortSignal }));
-    if (create.kind !== "done") return blobFailure(create, where, "create the container");
-    created = true;
-  } else if (properties.kind !== "done") {
-    return blobFailure(properties, where, "read the container's properties");
-  } else {
-    publicAccess = properties.value.blobPublicAccess;
+  const open = async (client: ContainerClient, at: string): Promise<CheckResult | { created: boolean; publicAccess?: string }> => {
+    const properties = await step((abortSignal) => client.getProperties({ abortSignal }));
+    if (properties.kind === "failed" && statusOf(properties.error) === 404) {
+      const create = await step((abortSignal) => client.createIfNotExists({ abortSignal }));
+      return create.kind === "done" ? { created: true } : blobFailure(create, at, "create the container");
+    }
+    if (properties.kind !== "done") return blobFailure(properties, at, "read the container's properties");
+    const publicAccess = properties.value.blobPublicAccess;
+    return { created: false, ...(publicAccess ? { publicAccess } : {}) };
+  };
+  const opened = await open(container, where);
+  if ("status" in opened) return opened;
+  let archiveNote = "";
+  let publicAccess = opened.publicAccess;
+  let publicName = name;
+  if (archive && archive.name !== name) {
+    const archiveWhere = whereOf(archive.container, archive.name);
+    const archiveOpened = await open(archive.container, archiveWhere);
+    if ("status" in archiveOpened) return archiveOpened;
+    archiveNote = ` The archive's ${archiveWhere} ${archiveOpened.created ? "was missing and was created (private)" : "is reachable"} (not written to: it is write-once).`;
+    if (!publicAccess && archiveOpened.publicAccess) {
+      publicAccess = archiveOpened.publicAccess;
+      publicName = archive.name;
+    }
   }
+  const created = opened.created;
 
   // Never the state blob itself: a probe of our own, written only if absent, then deleted.
   const probeName = `_state/prerequisite-check-${randomUUID()}.probe`;
@@ -42,13 +68,13 @@ export async function blobContainerCheck(container: ContainerClient, name: strin
   const remove = await step((abortSignal) => container.deleteBlob(probeName, { abortSignal }));
   if (remove.kind !== "done") return blobFailure(remove, where, `delete the probe blob ${probeName} (delete it by hand)`);
 
-  const done = `${where} ${created ? "was missing and was created (private)" : "is reachable"}; a probe blob under _state/ was written and deleted.`;
+  const done = `${where} ${created ? "was missing and was created (private)" : "is reachable"}; a probe blob under _state/ was written and deleted.${archiveNote}`;
   if (publicAccess) {
     return {
       name: "blob_container",
       status: "WARN",
-      detail: `${done} But the container allows anonymous read access ('${publicAccess}'), and exported audit data is sensitive.`,
-      remediation: `Set the container's public access level to private (az storage container set-permission --name ${name} --public-access off), and disable 'Allow Blob anonymous access' on the storage account.`,
+      detail: `${done} But the container '${publicName}' allows anonymous read access ('${publicAccess}'), and exported audit data is sensitive.`,
+      remediation: `Set the container's public access level to private (az storage container set-permission --name ${publicName} --public-access off), and disable 'Allow Blob anonymous access' on the storage account.`,
     };
   }
   return { name: "blob_container", status: "PASS", detail: done, remediation: "" };

@@ -2,7 +2,7 @@ import type { ContainerClient } from "@azure/storage-blob";
 import type { TokenCredential } from "@azure/identity";
 import type { Settings, SourceConfig } from "../config";
 import type { DetectionsConfig } from "./config";
-import { createAzureCredential, createContainerClient } from "../composition";
+import { createAzureCredential, createContainerClients } from "../composition";
 import { Warehouse, type WarehouseOptions } from "../databricks";
 import { explainWarehouseError } from "../remediation";
 import type { IngestionClientOptions } from "../logsIngestion";
@@ -36,7 +36,8 @@ export async function runDetectionsCycle(
   const storage = config.app.storage;
   if (!storage) throw new Error("The detections need EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING for their state and alerts.");
   const credential = createAzureCredential(config.app, env);
-  const container = createContainerClient(storage, credential);
+  // State, alerts and the overrides file are rewritten: the state container, never the write-once archive.
+  const container = createContainerClients(storage, credential).state;
   await container.createIfNotExists();
   const catalog = await loadCatalogFromBlob(container, config.overrides);
   for (const problem of catalog.errors) log.warn(`detections overrides: ${problem}`);

@@ -2,8 +2,8 @@
 
 export const OVERRIDES_DOC = `## Tuning, disabling and adding detections
 
-No code needed: an overrides file, YAML or JSON, on top of the built-in catalog. In Azure it is a blob in the export container
-named by the app setting \`DETECTIONS_CONFIG\` (e.g. \`config/detections.yaml\`); for the CLI, a local path (\`--config FILE\`).
+No code needed: an overrides file, YAML or JSON, on top of the built-in catalog. In Azure it is a blob in the state container
+(\`EXPORT_STATE_CONTAINER\`, which is \`EXPORT_CONTAINER\` when unset) named by the app setting \`DETECTIONS_CONFIG\` (e.g. \`config/detections.yaml\`); for the CLI, a local path (\`--config FILE\`).
 A built-in detection takes \`enabled\`, \`threshold\`, \`operator\` (\`>\` or \`>=\`), \`window\` and \`severity\`. A new detection
 also needs a \`description\` and a \`filter\`, and may set \`measure\`, \`group_by\`, \`tactic\` and \`technique\`:
 
@@ -66,8 +66,8 @@ evaluates a range with the app settings in the environment (nothing is kept in t
 export const ALERTS_DOC_TAIL = `
 ## Where alerts land
 
-- **Blob Storage**, always: \`<EXPORT_CONTAINER>/alerts/date=YYYY-MM-DD/hour=HH/<detection>-<alert id>.jsonl\` (by the window's
-  start), one JSON object per alert: \`alert_id, detection, description, severity, tactic, technique, window_start, window_end\`,
+- **Blob Storage**, always: \`<EXPORT_STATE_CONTAINER>/alerts/date=YYYY-MM-DD/hour=HH/<detection>-<alert id>.jsonl\` (by the
+  window's start; the state container, not the write-once archive, since a re-sent alert rewrites its blob), one JSON object per alert: \`alert_id, detection, description, severity, tactic, technique, window_start, window_end\`,
   the group key's values as plain fields (\`email\` and \`user\` for the principal, \`source_ip\`, \`workspace_id\`,
   \`metastore_id\`, \`instance_id\` (the data plane host), \`event_date\`), \`count\` (matching events), \`value\` (the measured
   value that passed the threshold), \`measure_name\` (what it is, as the upstream catalog names its alert column: \`total\`,

@@ -16,7 +16,7 @@ import { batchBlobName, compareKeys, journalOf, type BatchKind, type PendingBatc
  *  1. write the batch blob: its event_ids (its identity and the late-row ledger), its archive
  *     blob names and its Log Analytics calls (done while the previous batch is archived);
  *  2. record the batch as `pending` in the state, with the number it gets in commit order;
- *  3. write the archive blobs (deterministic names: a retry overwrites);
+ *  3. write the archive blobs, once each (deterministic names: a retry finds its lines there, see BlobExportStore.writeArchive);
  *  4. with Log Analytics on, write the journal entry that lets it find the batch by number;
  *  5. commit: advance the cursor, count the events per hour and list the batch under each
  *     hour it touched, clear `pending`, count the batch as archived;

@@ -1,8 +1,8 @@
 import type { TokenCredential } from "@azure/identity";
 import { sourceConcurrencyFor, type AppConfig, type AuditFilter, type Settings, type SourceConfig } from "../config";
 import { BlobExportStore } from "../blobStore";
-import { createAzureCredential, createContainerClient } from "../composition";
-import { Warehouse, isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
+import { createAzureCredential, createContainerClients } from "../composition";
+import { Warehouse, cloudFetchFor, isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
 import { ThreadedWarehouse } from "../databricksThread";
 import { LogsIngestionSink, type IngestionClientOptions } from "../logsIngestion";
 import { runExport, type ExportOptions, type ExportProgress, type ExportSummary, type SourceSummary } from "./engine";
@@ -21,10 +21,17 @@ export interface CycleOptions {
 export async function runExportCycle(config: AppConfig, env: Settings, log: ExportLog, options: CycleOptions = {}): Promise<ExportSummary> {
   if (!config.storage) throw new Error("The export needs EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING.");
   const credential = createAzureCredential(config, env);
-  const store = new BlobExportStore(createContainerClient(config.storage, credential));
+  const containers = createContainerClients(config.storage, credential);
+  const store = new BlobExportStore(containers.archive, containers.state);
   await store.ensureContainer();
   const ingestion = config.logsIngestion ? new LogsIngestionSink(config.logsIngestion, credential, options.ingestion) : undefined;
-  const warehouseOptions: WarehouseOptions = { queryTimeoutMs: config.queryTimeoutMs, ...options.warehouse };
+  // The instance's memory limit (its cgroup's) decides what DATABRICKS_CLOUD_FETCH=auto means.
+  const memoryLimitBytes = process.constrainedMemory?.();
+  const warehouseOptions: WarehouseOptions = {
+    queryTimeoutMs: config.queryTimeoutMs,
+    cloudFetch: cloudFetchFor(config.cloudFetch, memoryLimitBytes),
+    ...options.warehouse,
+  };
   const readers = config.sources.map((source) => new LazyWarehouse(source, credential, warehouseOptions));
   try {
     return await runExport(
@@ -36,7 +43,7 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
         lateHorizonMs: config.lateHorizonMs,
         timeBudgetMs: config.timeBudgetMs,
         isRecoverable: isExpiredResultLinkError,
-        sourceConcurrency: config.sourceConcurrency ?? sourceConcurrencyFor(process.constrainedMemory?.()),
+        sourceConcurrency: config.sourceConcurrency ?? sourceConcurrencyFor(memoryLimitBytes),
         ...options.tuning,
       },
       {

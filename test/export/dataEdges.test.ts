@@ -263,6 +263,9 @@ describe("memory", () => {
           AUDIT_SERVICES: "*",
           EXPORT_SETTLE_DELAY: "PT1M",
           EXPORT_TIME_BUDGET: "PT20M",
+          // What DATABRICKS_CLOUD_FETCH=auto chooses under a 512 MB instance's memory limit (inline
+          // pages); this process has the instance's V8 flags but not its cgroup, so auto would not know.
+          DATABRICKS_CLOUD_FETCH: "false",
           DBX_AUDIT_PEAK_RSS_FILE: report,
         };
         const launcher = join(__dirname, "..", "..", "bin", "dbx-audit.js");

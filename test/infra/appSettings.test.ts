@@ -42,7 +42,8 @@ function fullEnvironment(main: BicepFile, mappings: ParameterMappings): Record<s
     const param = main.params.get(name)!;
     const { variable, fallback } = mappedVariable(mapping)!;
     const allowed = param.decorators.get("allowed")?.[0]?.namedChildren.map((option) => String(literal(option)));
-    if (allowed) env[variable] = allowed.includes(fallback ?? "") ? fallback! : allowed[0]!;
+    // A choice from the allowed list, not the empty one a template filters out as "not given".
+    if (allowed) env[variable] = fallback && allowed.includes(fallback) ? fallback : allowed.find((option) => option !== "")!;
     else if (param.type === "string") env[variable] = `env:${variable}`;
     else if (fallback !== undefined) env[variable] = fallback;
   }
@@ -52,13 +53,16 @@ function fullEnvironment(main: BicepFile, mappings: ParameterMappings): Record<s
 /** Each documented setting that an `azd provision` with every variable set does not write, or writes from neither source. */
 function lostSettings(files: Map<string, BicepFile>, mappings: ParameterMappings, readme: string): string[] {
   const main = files.get(join(infra, "main.bicep"))!;
-  const settings = provisionedAppSettings(files, infra, parameterValues(main, mappings, fullEnvironment(main, mappings)));
+  const env = fullEnvironment(main, mappings);
+  const settings = provisionedAppSettings(files, infra, parameterValues(main, mappings, env));
+  const environmentValues = new Set(Object.values(env));
   const problems: string[] = [];
   for (const { name } of readmeSettings(readme)) {
     if (name in LOCAL_ONLY) continue;
     const value = settings[name];
     if (value === undefined) problems.push(`${name} does not reach config/appsettings: azd provision deletes it`);
-    else if (!value.includes("env:") && !value.startsWith("template:")) problems.push(`${name} is ${value}, from neither the azd environment nor the template`);
+    else if (!value.includes("env:") && !value.startsWith("template:") && !environmentValues.has(value))
+      problems.push(`${name} is ${value}, from neither the azd environment nor the template`);
   }
   return problems;
 }

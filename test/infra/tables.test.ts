@@ -1,8 +1,9 @@
+import { readFileSync } from "node:fs";
 import { join, relative } from "node:path";
 import { describe, expect, it } from "vitest";
 import { DATABRICKS_AUDIT_STREAM_COLUMNS } from "../../sandbox/logsIngestion";
 import type { AuditEvent } from "../../shared/auditEvent";
-import { toSentinelRecord } from "../../shared/sentinelRecord";
+import { SOLUTION_ONLY_COLUMNS, toSentinelRecord } from "../../shared/sentinelRecord";
 import { readTemplate } from "./support/bicep";
 import { readTables, type TableColumn } from "./support/kusto";
 
@@ -14,6 +15,31 @@ import { readTables, type TableColumn } from "./support/kusto";
 const repo = join(__dirname, "..", "..");
 const tables = readTables(repo);
 const audit = tables.DatabricksAudit_CL!;
+
+/**
+ * The Sentinel Databricks solution's own DatabricksAudit_CL schema (test/infra/fixtures, copied from
+ * Azure-Sentinel with its path and commit). A workspace with the solution installed already has that
+ * table, and Log Analytics refuses to change a column's type: every column it declares must be ours
+ * with the same type. Our extra columns are fine (a table takes new columns).
+ */
+interface SolutionSchema {
+  source: { repository: string; path: string; commit: string };
+  table: string;
+  columns: TableColumn[];
+}
+const solution = JSON.parse(readFileSync(join(__dirname, "fixtures", "sentinel-databricks-table.json"), "utf8")) as SolutionSchema;
+
+/** Each column of the solution's table that ours lacks or declares with another type. */
+function solutionConflicts(ours: readonly TableColumn[], theirs: readonly TableColumn[]): string[] {
+  const declared = new Map(ours.map((column) => [column.name, column.type.toLowerCase()]));
+  const problems: string[] = [];
+  for (const column of theirs) {
+    const type = declared.get(column.name);
+    if (type === undefined) problems.push(`${column.name} (${column.type}) is missing`);
+    else if (type !== column.type.toLowerCase()) problems.push(`${column.name} is ${type}, the solution's is ${column.type}`);
+  }
+  return problems;
+}
 
 /** Every column the record has and the table lacks, the other way round, or with a value of another type. */
 function columnMismatches(record: Record<string, unknown>, columns: readonly TableColumn[]): string[] {
@@ -40,7 +66,7 @@ function columnMismatches(record: Record<string, unknown>, columns: readonly Tab
                 : type === "dynamic";
     if (!fits) problems.push(`${name} is sent as ${typeof value}, the column is ${type}`);
   }
-  for (const name of declared.keys()) if (!(name in record)) problems.push(`${name} is a column the app never sends`);
+  for (const name of declared.keys()) if (!(name in record) && !SOLUTION_ONLY_COLUMNS.includes(name)) problems.push(`${name} is a column the app never sends`);
   return problems;
 }
 
@@ -59,7 +85,7 @@ const event: AuditEvent = {
   action_name: "login",
   request_id: "req-1",
   request_params: { user: "alice@example.com" },
-  response: { status_code: 401, error_message: "denied", result: "failed" },
+  response: { status_code: 401, error_message: "denied", result: '{"cluster_id":"0102-abc"}' },
   audit_level: "WORKSPACE_LEVEL",
   event_id: "8d6b7a2e-0000-4000-8000-000000000001",
   identity_metadata: { run_by: "alice@example.com", run_as: "bob@example.com" },
@@ -81,8 +107,31 @@ describe("infra/tables.json", () => {
 
   it("has exactly the columns of the record the export sends to DatabricksAudit_CL, each with its type", () => {
     const record = toSentinelRecord(event) as unknown as Record<string, unknown>;
-    expect(Object.keys(record).sort()).toEqual(audit.columns.map((column) => column.name).sort());
+    const sent = audit.columns.map((column) => column.name).filter((name) => !SOLUTION_ONLY_COLUMNS.includes(name));
+    expect(Object.keys(record).sort()).toEqual(sent.sort());
     expect(columnMismatches(record, audit.columns)).toEqual([]);
+    // A dynamic column carries the object, not its JSON text.
+    expect(record.ResponseResult).toEqual({ cluster_id: "0102-abc" });
+  });
+
+  it("declares every column of the Sentinel Databricks solution's table with the solution's type", () => {
+    expect(solution.table).toBe("DatabricksAudit_CL");
+    expect(solution.source.path).toBe("Solutions/Databricks/Data Connectors/DatabricksAuditLogs_CCF/DatabricksAuditLogs_Table.json");
+    expect(solution.source.commit).toMatch(/^[0-9a-f]{40}$/);
+    expect(solution.columns.length).toBeGreaterThan(20);
+    expect(solutionConflicts(audit.columns, solution.columns)).toEqual([]);
+    // The columns only the solution has are described as never filled, so nobody hunts for their values.
+    for (const name of SOLUTION_ONLY_COLUMNS) {
+      expect(solution.columns.map((column) => column.name)).toContain(name);
+      expect(audit.columns.find((column) => column.name === name)?.description).toMatch(/never fills it/);
+    }
+  });
+
+  it("reports a solution column missing or of another type", () => {
+    const changed = audit.columns
+      .filter((column) => column.name !== "ShardName")
+      .map((column) => (column.name === "ResponseResult" ? { ...column, type: "string" } : column));
+    expect(solutionConflicts(changed, solution.columns)).toEqual(["ShardName (string) is missing", "ResponseResult is string, the solution's is dynamic"]);
   });
 
   it("reports a column the code sends and the table lacks, and a value of the wrong type", () => {

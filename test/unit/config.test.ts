@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { DATABRICKS_DEFAULT_SCOPE, DEFAULT_AUDIT_SERVICES, loadConfig, parseServerHostname, resolveStart, sourceConcurrencyFor } from "../../shared/config";
+import { cloudFetchFor } from "../../shared/databricks";
 import { ConfigError } from "../../shared/errors";
 
 const minimal = {
@@ -23,7 +24,12 @@ describe("loadConfig", () => {
     const config = loadConfig(minimal);
     expect(config.databricks).toMatchObject({ host: "adb-1234567890123456.7.azuredatabricks.net", port: 443, scope: DATABRICKS_DEFAULT_SCOPE });
     expect(config.filter).toEqual({ workspaceIds: [], services: DEFAULT_AUDIT_SERVICES, includeAccountLevel: true });
-    expect(config.storage).toEqual({ kind: "accountUrl", accountUrl: "https://mystorage.blob.core.windows.net", container: "databricks-audit" });
+    expect(config.storage).toEqual({
+      kind: "accountUrl",
+      accountUrl: "https://mystorage.blob.core.windows.net",
+      container: "databricks-audit",
+      stateContainer: "databricks-audit",
+    });
     expect(config.logsIngestion).toBeUndefined();
     expect(config.settleDelayMs).toBeLessThanOrEqual(15 * 60_000);
     expect(config.lateHorizonMs).toBeGreaterThanOrEqual(24 * 3600_000);
@@ -223,5 +229,57 @@ describe("DATABRICKS_SOURCES", () => {
     expect(withSources([source, 5]).join("\n")).toMatch(/DATABRICKS_SOURCES\[1\] must be an object/);
     // The list's own problems, not also "DATABRICKS_SERVER_HOSTNAME is required".
     expect(withSources([{ ...source, httpPath: "x" }])).toEqual([expect.stringMatching(/source 'westeurope': httpPath must be a path/)]);
+  });
+});
+
+describe("DATABRICKS_CLOUD_FETCH", () => {
+  const MB = 1024 ** 2;
+
+  it("takes auto (or nothing), true and false, and names the setting and its values otherwise", () => {
+    expect(loadConfig(minimal).cloudFetch).toBeUndefined();
+    expect(loadConfig({ ...minimal, DATABRICKS_CLOUD_FETCH: "auto" }).cloudFetch).toBeUndefined();
+    expect(loadConfig({ ...minimal, DATABRICKS_CLOUD_FETCH: "true" }).cloudFetch).toBe(true);
+    expect(loadConfig({ ...minimal, DATABRICKS_CLOUD_FETCH: "false" }).cloudFetch).toBe(false);
+    for (const bad of ["yes", "TRUE", "1", "on"])
+      expect(problemsOf({ ...minimal, DATABRICKS_CLOUD_FETCH: bad })).toEqual([
+        `DATABRICKS_CLOUD_FETCH must be auto (CloudFetch links on instances of 2,048 MB or more, inline pages below), true or false; got '${bad}'.`,
+      ]);
+  });
+
+  it("on auto, reads inline pages on a 512 MB instance and CloudFetch links from 2,048 MB (the templates' default)", () => {
+    expect(cloudFetchFor(undefined, 512 * MB)).toBe(false);
+    expect(cloudFetchFor(undefined, 1536 * MB - 1)).toBe(false);
+    // A cgroup's limit can sit a little under the instance's nominal size.
+    expect(cloudFetchFor(undefined, 2000 * MB)).toBe(true);
+    expect(cloudFetchFor(undefined, 2048 * MB)).toBe(true);
+    expect(cloudFetchFor(undefined, 4096 * MB)).toBe(true);
+    // No memory limit (a workstation, a dedicated plan): the driver's default.
+    expect(cloudFetchFor(undefined, undefined)).toBe(true);
+    expect(cloudFetchFor(undefined, 0)).toBe(true);
+  });
+
+  it("is overridden by true or false whatever the memory", () => {
+    expect(cloudFetchFor(true, 512 * MB)).toBe(true);
+    expect(cloudFetchFor(false, 4096 * MB)).toBe(false);
+    expect(cloudFetchFor(false, undefined)).toBe(false);
+  });
+});
+
+describe("EXPORT_STATE_CONTAINER", () => {
+  it("is the archive's container when unset (deployments from before the write-once archive), else its own", () => {
+    expect(loadConfig({ ...minimal, EXPORT_CONTAINER: "audit-archive" }).storage).toMatchObject({
+      container: "audit-archive",
+      stateContainer: "audit-archive",
+    });
+    expect(loadConfig({ ...minimal, EXPORT_STATE_CONTAINER: "databricks-audit-state" }).storage).toMatchObject({
+      container: "databricks-audit",
+      stateContainer: "databricks-audit-state",
+    });
+  });
+
+  it("names the setting and what a container name may be", () => {
+    expect(problemsOf({ ...minimal, EXPORT_STATE_CONTAINER: "State_Blobs" })).toEqual([
+      "EXPORT_STATE_CONTAINER must be a valid container name (3-63 lowercase letters, digits and single dashes), or unset to keep the state in EXPORT_CONTAINER; got 'State_Blobs'.",
+    ]);
   });
 });

@@ -6,6 +6,7 @@ import {
   MAX_FIELD_BYTES,
   TRUNCATED_KEYS_PARAM,
   TRUNCATION_MARKER,
+  responseResultValue,
   sentinelRecordBytes,
   sentinelRecordFromLine,
   toSentinelRecord,
@@ -45,6 +46,12 @@ const variants = (): AuditEvent[] => [
   { ...event, user_agent: "u".repeat(40_000) },
   { ...event, response: { status_code: 500, error_message: "\n".repeat(40_000), result: null } },
   { ...event, response: { status_code: 200, error_message: null, result: "r".repeat(70_000) } },
+  { ...event, response: { status_code: 200, error_message: null, result: '{ "cluster_id" : "0102-abc", "note": "é\\n\\u00e9" }' } },
+  { ...event, response: { status_code: 200, error_message: null, result: `{"ids":[${Array(1000).fill("1e20").join(",")}]}` } },
+  { ...event, response: { status_code: 200, error_message: null, result: `{"ids":[${Array(7000).fill("1e20").join(",")}]}` } },
+  { ...event, response: { status_code: 200, error_message: null, result: JSON.stringify({ big: "x".repeat(50_000), small: 1 }) } },
+  { ...event, response: { status_code: 200, error_message: null, result: '{"run_id":1234567890123456789}' } },
+  { ...event, response: { status_code: 200, error_message: null, result: "{broken" } },
 ];
 
 describe("toSentinelRecord", () => {
@@ -55,6 +62,7 @@ describe("toSentinelRecord", () => {
       SchemaVersion: "2.0",
       AuditLevel: "WORKSPACE_LEVEL",
       AccountId: "acc",
+      OrgId: "123",
       WorkspaceId: "123",
       ServiceName: "accounts",
       ActionName: "login",
@@ -84,13 +92,44 @@ describe("toSentinelRecord", () => {
     expect(record.RequestParams!.c).toBe("small");
     expect(record.RequestParams!.a!.endsWith(TRUNCATION_MARKER)).toBe(true);
     expect(record.RequestParams![TRUNCATED_KEYS_PARAM]!.split(",").sort()).toEqual(["a", "b"]);
-    expect(Buffer.byteLength(record.ResponseResult!)).toBeLessThanOrEqual(MAX_FIELD_BYTES);
-    expect(record.ResponseResult!.endsWith(TRUNCATION_MARKER)).toBe(true);
+    const result = record.ResponseResult as string;
+    expect(Buffer.byteLength(result)).toBeLessThanOrEqual(MAX_FIELD_BYTES);
+    expect(result.endsWith(TRUNCATION_MARKER)).toBe(true);
   });
 
   it("truncates UTF-8 without splitting a character", () => {
     expect(truncateUtf8("aé", 2)).toBe("a");
     expect(truncateUtf8("😀😀", 5)).toBe("😀");
+  });
+});
+
+describe("ResponseResult (dynamic, as the Sentinel solution's table declares it)", () => {
+  const withResult = (result: string | null): AuditEvent => ({ ...event, response: { status_code: 200, error_message: null, result } });
+  const sent = (result: string | null): unknown => toSentinelRecord(withResult(result)).ResponseResult;
+
+  it("is the object a JSON object's text holds, so a query reads ResponseResult.cluster_id", () => {
+    expect(sent('{"cluster_id":"0102-abc","spec":{"workers":2}}')).toEqual({ cluster_id: "0102-abc", spec: { workers: 2 } });
+    expect(responseResultValue('{"__proto__":{"x":1}}')).toEqual(JSON.parse('{"__proto__":{"x":1}}'));
+  });
+
+  it("stays the text for anything else: words, arrays, scalars, broken JSON, null", () => {
+    for (const text of ["failed", "[1,2]", "42", '"quoted"', "{broken", "{}x", ' {"a":1}', ""]) expect(sent(text), text).toBe(text);
+    expect(sent(null)).toBeNull();
+  });
+
+  it("stays the text when an integer in it is too long for JSON.parse to keep exactly", () => {
+    const text = '{"run_id":1234567890123456789}';
+    expect(sent(text)).toBe(text);
+    expect(sent('{"run_id":123456789012345}')).toEqual({ run_id: 123456789012345 });
+  });
+
+  it("caps an oversized object as an object, so the column stays valid JSON", () => {
+    const record = toSentinelRecord(withResult(JSON.stringify({ big: "x".repeat(50_000), small: 1 })));
+    const value = record.ResponseResult as Record<string, unknown>;
+    expect(typeof value).toBe("object");
+    expect(value.small).toBe(1);
+    expect(Buffer.byteLength(JSON.stringify(value))).toBeLessThanOrEqual(MAX_FIELD_BYTES);
+    expect(String(value.big).endsWith(TRUNCATION_MARKER)).toBe(true);
   });
 });
 
