@@ -427,6 +427,16 @@ describe("ASIM parsers and workspace functions (sentinel/parsers)", () => {
         expect(byName("vimAuthenticationDatabricks").properties.query).toContain(`"${a.service}", "${a.action}", "${a.eventType}"`);
     });
 
+    it("and docs/asim.md lists every function with the parameters it takes", () => {
+      const docs = readFileSync(join(repo, "docs", "asim.md"), "utf8");
+      for (const { fn, properties } of functions) {
+        const row = docs.split("\n").find((line) => line.startsWith(`| \`${fn.name}\` |`));
+        expect(row, fn.name).toBeDefined();
+        const listed = [...row!.split("|")[4]!.matchAll(/`(\w+)`/g)].map((m) => m[1]);
+        expect(listed, fn.name).toEqual(properties.functionParameters ? [...parameters(properties.functionParameters).keys()] : []);
+      }
+    });
+
     it("are reported stale when the mapping changes and they do not", () => {
       mkdirSync(join(work, "sentinel"), { recursive: true });
       cpSync(join(repo, "sentinel", "parsers"), join(work, "sentinel", "parsers"), { recursive: true });
