@@ -47,6 +47,7 @@ export function kqlParts(mapping) {
           ["EventType", "string"],
           ["LogonMethod", "string"],
           ["LogonProtocol", "string"],
+          ["UnauthorizedDetails", "string"],
         ],
         mapping.authenticationActions.map((a) => ({
           ServiceName: a.service,
@@ -54,6 +55,7 @@ export function kqlParts(mapping) {
           EventType: a.eventType,
           LogonMethod: a.logonMethod,
           LogonProtocol: a.logonProtocol,
+          UnauthorizedDetails: a.unauthorizedDetails ?? "",
         })),
       ),
     DatabricksActionPrefixes: () =>
@@ -103,8 +105,15 @@ export function docsParts(mapping) {
       ),
     authenticationActions: () =>
       markdownTable(
-        ["Service", "Action", "EventType", "LogonMethod", "LogonProtocol"],
-        mapping.authenticationActions.map((a) => [a.service, a.action, a.eventType, a.logonMethod, a.logonProtocol || "-"]),
+        ["Service", "Action", "EventType", "LogonMethod", "LogonProtocol", "EventResultDetails of a 401"],
+        mapping.authenticationActions.map((a) => [
+          a.service,
+          a.action,
+          a.eventType,
+          a.logonMethod,
+          a.logonProtocol || "-",
+          a.unauthorizedDetails ?? "by status code",
+        ]),
       ),
     actionPrefixes: () =>
       markdownTable(

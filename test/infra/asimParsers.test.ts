@@ -189,7 +189,11 @@ const VALUES_FROM_MAPPING: Record<AsimSchema, Record<string, string[]>> = {
   Authentication: {
     EventType: mapping.authenticationActions.map((a) => a.eventType),
     EventResult: [mapping.eventResult.noStatusCode, "Success", "Failure"],
-    EventResultDetails: [...mapping.failureDetails.map((f) => f.authenticationEventResultDetails), "Other"],
+    EventResultDetails: [
+      ...mapping.failureDetails.map((f) => f.authenticationEventResultDetails),
+      ...mapping.authenticationActions.map((a) => a.unauthorizedDetails ?? ""),
+      "Other",
+    ],
   },
 };
 /** Enumerations of products and vendors that have a parser in Azure-Sentinel: Databricks is not one yet. */
@@ -317,8 +321,12 @@ describe("ASIM parsers and workspace functions (sentinel/parsers)", () => {
     for (const column of readTables(repo).DatabricksAudit_CL!.columns) expect(columns.has(column.name), column.name).toBe(true);
   });
 
-  it("the savedSearches resource is in the Sentinel module only, on the module's workspace", async () => {
+  it("the savedSearches resource is in the Sentinel module only, on the module's workspace, deployed only with DEPLOY_SENTINEL_CONTENT", async () => {
     const files = await readTemplate(join(repo, "infra"));
+    const main = files.get(join(repo, "infra", "main.bicep"))!;
+    const sentinel = main.modules.filter((decl) => join(repo, "infra", decl.path) === modulePath);
+    expect(sentinel).toHaveLength(1);
+    expect(sentinel[0]!.node.namedChildren.find((child) => child?.type === "if_statement")?.namedChildren[0]?.text).toBe("(deploySentinelContent)");
     const declaring = [...files.values()].filter((file) => file.resources.some((r) => r.type === SAVED_SEARCHES)).map((file) => file.path);
     expect(declaring).toEqual([modulePath]);
     const resource = module.resources.find((r) => r.type === SAVED_SEARCHES)!;
@@ -368,9 +376,11 @@ describe("ASIM parsers and workspace functions (sentinel/parsers)", () => {
       expect(failedLogins.length).toBeGreaterThan(10);
       for (const row of failedLogins) {
         expect(classify(mapping, row.service_name!, row.action_name!).schema).toBe("Authentication");
-        expect(result(mapping, "Authentication", row.response!.status_code!)).toEqual({
+        const status = row.response!.status_code!;
+        const refusedKey = status === 401 && ["tokenLogin", "aadTokenLogin"].includes(row.action_name!);
+        expect(result(mapping, "Authentication", status, row.action_name!)).toEqual({
           eventResult: "Failure",
-          details: row.response!.status_code === 401 ? "No such user or password" : "Logon violates policy",
+          details: refusedKey ? "Incorrect key" : status === 401 ? "No such user or password" : "Logon violates policy",
         });
       }
       const created = rows.find((row) => row.service_name === "clusters" && row.action_name === "create")!;
@@ -398,7 +408,12 @@ describe("ASIM parsers and workspace functions (sentinel/parsers)", () => {
       expect(result(mapping, "AuditEvent", 400)).toEqual({ eventResult: "Failure", details: "Bad request" });
       expect(result(mapping, "AuditEvent", 403)).toEqual({ eventResult: "Failure", details: "Unauthorized" });
       expect(result(mapping, "AuditEvent", 418)).toEqual({ eventResult: "Failure", details: "Other" });
-      expect(result(mapping, "Authentication", 401)).toEqual({ eventResult: "Failure", details: "No such user or password" });
+      expect(result(mapping, "Authentication", 401, "login")).toEqual({ eventResult: "Failure", details: "No such user or password" });
+      expect(result(mapping, "Authentication", 401, "tokenLogin")).toEqual({ eventResult: "Failure", details: "Incorrect key" });
+      expect(result(mapping, "Authentication", 403, "tokenLogin")).toEqual({ eventResult: "Failure", details: "Logon violates policy" });
+      expect(byName("vimAuthenticationDatabricks").properties.query).toContain(
+        'coalesce(iff(ResponseStatusCode == 401, UnauthorizedDetails, ""), AuthenticationEventResultDetails, "Other")',
+      );
       // The KQL's function is the same rule, written from the same file.
       for (const { fn, properties } of functions.filter(({ fn }) => fn.name.startsWith("vim"))) {
         expect(properties.query, fn.name).toContain(

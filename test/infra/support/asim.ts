@@ -42,7 +42,7 @@ export function asimFields(schema: AsimSchema): AsimField[] {
 
 export interface AsimMapping {
   auditEventActions: { service: string; action: string; eventType: string; objectType: string }[];
-  authenticationActions: { service: string; action: string; eventType: string; logonMethod: string; logonProtocol: string }[];
+  authenticationActions: { service: string; action: string; eventType: string; logonMethod: string; logonProtocol: string; unauthorizedDetails?: string }[];
   actionPrefixes: { prefix: string; eventType: string }[];
   eventResult: { successBelow: number; noStatusCode: string };
   failureDetails: { statusCode: number; auditEventResultDetails: string; authenticationEventResultDetails: string }[];
@@ -70,10 +70,16 @@ export function classify(mapping: AsimMapping, service: string, action: string):
   return { schema: "AuditEvent", eventType: "Other", objectType: "Other", mappedBy: "none" };
 }
 
-/** EventResult and EventResultDetails of a status code, as DatabricksEventResult and DatabricksFailureDetails give them. */
-export function result(mapping: AsimMapping, schema: AsimSchema, status: number | null): { eventResult: string; details: string } {
+/**
+ * EventResult and EventResultDetails of a status code, as DatabricksEventResult and
+ * DatabricksFailureDetails give them; for Authentication, a 401 of an action that names its
+ * unauthorizedDetails gives those.
+ */
+export function result(mapping: AsimMapping, schema: AsimSchema, status: number | null, action = ""): { eventResult: string; details: string } {
   const eventResult = status === null ? mapping.eventResult.noStatusCode : status < mapping.eventResult.successBelow ? "Success" : "Failure";
   if (eventResult !== "Failure") return { eventResult, details: "" };
+  const own = mapping.authenticationActions.find((a) => a.action === action)?.unauthorizedDetails;
+  if (schema === "Authentication" && status === 401 && own) return { eventResult, details: own };
   const failure = mapping.failureDetails.find((f) => f.statusCode === status);
   const details = failure ? (schema === "AuditEvent" ? failure.auditEventResultDetails : failure.authenticationEventResultDetails) : "Other";
   return { eventResult, details };
