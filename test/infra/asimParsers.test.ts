@@ -280,6 +280,10 @@ describe("ASIM parsers and workspace functions (sentinel/parsers)", () => {
       for (const [name, typeAndDefault] of declared) {
         expect(typeAndDefault, name).toBe(ASIM_DEFAULTS[name] ?? "dynamic:dynamic([])");
       }
+      // Each one filters: a parameter the query never reads would hand a unifying parser unfiltered rows.
+      const body = byName(filtering).properties.query.replace(/\/\/.*$/gm, "");
+      expect([...declared.keys()].filter((name) => !new RegExp(`\\b${name}\\b`).test(body))).toEqual([]);
+      expect(body).toMatch(/^DatabricksAudit_CL\n\| where not\(disabled\)$/m);
       expect(byName(parameterless).properties.functionParameters).toBe("disabled:bool=False");
       expect(byName(parameterless).properties.query).toBe(`${filtering}(disabled=disabled)`);
     });
