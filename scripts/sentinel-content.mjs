@@ -4,12 +4,15 @@
 // Microsoft.SecurityInsights/alertRules, in sentinel/analytic-rules.json. Bicep cannot read YAML;
 // infra/app/sentinel-content.bicep loads that JSON with loadJsonContent. The YAML files are the
 // source: edit them and run this again; `--check` (the tests run it) fails when the JSON is stale.
+// It also writes the generated parts of the ASIM parsers and of docs/asim.md from the mapping table
+// sentinel/parsers/DatabricksAsimMapping.json (scripts/asim-parsers.mjs), checked the same way.
 //
-// Usage: node scripts/sentinel-content.mjs [--check] [--rules DIR] [--out FILE]
+// Usage: node scripts/sentinel-content.mjs [--check] [--rules DIR] [--out FILE] [--root DIR]
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse } from "yaml";
+import { renderAsimFiles } from "./asim-parsers.mjs";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -76,6 +79,7 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
   const dir = resolve(flag("--rules") ?? join(root, "sentinel", "analytic-rules"));
   const out = resolve(flag("--out") ?? join(root, "sentinel", "analytic-rules.json"));
   const text = render(dir);
+  const asimFiles = renderAsimFiles(resolve(flag("--root") ?? root));
   if (process.argv.includes("--check")) {
     let current = "";
     try {
@@ -83,11 +87,16 @@ if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.ur
     } catch {
       // missing: stale
     }
-    if (current !== text) {
-      console.error(`${out} does not match the rules in ${dir}: run npm run sentinel`);
+    const stale = current === text ? [] : [`${out} does not match the rules in ${dir}`];
+    for (const file of asimFiles) {
+      if (readFileSync(file.path, "utf8") !== file.text) stale.push(`${file.path} does not match sentinel/parsers/DatabricksAsimMapping.json`);
+    }
+    if (stale.length > 0) {
+      console.error(`${stale.join("\n")}: run npm run sentinel`);
       process.exit(1);
     }
   } else {
     writeFileSync(out, text);
+    for (const file of asimFiles) writeFileSync(file.path, file.text);
   }
 }

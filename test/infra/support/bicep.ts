@@ -306,7 +306,7 @@ const isObject = (value: BicepValue): value is { [key: string]: BicepValue } => 
  * Evaluates an expression of the small subset the template's settings logic uses: literals, objects,
  * arrays, parameters and variables, parentheses, `? :`, `==`, `!=`, `&&`, `||`, `!`, member and index
  * access, and `empty`, `length`, `string`, `union` (of objects, shallow, or of arrays), `intersection`,
- * `objectKeys`, `items`, `join`, `filter` and `toObject` (with lambdas) and `fail`. `values` gives
+ * `objectKeys`, `items`, `join`, `filter` and `toObject` (with lambdas), `loadTextContent` and `fail`. `values` gives
  * parameters (and any resource symbol an expression reads) their values; a parameter not given takes its
  * default. Anything else throws, so a construct this does not know fails a test instead of being guessed.
  * `string()` of an array or object is its JSON, as Resource Manager's is.
@@ -446,6 +446,12 @@ export function evaluate(node: Node, file: BicepFile, values: Record<string, Bic
           const [list, separator] = args;
           if (!Array.isArray(list) || typeof separator !== "string") throw new Error(`join(array, string) only: ${node.text}`);
           return list.map((item) => (typeof item === "string" ? item : JSON.stringify(item))).join(separator);
+        }
+        case "loadTextContent": {
+          // Bicep reads the file at build time, relative to the template that names it.
+          const [path] = args;
+          if (typeof path !== "string" || args.length !== 1) throw new Error(`loadTextContent of one path only: ${node.text}`);
+          return readFileSync(resolve(dirname(file.path), path), "utf8");
         }
         case "fail":
           throw new BicepFailure(typeof args[0] === "string" ? args[0] : JSON.stringify(args[0]));

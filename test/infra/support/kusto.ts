@@ -79,13 +79,25 @@ const SCALAR_TYPES: Record<string, string> = {
 
 export type KustoGlobals = unknown;
 
-export function globalsFor(tables: Record<string, TableDefinition>): KustoGlobals {
+/**
+ * Columns Log Analytics adds to every table besides those a table declares (Type is the table's
+ * name, _ItemId the record's own id): a workspace function may read them, so the parser tests ask
+ * for them. The rules' and workbook's checks leave them out and so keep to the declared columns.
+ */
+export const STANDARD_COLUMNS: TableColumn[] = [
+  { name: "Type", type: "string" },
+  { name: "TenantId", type: "string" },
+  { name: "_ResourceId", type: "string" },
+  { name: "_ItemId", type: "string" },
+];
+
+export function globalsFor(tables: Record<string, TableDefinition>, options: { standardColumns?: boolean } = {}): KustoGlobals {
   const { Symbols, GlobalState } = kusto();
   const symbols = Object.entries(tables).map(
     ([name, table]) =>
       new Symbols.TableSymbol.$ctor4(
         name,
-        table.columns.map((column) => {
+        [...table.columns, ...(options.standardColumns ? STANDARD_COLUMNS : [])].map((column) => {
           const scalar = SCALAR_TYPES[column.type.toLowerCase()];
           if (!scalar) throw new Error(`${name}.${column.name}: no Kusto type for ${column.type}`);
           return new Symbols.ColumnSymbol(column.name, Symbols.ScalarTypes[scalar]);
