@@ -11,6 +11,7 @@ import { ClaimsConflictError, claimsBlobName, hourOfClaimsBlob, parseClaims, typ
 const gunzip = promisify(gunzipCallback);
 
 export const STATE_BLOB = "_state/export.json";
+export const CHECK_CACHE_BLOB = "_state/prerequisites-check.json";
 const NEWLINE = 0x0a;
 
 /**
@@ -185,6 +186,18 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
     const names: string[] = [];
     for await (const blob of this.container.listBlobsFlat({ prefix })) names.push(blob.name);
     return names;
+  }
+
+  /** The last full prerequisite check's report (checks/cache.ts), or null. */
+  async readCheckCache(): Promise<string | null> {
+    return (await this.readText(CHECK_CACHE_BLOB))?.body ?? null;
+  }
+
+  /** Replaces it: the last full check wins, whichever instance ran it. */
+  async writeCheckCache(text: string): Promise<void> {
+    await this.container.getBlockBlobClient(CHECK_CACHE_BLOB).upload(text, Buffer.byteLength(text), {
+      blobHTTPHeaders: { blobContentType: "application/json" },
+    });
   }
 
   private async download(name: string): Promise<Buffer | null> {
