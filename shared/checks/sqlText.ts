@@ -1,4 +1,4 @@
-import { AUDIT_TABLE, SQL_TEXT_EVENTS, SQL_TEXT_KEY, sqlTextVisibilityQuery } from "../auditQueries";
+import { AUDIT_TABLE, REDACTED_SQL_TEXT, SQL_TEXT_EVENTS, SQL_TEXT_KEY, sqlTextVisibilityQuery } from "../auditQueries";
 import type { Warehouse } from "../databricks";
 import { describeError } from "../errors";
 import { slowQuery } from "./auditTable";
@@ -9,11 +9,11 @@ import { timed } from "./timing";
 const EVENTS = SQL_TEXT_EVENTS.map(({ service, action }) => `${service}.${action}`).join(", ");
 
 /**
- * sql_text_visibility: whether this identity reads the SQL text of audit rows. Databricks leaves
- * the request_params keys that hold SQL definitions out for a reader that is neither an account
+ * sql_text_visibility: whether this identity reads the SQL text of audit rows. Databricks masks
+ * it (`<REDACTED>`), and leaves SQL definitions out, for a reader that is neither an account
  * admin nor in `databricks_pii_access`; nothing fails, the archive and Log Analytics just lack
- * what ran. Told from recent rows: events that always carry the text (SQL_TEXT_EVENTS) but none
- * of which does. With no such events in the window there is nothing to tell from.
+ * what ran. Told from recent rows: events that always carry the text (SQL_TEXT_EVENTS) none of
+ * which shows any. With no such events in the window there is nothing to tell from.
  */
 export async function sqlTextVisibilityCheck(
   warehouse: Warehouse,
@@ -58,10 +58,10 @@ export async function sqlTextVisibilityCheck(
     name: "sql_text_visibility",
     status: "WARN",
     detail:
-      `None of the ${events} ${EVENTS} events ${window} carries request_params.${SQL_TEXT_KEY}: Databricks leaves SQL text out of ${AUDIT_TABLE} ` +
-      "for a reader that is neither an account admin nor in the databricks_pii_access group, so the archive and Log Analytics do not show what ran.",
+      `None of the ${events} ${EVENTS} events ${window} shows its SQL text in request_params.${SQL_TEXT_KEY} (absent, empty or ${REDACTED_SQL_TEXT}): ` +
+      `Databricks masks SQL in ${AUDIT_TABLE} for a reader that is neither an account admin nor in the databricks_pii_access group, so the archive and Log Analytics do not show what ran.`,
     remediation:
-      `Add ${identity} to the databricks_pii_access group (account console > User management > Groups; as a service principal, by its application ID). ` +
+      `Add ${identity} to the account-level group databricks_pii_access (account console > User management > Groups; an account admin creates it if it does not exist, the name is case-sensitive). ` +
       "Databricks applies this when the rows are read: runs from then on archive the SQL text; rows archived before stay without it (re-export their window with 'dbx-audit export' if you need it).",
   };
 }

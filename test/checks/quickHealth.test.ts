@@ -4,6 +4,8 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 import { checkPrerequisites } from "../../functions/checkPrerequisites";
 import { BlobExportStore, CHECK_CACHE_BLOB, STATE_BLOB } from "../../shared/blobStore";
+import { loadConfig } from "../../shared/config";
+import { Warehouse } from "../../shared/databricks";
 import { initialSourceState, initialState, type ExportState } from "../../shared/export/state";
 import { FULL_CHECK_CACHE_TTL_MS, QUICK_CHECKS, runChecks, type CheckReport, type CheckResult } from "../../shared/prerequisites";
 import { auditRow, isoMicros } from "../support/auditRows";
@@ -243,11 +245,65 @@ describe("sql_text_visibility (the full check)", () => {
     const result = check(report, "sql_text_visibility")!;
     expect(result.status).toBe("WARN");
     expect(result.detail).toMatch(
-      /^None of the \d+ databrickssql\.commandSubmit, notebook\.runCommand events in the last 24 h carries request_params\.commandText/,
+      /^None of the \d+ databrickssql\.commandSubmit, notebook\.runCommand events in the last 24 h shows its SQL text in request_params\.commandText \(absent, empty or <REDACTED>\)/,
     );
-    expect(result.remediation).toMatch(/^Add the identity the export reads with to the databricks_pii_access group/);
+    expect(result.remediation).toMatch(/^Add the identity the export reads with to the account-level group databricks_pii_access/);
     // The other checks are unaffected: the reader still reads the table.
     expect(check(report, "system_table_access")?.status).toBe("PASS");
+  });
+
+  it("the stand-in serves such a reader the statement text masked and SQL definitions left out, through the real driver", async () => {
+    const at = isoMicros((Date.parse("2003-06-01T12:00:00Z") + 1) * 1000);
+    const definition = { full_name_arg: "main.sales.v_emea", view_definition: "SELECT * FROM main.sales.orders WHERE region = 'EMEA'" };
+    await stack.warehouse.appendRows([
+      auditRow(at, { service_name: "databrickssql", action_name: "commandSubmit", request_params: { commandText: "SELECT 42", warehouseId: "w1" } }),
+      auditRow(at, { service_name: "unityCatalog", action_name: "createView", request_params: definition }),
+    ]);
+    const { databricks } = loadConfig(process.env, { storage: false }).sources[0]!;
+    const read = async (): Promise<Record<string, unknown>[]> => {
+      const warehouse = await Warehouse.connect(databricks, undefined);
+      try {
+        const rows = await warehouse.all({
+          sql: "SELECT action_name, request_params FROM system.access.audit WHERE event_date = CAST(:day AS DATE) ORDER BY action_name",
+          params: { day: "2003-06-01" },
+        });
+        return rows.map((row) => ({ action: row.action_name, params: Object.fromEntries(Object.entries(row.request_params as object).sort()) }));
+      } finally {
+        await warehouse.close();
+      }
+    };
+    expect(await read()).toEqual([
+      { action: "commandSubmit", params: { commandText: "SELECT 42", warehouseId: "w1" } },
+      { action: "createView", params: definition },
+    ]);
+    stack.warehouse.setFaults({ noPiiAccess: true });
+    expect(await read()).toEqual([
+      { action: "commandSubmit", params: { commandText: "<REDACTED>", warehouseId: "w1" } },
+      { action: "createView", params: { full_name_arg: "main.sales.v_emea" } },
+    ]);
+  });
+
+  it("WARNs on SQL text that is absent, empty or masked in another case, and PASSes on one event that shows it", async () => {
+    const dayMs = Date.parse("2002-03-01T12:00:00Z");
+    const at = (minutes: number): string => isoMicros((dayMs - minutes * 60_000) * 1000);
+    const submit = (minutes: number, params: Record<string, string>) =>
+      auditRow(at(minutes), { service_name: "databrickssql", action_name: "commandSubmit", request_params: { warehouseId: "w1", ...params } });
+    await stack.warehouse.appendRows([
+      submit(10, {}),
+      submit(20, { commandText: "" }),
+      submit(30, { commandText: "<Redacted>" }),
+      auditRow(at(40), { service_name: "notebook", action_name: "runCommand", request_params: { commandText: " <REDACTED> " } }),
+      // Another action's text does not count.
+      auditRow(at(50), { service_name: "databrickssql", action_name: "commandFinish", request_params: { commandText: "SELECT 1" } }),
+    ]);
+    const masked = check(await fullCheck(dayMs), "sql_text_visibility")!;
+    expect(masked.status).toBe("WARN");
+    expect(masked.detail).toMatch(/^None of the 4 databrickssql\.commandSubmit, notebook\.runCommand events/);
+
+    await stack.warehouse.appendRows([submit(5, { commandText: "SELECT count(*) FROM main.sales.orders" })]);
+    const shown = check(await fullCheck(dayMs), "sql_text_visibility")!;
+    expect(shown.status).toBe("PASS");
+    expect(shown.detail).toMatch(/^1 of 5 databrickssql\.commandSubmit, notebook\.runCommand events in the last 24 h carry their SQL text/);
   });
 
   it("cannot tell (PASS, saying so) when no such events are in the window", async () => {
