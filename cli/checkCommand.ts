@@ -12,6 +12,7 @@ interface CheckFlags {
   workspaceCheckLookbackHours?: string;
   managedIdentityClientId?: string;
   timeBudgetSeconds?: string;
+  quick?: boolean;
   json?: boolean;
 }
 
@@ -33,6 +34,7 @@ export function registerCheckCommand(program: Command): void {
     .option("--workspace-check-lookback-hours <hours>", "window in which each workspace must have events; default 24 (CHECK_WORKSPACE_LOOKBACK_HOURS)")
     .option("--managed-identity-client-id <id>", "client ID of a user-assigned managed identity (AZURE_CLIENT_ID)")
     .option("--time-budget-seconds <seconds>", `stop waiting (e.g. for a starting warehouse) after this long; default ${DEFAULT_CHECK_BUDGET_MS / 1000}`)
+    .option("--quick", "only the checks that read Blob (export state, lag, detections): no warehouse session, so a stopped warehouse stays stopped")
     .option("--json", "print the report as JSON")
     .action(async (flags: CheckFlags) => {
       try {
@@ -60,7 +62,8 @@ async function check(flags: CheckFlags): Promise<void> {
     CHECK_WORKSPACE_LOOKBACK_HOURS: flags.workspaceCheckLookbackHours,
     AZURE_CLIENT_ID: flags.managedIdentityClientId,
   });
-  const report = await runChecks(settings, process.env, { budgetMs: budgetSeconds * 1000 });
+  // Always a fresh run: a person at a terminal asks for the state now (the HTTP function caches its full check).
+  const report = await runChecks(settings, process.env, { budgetMs: budgetSeconds * 1000, mode: flags.quick ? "quick" : "full" });
   process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReport(report));
   process.exitCode = report.status === "FAIL" ? 1 : 0;
 }
@@ -83,7 +86,7 @@ export function formatReport(report: CheckReport): string {
   // Several warehouses: which of them need attention, at a glance.
   if (report.sources.length > 1) lines.push(`Sources: ${report.sources.map((s) => `${s.name} ${s.status}`).join(", ")}.`);
   lines.push(
-    `${report.status}: ${report.checks.length - failed - warned} passed, ${warned} warning${warned === 1 ? "" : "s"}, ${failed} failed (${(report.durationMs / 1000).toFixed(1)} s).`,
+    `${report.status}${report.mode === "quick" ? " (quick: Blob only, no warehouse session)" : ""}: ${report.checks.length - failed - warned} passed, ${warned} warning${warned === 1 ? "" : "s"}, ${failed} failed (${(report.durationMs / 1000).toFixed(1)} s).`,
   );
   return `${lines.join("\n")}\n`;
 }

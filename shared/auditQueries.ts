@@ -115,3 +115,33 @@ export function workspaceActivityQuery(workspaceIds: readonly string[], fromUs: 
 
 /** No rows, just the table's live schema. */
 export const SCHEMA_PROBE_SQL = `SELECT * FROM ${AUDIT_TABLE} LIMIT 0`;
+
+/**
+ * Events whose request_params carry the SQL text that ran (a SQL warehouse's or a notebook's
+ * command), under SQL_TEXT_KEY. Databricks masks that text (`<REDACTED>`) or leaves the key out
+ * unless the reader is an account admin or in the `databricks_pii_access` group, so these
+ * events none of which shows any text tell that the identity cannot see SQL text.
+ */
+export const SQL_TEXT_EVENTS: readonly { service: string; action: string }[] = [
+  { service: "databrickssql", action: "commandSubmit" },
+  { service: "notebook", action: "runCommand" },
+];
+export const SQL_TEXT_KEY = "commandText";
+/** What a masked statement text reads (Databricks writes it `<REDACTED>` or `<Redacted>`: compared in upper case). */
+export const REDACTED_SQL_TEXT = "<REDACTED>";
+
+/** How many SQL_TEXT_EVENTS in [fromUs, toUs), and how many of them show their SQL text (present, not empty, not masked). */
+export function sqlTextVisibilityQuery(fromUs: number, toUs: number): BoundQuery {
+  const bag = new ParamBag();
+  const events = SQL_TEXT_EVENTS.map(
+    ({ service, action }, i) => `(service_name = ${bag.add(`svc_${i}`, service)} AND action_name = ${bag.add(`action_${i}`, action)})`,
+  );
+  const where = [...timeClauses(fromUs, toUs, bag), `(${events.join(" OR ")})`];
+  const text = `upper(trim(coalesce(request_params[${bag.add("text_key", SQL_TEXT_KEY)}], '')))`;
+  return {
+    sql:
+      `SELECT count(*) AS sql_events, count_if(${text} NOT IN ('', ${bag.add("redacted", REDACTED_SQL_TEXT)})) AS with_sql_text ` +
+      `FROM ${AUDIT_TABLE} WHERE ${where.join(" AND ")}`,
+    params: bag.params,
+  };
+}

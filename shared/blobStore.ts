@@ -13,6 +13,7 @@ const gunzip = promisify(gunzipCallback);
 export const STATE_BLOB = "_state/export.json";
 /** Where the archive's blobs are named: everything under it is in the archive's container, and written once. */
 export const ARCHIVE_PREFIX = "audit/";
+export const CHECK_CACHE_BLOB = "_state/prerequisites-check.json";
 const NEWLINE = 0x0a;
 
 /**
@@ -231,6 +232,18 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
     const names: string[] = [];
     for await (const blob of this.containerOf(prefix).listBlobsFlat({ prefix })) names.push(blob.name);
     return names;
+  }
+
+  /** The last full prerequisite check's report (checks/cache.ts), or null. */
+  async readCheckCache(): Promise<string | null> {
+    return (await this.readText(CHECK_CACHE_BLOB))?.body ?? null;
+  }
+
+  /** Replaces it: the last full check wins, whichever instance ran it. */
+  async writeCheckCache(text: string): Promise<void> {
+    await this.state.getBlockBlobClient(CHECK_CACHE_BLOB).upload(text, Buffer.byteLength(text), {
+      blobHTTPHeaders: { blobContentType: "application/json" },
+    });
   }
 
   private containerOf(name: string): ContainerClient {

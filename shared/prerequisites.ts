@@ -4,12 +4,14 @@
  * per concern (settings, identity, the warehouse, storage, Logs Ingestion, the export's state),
  * run together by `checks/run.ts`.
  */
-export { runChecks, DEFAULT_CHECK_BUDGET_MS, type CheckOptions } from "./checks/run";
+export { runChecks, DEFAULT_CHECK_BUDGET_MS, QUICK_CHECKS, type CheckOptions } from "./checks/run";
+export { runHealthCheck, FULL_CHECK_CACHE_TTL_MS } from "./checks/cache";
 export {
   CHECK_NAMES,
   PER_SOURCE_CHECKS,
   checkTitle,
   worstStatus,
+  type CheckMode,
   type CheckName,
   type CheckReport,
   type CheckResult,

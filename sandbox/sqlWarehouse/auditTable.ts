@@ -17,6 +17,7 @@ import {
   type DuckDBValue,
 } from "@duckdb/node-api";
 import { AuditRowError, TableSchema, alterStatement, duckValueOf, rowsForSchema, sparkTypeOf } from "./schemaEvolution";
+import { auditWithoutSqlTextSetup } from "./sqlText";
 
 export { AuditRowError } from "./schemaEvolution";
 
@@ -334,6 +335,7 @@ export class AuditDatabase {
     const columns = AUDIT_COLUMNS.map((c) => `${c.name} ${c.duckType.toString()}`).join(", ");
     await setup.run(`CREATE TABLE ${DUCK_TABLE} (${columns})`);
     for (const macro of BRIDGE_MACROS) await setup.run(macro);
+    for (const statement of auditWithoutSqlTextSetup(DUCK_TABLE)) await setup.run(statement);
     // From here on, queries can touch neither files nor the network, nor change that.
     await setup.run("SET enable_external_access = false");
     await setup.run("SET lock_configuration = true");
@@ -997,7 +999,7 @@ const DESCRIBE_RE = /^\s*DESC(?:RIBE)?\s+(?:TABLE\s+)?(?:EXTENDED\s+|FORMATTED\s
 
 /**
  * Rewrites one Databricks SQL statement for DuckDB and binds its parameters:
- * - `system.` (the catalog) becomes {@link DUCK_CATALOG}`.`;
+ * - `system.` (the catalog) becomes {@link DUCK_CATALOG}`.` (or `systemCatalog`: the reader's view of it, see sqlText.ts);
  * - `:name` named parameters become `$name` (STRING parameters untyped, so DuckDB coerces them
  *   as Spark coerces string literals; other types wrapped in a CAST to their Spark type), `?`
  *   ordinal parameters become `$1..$n`; values are always bound, never spliced into the text;
@@ -1015,6 +1017,7 @@ export function translateSparkSql(
   sparkSql: string,
   parameters: readonly SparkParameter[] = [],
   columns: readonly { name: string; sparkType: string }[] = AUDIT_COLUMNS,
+  systemCatalog: string = DUCK_CATALOG,
 ): TranslatedStatement {
   const describe = DESCRIBE_RE.exec(sparkSql);
   if (describe) {
@@ -1090,7 +1093,7 @@ export function translateSparkSql(
         const isCall = isPunct(tokens[after], "(") && !t.quoted;
         if (!qualified && followedByDot && (lower === "system" || lower === DUCK_CATALOG)) {
           touchesSystem = true;
-          out.push(t.quoted ? duckIdent(DUCK_CATALOG) : DUCK_CATALOG);
+          out.push(t.quoted ? duckIdent(systemCatalog) : systemCatalog);
           break;
         }
         if (t.quoted) {
@@ -1107,6 +1110,8 @@ export function translateSparkSql(
               .map((x) => x.text)
               .join(""),
             parameters,
+            columns,
+            systemCatalog,
           );
           mergeValues(operand);
           out.push(` SIMILAR TO ('(?s).*(?:' || (${operand.sql}) || ').*')`);
@@ -1120,7 +1125,7 @@ export function translateSparkSql(
         if (isCall) {
           const rewritten = rewriteCall(lower, tokens, after);
           if (rewritten) {
-            const inner = translateSparkSql(rewritten.text, parameters);
+            const inner = translateSparkSql(rewritten.text, parameters, columns, systemCatalog);
             mergeValues(inner);
             out.push(inner.sql);
             k = rewritten.end - 1;

@@ -6,7 +6,17 @@ import type { Socket } from "node:net";
 import type { DuckDBConnection, DuckDBDataChunk, DuckDBPreparedStatement, DuckDBResult, DuckDBVector } from "@duckdb/node-api";
 import { AUDIENCE, checkBearerJwt } from "../tokens";
 import { ALL_NATIVE, ArrowResultEncoder, ColumnResultEncoder, vectorsOf, type NativeTypes, type ResultColumn } from "./arrow";
-import { AuditDatabase, AuditRowError, SqlBridgeError, duckStringLiteral, translateSparkSql, type AuditRowInput, type SparkParameter } from "./auditTable";
+import {
+  AuditDatabase,
+  AuditRowError,
+  DUCK_CATALOG,
+  SqlBridgeError,
+  duckStringLiteral,
+  translateSparkSql,
+  type AuditRowInput,
+  type SparkParameter,
+} from "./auditTable";
+import { CATALOG_WITHOUT_SQL_TEXT } from "./sqlText";
 import { syntheticRecords, type SyntheticOptions } from "./synthetic";
 import { compressFrameSync } from "lz4-napi";
 import { ResultStore, cloudFetchAdmin, type CloudFetchSettings, type CloudFetchStats, type CloudFetchUpdate, type ResultFileSource } from "./cloudFetch";
@@ -25,7 +35,8 @@ import { ResultStore, cloudFetchAdmin, type CloudFetchSettings, type CloudFetchS
  *
  * Also on the same server (no auth, loopback sandbox): POST /admin/events (JSONL rows, which
  * may bring new columns and struct fields),
- * POST|GET /admin/faults, GET /admin/stats (counters, CloudFetch's included), and
+ * POST|GET /admin/faults (`noPiiAccess: true` serves audit rows without their SQL text, as to a
+ * reader outside `databricks_pii_access`), GET /admin/stats (counters, CloudFetch's included), and
  * GET|POST /admin/cloudfetch: `{ "enabled": bool, "linkTtlMs": n, "fileBytes": n,
  * "linksPerFetch": n }` (any subset; answers the settings in force) changes `enabled` for
  * statements executed from then on and the others for links issued from then on;
@@ -56,6 +67,11 @@ export interface WarehouseFaults {
   coldStartMs?: number;
   /** Extra delay per FetchResults. */
   fetchDelayMs?: number;
+  /**
+   * The reader is neither an account admin nor in `databricks_pii_access`: audit rows come back
+   * without the request_params keys that hold SQL text, as Databricks serves them (sqlText.ts).
+   */
+  noPiiAccess?: boolean;
 }
 
 interface WarehouseCounters {
@@ -518,6 +534,12 @@ class Warehouse {
   setFaults(faults: WarehouseFaults): void {
     const clean: WarehouseFaults = {};
     for (const [key, value] of Object.entries(faults ?? {})) {
+      if (key === "noPiiAccess") {
+        if (value !== undefined && value !== null && typeof value !== "boolean")
+          throw new Error(`fault noPiiAccess must be true or false, got ${JSON.stringify(value)}`);
+        if (value === true) clean.noPiiAccess = true;
+        continue;
+      }
       if (!["dropSocketOnFetch", "statusPoll503", "coldStartMs", "fetchDelayMs"].includes(key)) throw new Error(`unknown fault '${key}'`);
       if (value === undefined || value === null) continue;
       if (typeof value !== "number" || !Number.isFinite(value) || value < 0)
@@ -766,7 +788,8 @@ class Warehouse {
       // Cold start: the statement waits, PENDING, until the warehouse is "up".
       while (Date.now() < this.coldStartUntil && !op.terminal) await sleep(Math.min(50, this.coldStartUntil - Date.now()));
       if (op.terminal) return;
-      const statement = translateSparkSql(sql, parameters, this.db.columns());
+      // A reader without PII access reads the table through the view that lacks SQL text.
+      const statement = translateSparkSql(sql, parameters, this.db.columns(), this.faults.noPiiAccess ? CATALOG_WITHOUT_SQL_TEXT : DUCK_CATALOG);
       if (statement.touchesSystem && access !== "full") {
         op.fail({ message: INSUFFICIENT_PERMISSIONS_MESSAGE, sqlState: "42501" });
         return;

@@ -11,6 +11,7 @@ export const CHECK_NAMES = [
   "system_table_access",
   "workspace_filter",
   "audit_table_columns",
+  "sql_text_visibility",
   "blob_container",
   "logs_ingestion",
   "export_freshness",
@@ -26,6 +27,7 @@ export const PER_SOURCE_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   "system_table_access",
   "workspace_filter",
   "audit_table_columns",
+  "sql_text_visibility",
   "export_freshness",
   "log_analytics_lag",
 ]);
@@ -40,15 +42,34 @@ export interface CheckResult {
   source?: string;
 }
 
+/**
+ * `full`: every check, the warehouse's included (a session can start a stopped warehouse, which
+ * costs DBUs). `quick`: only the checks that read Blob (QUICK_CHECKS in run.ts), no warehouse session.
+ */
+export type CheckMode = "full" | "quick";
+
+/** Where a full check's report came from: the shared cache (checks/cache.ts) or a run just now. */
+export interface ReportCache {
+  fromCache: boolean;
+  /** When the checks ran (the report's checkedAt). */
+  computedAt: string;
+  /** Until when the report is served from the cache; a call with refresh runs the checks again at once. */
+  expiresAt: string;
+}
+
 export interface CheckReport {
   /** The worst status of all checks. */
   status: CheckStatus;
+  mode: CheckMode;
+  /** When the checks ran. */
   checkedAt: string;
   durationMs: number;
   /** Every check in CHECK_NAMES order; a per-source check once per source, in the configured order. */
   checks: CheckResult[];
   /** Each source's worst status over its own checks, in the configured order. */
   sources: SourceStatus[];
+  /** On the HTTP function's full check only: whether this report came from the cache. */
+  cache?: ReportCache;
 }
 
 export interface SourceStatus {

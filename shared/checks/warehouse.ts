@@ -5,6 +5,7 @@ import { Warehouse, warehouseErrorKind } from "../databricks";
 import { describeError, ensureError } from "../errors";
 import { SYSTEM_TABLE_GRANTS_REMEDIATION } from "../remediation";
 import { auditColumnsCheck, slowQuery, workspaceFilterCheck } from "./auditTable";
+import { sqlTextVisibilityCheck } from "./sqlText";
 import { skipped, type CheckName, type CheckResult } from "./result";
 import { SECTION_SETTINGS, type Section } from "./settings";
 import type { CheckedSource, SourceFields } from "./sources";
@@ -16,7 +17,7 @@ const STARTING_REMEDIATION =
   "Retry in a few minutes: a stopped SQL warehouse starts on the first query and can take several minutes. " +
   "If it keeps happening, check the warehouse's state in Databricks (SQL Warehouses), its auto-stop setting, or use a serverless warehouse (starts in seconds).";
 
-/** warehouse_connectivity, system_table_access, audit_table_columns and workspace_filter of one source, on one session. */
+/** warehouse_connectivity, system_table_access, audit_table_columns, sql_text_visibility and workspace_filter of one source, on one session. */
 export async function warehouseChecks(
   source: Required<CheckedSource>,
   getCredential: () => TokenCredential,
@@ -77,6 +78,7 @@ export async function warehouseChecks(
     }
     record({ name: "system_table_access", status: "PASS", detail: `${AUDIT_TABLE} is readable by this identity.`, remediation: "" });
     record(auditColumnsCheck(schema.value.map((c) => c.name)));
+    record(await sqlTextVisibilityCheck(warehouse, context.lookbackHours, context.nowMs, budget, context.principal));
 
     const badFilter = (["workspaces", "lookback"] as const).filter((s) => context.broken.has(s));
     if (badFilter.length > 0) {

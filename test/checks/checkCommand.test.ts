@@ -93,6 +93,30 @@ describe("dbx-audit check", () => {
     expect(stdout).not.toContain(stack.contract.databricks.noGrantToken);
   });
 
+  it("--quick reads Blob only: no warehouse session even with a token the warehouse refuses, and says it was quick", async () => {
+    const before = stack.warehouse.stats();
+    const { stdout, exitCode } = await runCli([...flags(`dapi${"e".repeat(32)}`), "--quick"]);
+    const after = stack.warehouse.stats();
+    expect({ sessions: after.sessionsOpened, statements: after.statements }).toEqual({ sessions: before.sessionsOpened, statements: before.statements });
+    expect(stdout).toMatch(/^\[PASS\] configuration /m);
+    expect(stdout).toMatch(/^\[(PASS|WARN)\] export_freshness /m);
+    expect(stdout).toMatch(/^\[(PASS|WARN)\] log_analytics_lag /m);
+    expect(stdout).not.toMatch(/warehouse_connectivity|system_table_access|sql_text_visibility/);
+    expect(stdout).toMatch(/^(PASS|WARN) \(quick: Blob only, no warehouse session\): /m);
+    expect(exitCode).toBe(0);
+
+    const json = JSON.parse((await runCli([...flags(stack.contract.databricks.token), "--quick", "--json"])).stdout) as CheckReport;
+    expect(json.mode).toBe("quick");
+    expect(json.checks.map((c) => c.name)).toEqual([
+      "configuration",
+      "azure_authentication",
+      "blob_container",
+      "export_freshness",
+      "log_analytics_lag",
+      "detections_state",
+    ]);
+  });
+
   it("exit code 1 with the configuration problem for an invalid flag", async () => {
     const { stdout, exitCode } = await runCli(["--server-hostname", "https://host/with/path", "--http-path", "/sql/1.0/warehouses/x", "--json"]);
     const report = JSON.parse(stdout) as CheckReport;

@@ -42,7 +42,7 @@ beforeEach(() => {
 afterEach(() => setEnv({ DATABRICKS_ACCESS_TOKEN: stack.contract.databricks.token }));
 
 async function invoke(): Promise<{ status: number; body: CheckReport; text: string }> {
-  const request = new HttpRequest({ method: "GET", url: "http://localhost:7071/api/checkPrerequisites?code=function-key-value" });
+  const request = new HttpRequest({ method: "GET", url: "http://localhost:7071/api/checkPrerequisites?code=function-key-value&refresh=1" });
   const context = new InvocationContext({
     functionName: "checkPrerequisites",
     invocationId: "test-invocation",
@@ -78,6 +78,7 @@ describe("checkPrerequisites (HTTP)", () => {
       "system_table_access",
       "workspace_filter",
       "audit_table_columns",
+      "sql_text_visibility",
       "blob_container",
       "logs_ingestion",
       "export_freshness",

@@ -148,6 +148,7 @@ describe("runChecks without any settings (no I/O is possible, none is attempted)
       "system_table_access",
       "workspace_filter",
       "audit_table_columns",
+      "sql_text_visibility",
       "blob_container",
       "logs_ingestion",
       "export_freshness",

@@ -100,7 +100,7 @@ function of(report: CheckReport, source: string): Record<CheckName, CheckResult>
   return Object.fromEntries(report.checks.filter((c) => c.source === source).map((c) => [c.name, c])) as Record<CheckName, CheckResult>;
 }
 
-const DATABRICKS_CHECKS = ["warehouse_connectivity", "system_table_access", "audit_table_columns", "workspace_filter"] as const;
+const DATABRICKS_CHECKS = ["warehouse_connectivity", "system_table_access", "audit_table_columns", "sql_text_visibility", "workspace_filter"] as const;
 
 function sourceState(behindMs: number, logAnalytics: Partial<SourceState["logAnalytics"]> = {}, archivedBatches = 0): SourceState {
   const cursorUs = (Date.now() - behindMs) * 1000;
@@ -145,6 +145,8 @@ describe("runChecks with two sources (one SQL warehouse per region)", () => {
       "workspace_filter@region2",
       "audit_table_columns@region1",
       "audit_table_columns@region2",
+      "sql_text_visibility@region1",
+      "sql_text_visibility@region2",
       "blob_container",
       "logs_ingestion",
       "export_freshness@region1",
@@ -180,7 +182,7 @@ describe("runChecks with two sources (one SQL warehouse per region)", () => {
     // The remediation is this source's: its warehouse, and where its hostname is set.
     expect(one.warehouse_connectivity.remediation).toMatch(new RegExp(`^Source 'region1' \\(warehouse https://${down}${region1.httpPath}\\): `));
     expect(one.warehouse_connectivity.remediation).toContain(`serverHostname of source 'region1' in DATABRICKS_SOURCES ('${down}'`);
-    for (const name of ["system_table_access", "audit_table_columns", "workspace_filter"] as const) {
+    for (const name of ["system_table_access", "audit_table_columns", "sql_text_visibility", "workspace_filter"] as const) {
       expect(one[name]).toMatchObject({ status: "FAIL", detail: "source 'region1': skipped: warehouse_connectivity failed." });
     }
     for (const name of DATABRICKS_CHECKS) expect(two[name].status).toBe("PASS");

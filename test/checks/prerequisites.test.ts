@@ -91,7 +91,7 @@ describe("runChecks against the local stack", () => {
 
     expect(report.checks.filter((c) => c.status !== "PASS")).toEqual([]);
     expect(report.status).toBe("PASS");
-    expect(report.checks).toHaveLength(11);
+    expect(report.checks).toHaveLength(12);
     const checks = byName(report);
     expect(checks.azure_authentication.detail).toMatch(/Databricks .*token obtained/);
     expect(checks.workspace_filter.detail).toContain(`${ACTIVE_WORKSPACE}: 3`);
@@ -112,7 +112,7 @@ describe("runChecks against the local stack", () => {
     expect(checks.warehouse_connectivity.status).toBe("FAIL");
     expect(checks.warehouse_connectivity.detail).toMatch(/refused the credentials/);
     expect(checks.warehouse_connectivity.remediation).toMatch(/personal access token.*DATABRICKS_ACCESS_TOKEN/);
-    for (const name of ["system_table_access", "audit_table_columns", "workspace_filter"] as const) {
+    for (const name of ["system_table_access", "audit_table_columns", "sql_text_visibility", "workspace_filter"] as const) {
       expect(checks[name]).toMatchObject({ status: "FAIL", detail: "skipped: warehouse_connectivity failed." });
     }
     // The others still ran.
@@ -142,6 +142,7 @@ describe("runChecks against the local stack", () => {
     expect(remediation).toContain("SELECT ON TABLE system.access.audit");
     expect(remediation).toMatch(/metastore admin/);
     expect(checks.audit_table_columns).toMatchObject({ status: "FAIL", detail: "skipped: system_table_access failed." });
+    expect(checks.sql_text_visibility).toMatchObject({ status: "FAIL", detail: "skipped: system_table_access failed." });
     expect(checks.workspace_filter).toMatchObject({ status: "FAIL", detail: "skipped: system_table_access failed." });
     expectNoSecrets(report);
   });
@@ -166,7 +167,7 @@ describe("runChecks against the local stack", () => {
     expect(checks.warehouse_connectivity.status).toBe("WARN");
     expect(checks.warehouse_connectivity.detail).toMatch(/warehouse is starting.*retry in a few minutes/i);
     expect(checks.warehouse_connectivity.remediation).toMatch(/Retry in a few minutes/);
-    for (const name of ["system_table_access", "audit_table_columns", "workspace_filter"] as const) {
+    for (const name of ["system_table_access", "audit_table_columns", "sql_text_visibility", "workspace_filter"] as const) {
       expect(checks[name]).toMatchObject({ status: "WARN", detail: expect.stringMatching(/^skipped: warehouse_connectivity/) });
     }
     expect(checks.blob_container.status).toBe("PASS");
