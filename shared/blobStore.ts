@@ -11,6 +11,8 @@ import { ClaimsConflictError, claimsBlobName, hourOfClaimsBlob, parseClaims, typ
 const gunzip = promisify(gunzipCallback);
 
 export const STATE_BLOB = "_state/export.json";
+/** The last reconciliation's summary, next to the export state: the quick health check reads it without querying. */
+export const RECONCILIATION_BLOB = "_state/reconciliation.json";
 const NEWLINE = 0x0a;
 
 /**
@@ -179,6 +181,26 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
       .toString("utf8")
       .split("\n")
       .filter((line) => line.length > 0);
+  }
+
+  /** The "folders" right under `prefix` (names ending in '/'), without listing the blobs below them. */
+  async listPrefixes(prefix: string): Promise<string[]> {
+    const prefixes: string[] = [];
+    for await (const item of this.container.listBlobsByHierarchy("/", { prefix })) if (item.kind === "prefix") prefixes.push(item.name);
+    return prefixes;
+  }
+
+  async writeReconciliation(summary: unknown): Promise<void> {
+    const body = JSON.stringify(summary);
+    await this.container.getBlockBlobClient(RECONCILIATION_BLOB).upload(body, Buffer.byteLength(body), {
+      blobHTTPHeaders: { blobContentType: "application/json" },
+    });
+  }
+
+  /** The last reconciliation's summary as stored, or null when none ran yet. */
+  async readReconciliation(): Promise<unknown> {
+    const text = await this.readText(RECONCILIATION_BLOB);
+    return text ? (JSON.parse(text.body) as unknown) : null;
   }
 
   async listNames(prefix: string): Promise<string[]> {
