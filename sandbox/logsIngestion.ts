@@ -78,6 +78,8 @@ export interface IngestionStats {
   records: number;
   /** Records answered 204 but not stored (IngestionFaults.drop). */
   dropped: number;
+  /** Calls to the Logs Query API route. */
+  queries: number;
   rejected: { status: number; reason: string }[];
 }
 
@@ -317,6 +319,7 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
   }
 
   async function answerQueryRoute(req: IncomingMessage, res: ServerResponse, workspace: string): Promise<void> {
+    stats.queries += 1;
     const text = (await readBody(req, 1_048_576)).toString("utf8");
     try {
       if (req.method !== "POST") throw new QueryApiError(405, "MethodNotAllowed", `Use POST, not ${req.method ?? ""}.`);
@@ -333,7 +336,11 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
         throw new QueryApiError(400, "BadArgumentError", "The request body is not valid JSON.");
       }
       const auditTable = Object.entries(tables.tables).find(([, table]) => table.stream === DEFAULT_STREAM_NAME)?.[0] ?? "";
-      sendJson(res, 200, answerQuery(body, auditTable, () => api.received(DEFAULT_STREAM_NAME)));
+      sendJson(
+        res,
+        200,
+        answerQuery(body, auditTable, () => api.received(DEFAULT_STREAM_NAME)),
+      );
     } catch (error) {
       if (!(error instanceof QueryApiError)) throw error;
       sendJson(res, error.status, error.body());
@@ -382,7 +389,7 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
 }
 
 function emptyStats(): IngestionStats {
-  return { calls: 0, acceptedCalls: 0, bytes: [], records: 0, dropped: 0, rejected: [] };
+  return { calls: 0, acceptedCalls: 0, bytes: [], records: 0, dropped: 0, queries: 0, rejected: [] };
 }
 
 function validateFaults(input: unknown): IngestionFaults {
@@ -432,12 +439,13 @@ function validateDrop(value: unknown): NonNullable<IngestionFaults["drop"]> {
   if (drop === null || typeof drop !== "object" || Array.isArray(drop)) throw new TypeError("drop must be an object {everyNth?, eventIds?}");
   const out: NonNullable<IngestionFaults["drop"]> = {};
   if (drop.everyNth !== undefined) {
-    if (typeof drop.everyNth !== "number" || !Number.isInteger(drop.everyNth) || drop.everyNth < 1) throw new TypeError("drop.everyNth must be a whole number from 1");
+    if (typeof drop.everyNth !== "number" || !Number.isInteger(drop.everyNth) || drop.everyNth < 1)
+      throw new TypeError("drop.everyNth must be a whole number from 1");
     out.everyNth = drop.everyNth;
   }
   if (drop.eventIds !== undefined) {
     if (!Array.isArray(drop.eventIds) || !drop.eventIds.every((id) => typeof id === "string")) throw new TypeError("drop.eventIds must be an array of strings");
-    out.eventIds = drop.eventIds as string[];
+    out.eventIds = drop.eventIds;
   }
   return out;
 }

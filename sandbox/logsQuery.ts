@@ -26,7 +26,8 @@ export class QueryApiError extends Error {
 }
 
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const EVENT_ID_ROWS = /^([A-Za-z_][A-Za-z0-9_]*)\n\| where EventTime >= datetime\(([^()]+)\) and EventTime < datetime\(([^()]+)\)\n\| summarize Rows = count\(\) by EventId$/;
+const EVENT_ID_ROWS =
+  /^([A-Za-z_][A-Za-z0-9_]*)\n\| where EventTime >= datetime\(([^()]+)\) and EventTime < datetime\(([^()]+)\)\n\| summarize Rows = count\(\) by EventId$/;
 
 export interface QueryTable {
   name: string;
@@ -37,7 +38,10 @@ export interface QueryTable {
 /** Answers one query body over the accepted records of `table` (the audit stream's records). */
 export function answerQuery(body: unknown, table: string, records: () => readonly Record<string, unknown>[]): { tables: QueryTable[] } {
   if (body === null || typeof body !== "object" || typeof (body as { query?: unknown }).query !== "string") {
-    throw new QueryApiError(400, "BadArgumentError", "The request had some invalid properties", { code: "QueryValidationError", message: "'query' is required" });
+    throw new QueryApiError(400, "BadArgumentError", "The request had some invalid properties", {
+      code: "QueryValidationError",
+      message: "'query' is required",
+    });
   }
   const { query, timespan } = body as { query: string; timespan?: unknown };
   const window = readTimespan(timespan);

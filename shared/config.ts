@@ -416,7 +416,8 @@ function readLogAnalyticsQuery(read: (n: string) => string | undefined, problems
   const workspaceId = read("LOG_ANALYTICS_WORKSPACE_ID");
   const endpointText = read("LOG_ANALYTICS_QUERY_ENDPOINT");
   if (!workspaceId) {
-    if (endpointText) problems.push("LOG_ANALYTICS_QUERY_ENDPOINT is set but LOG_ANALYTICS_WORKSPACE_ID is not: set the workspace ID (a GUID) as well, or neither.");
+    if (endpointText)
+      problems.push("LOG_ANALYTICS_QUERY_ENDPOINT is set but LOG_ANALYTICS_WORKSPACE_ID is not: set the workspace ID (a GUID) as well, or neither.");
     return undefined;
   }
   let ok = true;

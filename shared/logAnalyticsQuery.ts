@@ -75,10 +75,25 @@ export function readEventIdRows(tables: readonly LogsTable[]): Map<string, numbe
   const idColumn = names.indexOf("EventId");
   const rowsColumn = names.indexOf("Rows");
   if (!table || idColumn < 0 || rowsColumn < 0) {
-    throw new LogAnalyticsQueryError(`Log Analytics answered with columns [${names.join(", ")}], not EventId and Rows.`, undefined, "Check LOG_ANALYTICS_QUERY_ENDPOINT: it must be the Logs Query API.");
+    throw new LogAnalyticsQueryError(
+      `Log Analytics answered with columns [${names.join(", ")}], not EventId and Rows.`,
+      undefined,
+      "Check LOG_ANALYTICS_QUERY_ENDPOINT: it must be the Logs Query API.",
+    );
   }
   const rows = new Map<string, number>();
-  for (const row of table.rows) rows.set(String(row[idColumn]), Number(row[rowsColumn]));
+  for (const row of table.rows) {
+    const id = row[idColumn];
+    const count = row[rowsColumn];
+    if (typeof id !== "string" || typeof count !== "number") {
+      throw new LogAnalyticsQueryError(
+        "Log Analytics answered a row whose EventId is not a string or whose Rows is not a number.",
+        undefined,
+        "Check LOG_ANALYTICS_QUERY_ENDPOINT: it must be the Logs Query API.",
+      );
+    }
+    rows.set(id, count);
+  }
   return rows;
 }
 

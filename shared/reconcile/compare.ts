@@ -11,8 +11,7 @@ export const LISTED_IDS_PER_HOUR = 1000;
 export type MissingCause = "not_yet_sent" | "dead_lettered" | "dcr_transform" | "wrong_stream_or_table";
 
 export const CAUSE_EXPLANATIONS: Readonly<Record<MissingCause, string>> = {
-  not_yet_sent:
-    "Log Analytics is behind the archive (see log_analytics_lag): these events are archived but not sent yet; they follow on the next runs.",
+  not_yet_sent: "Log Analytics is behind the archive (see log_analytics_lag): these events are archived but not sent yet; they follow on the next runs.",
   dead_lettered:
     "Log Analytics refused these records on their own: they are in dead-letter/logs-ingestion/ with the reason; fix it and run 'dbx-audit redrive'.",
   dcr_transform:
@@ -88,7 +87,15 @@ export interface ReconciliationReport {
 
 export function reconcileHours(fromMs: number, toMs: number, evidence: readonly HourEvidence[], context: ReconcileContext): ReconciliationReport {
   const laTotal = evidence.reduce((n, hour) => n + hour.logAnalytics.size, 0);
-  const totals: ReconcileTotals = { hours: evidence.length, archived: 0, missing: 0, missingByCause: {}, duplicateEventIds: 0, duplicateRows: 0, unexpected: 0 };
+  const totals: ReconcileTotals = {
+    hours: evidence.length,
+    archived: 0,
+    missing: 0,
+    missingByCause: {},
+    duplicateEventIds: 0,
+    duplicateRows: 0,
+    unexpected: 0,
+  };
   const hours: HourReport[] = [];
   for (const hour of [...evidence].sort((a, b) => a.hourStartMs - b.hourStartMs)) {
     const archived = new Set(hour.archived);

@@ -16,6 +16,14 @@ export type ReconcileStore = Pick<
   "listPrefixes" | "listNames" | "readArchiveLines" | "listDeadLetters" | "readDeadLetters" | "readState" | "readJournal" | "writeReconciliation"
 >;
 
+/** The default window: the last day. */
+export const DEFAULT_RECONCILE_WINDOW_MS = 24 * HOUR_MS;
+/**
+ * Log Analytics makes accepted rows queryable after a few minutes (usually 2-5): the default
+ * window ends this long before now, so rows still being ingested are not reported missing.
+ */
+export const INGESTION_LATENCY_MS = 15 * 60_000;
+
 /** Pending journal entries read to find the earliest event Log Analytics still waits for. */
 const MAX_PENDING_JOURNALS = 200;
 /** EventIds kept per hour and kind in the stored summary (the report itself lists more). */

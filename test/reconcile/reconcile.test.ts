@@ -1,0 +1,147 @@
+import { writeFileSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { BlobExportStore } from "../../shared/blobStore";
+import { loadConfig } from "../../shared/config";
+import { runExportCycle } from "../../shared/export/cycle";
+import { LogAnalyticsQuery } from "../../shared/logAnalyticsQuery";
+import { reconcile, readLastReconciliation } from "../../shared/reconcile/run";
+import { LogsIngestionSink } from "../../shared/logsIngestion";
+import type { SentinelAuditRecord } from "../../shared/sentinelRecord";
+import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
+import { auditRow, isoMicros } from "../support/auditRows";
+import { runCli } from "../support/cli";
+import { containerFor, identityCredential } from "../support/exportHarness";
+
+// Reconciliation end to end: the export (real driver, Azurite, Logs Ingestion client) fills both
+// sinks, then the real Logs Query client asks the stand-in what it holds, and the report is compared
+// with what the stand-in was told to drop or was sent twice.
+
+const HOUR = 3_600_000;
+const BASE = Math.floor((Date.now() - 5 * HOUR) / HOUR) * HOUR;
+const FROM = new Date(BASE).toISOString();
+const TO = new Date(BASE + 3 * HOUR).toISOString();
+const quiet = { info: () => undefined, warn: () => undefined };
+
+/** 10 events in each of 3 hours, from BASE. */
+const ROWS = [0, 1, 2].flatMap((hour) => Array.from({ length: 10 }, (_, i) => auditRow(isoMicros((BASE + hour * HOUR + i * 60_000 + 123) * 1000))));
+const ids = ROWS.map((row) => String(row.event_id));
+
+let stack: SandboxStack;
+let file: string;
+
+function envFor(container: string): Record<string, string> {
+  return { ...stack.contract.env, EXPORT_CONTAINER: container, EXPORT_START: FROM };
+}
+
+/** Exports every row into a fresh container, with the stand-in dropping `dropIds`; returns the container's store. */
+async function exported(container: string, dropIds: string[] = []): Promise<BlobExportStore> {
+  stack.logsIngestion.reset();
+  if (dropIds.length > 0) stack.logsIngestion.setFaults({ drop: { eventIds: dropIds } });
+  const env = envFor(container);
+  const summary = await runExportCycle(loadConfig(env), env, quiet);
+  expect(summary.sources.every((s) => s.error === undefined)).toBe(true);
+  stack.logsIngestion.setFaults({});
+  return new BlobExportStore(containerFor(stack, container));
+}
+
+function query(container: string): LogAnalyticsQuery {
+  return new LogAnalyticsQuery(loadConfig(envFor(container)).logAnalyticsQuery!, identityCredential());
+}
+
+const window = () => ({ fromMs: BASE, toMs: BASE + 3 * HOUR, nowMs: Date.now() });
+
+beforeAll(async () => {
+  file = join(mkdtempSync(join(tmpdir(), "reconcile-")), "events.jsonl");
+  writeFileSync(file, ROWS.map((row) => JSON.stringify(row)).join("\n"));
+  stack = await startSandboxStack({ eventsFile: file });
+  process.env.IDENTITY_ENDPOINT = stack.contract.env.IDENTITY_ENDPOINT;
+  process.env.IDENTITY_HEADER = stack.contract.env.IDENTITY_HEADER;
+}, 120_000);
+
+afterAll(async () => {
+  await stack?.close();
+});
+
+describe("reconcile through the Logs Query client against the stand-in", () => {
+  it("reports nothing missing after a clean export, and keeps the summary for the quick health check", async () => {
+    const store = await exported("rec-clean");
+    const report = await reconcile(store, query("rec-clean"), window());
+    expect(report.status).toBe("clean");
+    expect(report.totals).toMatchObject({ hours: 3, archived: 30, missing: 0, duplicateRows: 0, unexpected: 0 });
+    expect(report.hours).toEqual([]);
+    const last = await readLastReconciliation(containerFor(stack, "rec-clean"));
+    expect(last).toMatchObject({ version: 1, status: "clean", from: FROM, to: TO, totals: { archived: 30 } });
+  });
+
+  it("reports rows the service accepted but dropped, per hour with their EventIds and the DCR transform as the likely cause", async () => {
+    const dropped = [ids[3]!, ids[14]!, ids[15]!];
+    const store = await exported("rec-dropped", dropped);
+    expect(stack.logsIngestion.stats().dropped).toBe(3);
+    const report = await reconcile(store, query("rec-dropped"), window());
+    expect(report.status).toBe("differences");
+    expect(report.totals).toMatchObject({ missing: 3, missingByCause: { dcr_transform: 3 }, duplicateRows: 0 });
+    expect(report.hours.map((h) => [h.hour, h.missing])).toEqual([
+      [FROM, [{ cause: "dcr_transform", count: 1, eventIds: [ids[3]] }]],
+      [new Date(BASE + HOUR).toISOString(), [{ cause: "dcr_transform", count: 2, eventIds: [ids[14], ids[15]].sort() }]],
+    ]);
+    expect(report.explanations.join(" ")).toMatch(/transformKql/);
+    expect((await readLastReconciliation(containerFor(stack, "rec-dropped")))?.status).toBe("differences");
+  });
+
+  it("names a table that holds none of the window's events as a wrong stream or table", async () => {
+    const store = await exported("rec-nothing", ids);
+    const report = await reconcile(store, query("rec-nothing"), window());
+    expect(report.totals).toMatchObject({ missing: 30, missingByCause: { wrong_stream_or_table: 30 } });
+  });
+
+  it("reports a call sent twice as duplicates, with the re-send window explained", async () => {
+    const store = await exported("rec-twice");
+    const again = stack.logsIngestion.received("Custom-DatabricksAudit").filter((r) => [ids[20], ids[21]].includes(String(r.EventId)));
+    const config = loadConfig(envFor("rec-twice"));
+    await new LogsIngestionSink(config.logsIngestion!, identityCredential()).send(again as unknown as SentinelAuditRecord[]);
+    const report = await reconcile(store, query("rec-twice"), window());
+    expect(report.totals).toMatchObject({ missing: 0, duplicateEventIds: 2, duplicateRows: 2 });
+    expect(report.hours).toHaveLength(1);
+    expect(report.hours[0]!.duplicates).toEqual([ids[20], ids[21]].sort().map((eventId) => ({ eventId, rows: 2 })));
+    expect(report.explanations.join(" ")).toMatch(/idempotency key/);
+  });
+
+  it("dbx-audit reconcile: exit 0 when clean, 4 with the missing EventIds when not, 2 with nothing queried on bad flags", async () => {
+    await exported("rec-cli-clean");
+    const clean = await runCli(["reconcile", "--since", FROM, "--until", TO], { ...process.env, ...envFor("rec-cli-clean") });
+    expect(clean.stderr).toBe("");
+    expect(clean.code).toBe(0);
+    expect(clean.stdout).toMatch(/CLEAN: every archived event is in Log Analytics exactly once/);
+
+    await exported("rec-cli-dropped", [ids[7]!]);
+    const differ = await runCli(["reconcile", "--since", FROM, "--until", TO, "--json"], { ...process.env, ...envFor("rec-cli-dropped") });
+    expect(differ.code).toBe(4);
+    const report = JSON.parse(differ.stdout) as { totals: { missing: number }; hours: { missing: { eventIds: string[] }[] }[] };
+    expect(report.totals.missing).toBe(1);
+    expect(report.hours[0]!.missing[0]!.eventIds).toEqual([ids[7]]);
+
+    const queriesBefore = stack.logsIngestion.stats().queries;
+    for (const args of [
+      ["--since", "2026-02-30T00:00:00Z", "--until", TO],
+      ["--since", TO, "--until", FROM],
+      ["--until", "yesterday"],
+    ]) {
+      const bad = await runCli(["reconcile", ...args], { ...process.env, ...envFor("rec-cli-bad") });
+      expect(bad.code, args.join(" ")).toBe(2);
+      expect(bad.stderr).toMatch(/--(since|until)/);
+      expect(bad.stderr).toMatch(/Nothing was read or written/);
+    }
+    const noWorkspace = await runCli(["reconcile"], {
+      ...process.env,
+      ...envFor("rec-cli-bad"),
+      LOG_ANALYTICS_WORKSPACE_ID: "",
+      LOG_ANALYTICS_QUERY_ENDPOINT: "",
+    });
+    expect(noWorkspace.code).toBe(2);
+    expect(noWorkspace.stderr).toMatch(/LOG_ANALYTICS_WORKSPACE_ID is required/);
+    expect(stack.logsIngestion.stats().queries).toBe(queriesBefore);
+    expect(await new BlobExportStore(containerFor(stack, "rec-cli-bad")).readReconciliation().catch(() => null)).toBeNull();
+  }, 60_000);
+});
