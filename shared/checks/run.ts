@@ -8,6 +8,8 @@ import { LOGS_INGESTION_SCOPE } from "../logsIngestion";
 import { exportStateChecks } from "./exportState";
 import { azureAuthenticationCheck, neededScopes, STORAGE_SCOPE, type TokenOutcome } from "./identity";
 import { logsIngestionCheck } from "./logsIngestion";
+import { reconciliationCheck } from "./reconciliation";
+import { LOG_ANALYTICS_QUERY_SCOPE } from "../logAnalyticsQuery";
 import { CHECK_NAMES, PER_SOURCE_CHECKS, skipped, skippedAfter, worstStatus, type CheckName, type CheckReport, type CheckResult } from "./result";
 import { secretScrubber } from "./secrets";
 import { configurationCheck, loadForChecks, SECTION_SETTINGS, type Section } from "./settings";
@@ -151,6 +153,11 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
       if (scheduleSkip) for (const source of names) record({ ...scheduleSkip, source });
     }
     const blobUsable = container && blob.status !== "FAIL";
+    const reconcileSkip = configSkip("log_analytics_reconciliation", ["logsIngestion", "logAnalyticsQuery"]);
+    if (reconcileSkip) record(reconcileSkip);
+    else if (!blobUsable) record(skipped("log_analytics_reconciliation", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"));
+    else if (config!.logAnalyticsQuery && authFailedFor(LOG_ANALYTICS_QUERY_SCOPE)) record(skipped("log_analytics_reconciliation", "azure_authentication", "FAIL"));
+    else record(await reconciliationCheck(config!, container!, getCredential(), now(), budget));
     record(
       blobUsable
         ? await detectionsStateCheck(container!, settings, now())

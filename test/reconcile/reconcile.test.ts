@@ -12,6 +12,9 @@ import type { SentinelAuditRecord } from "../../shared/sentinelRecord";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 import { auditRow, isoMicros } from "../support/auditRows";
 import { runCli } from "../support/cli";
+import { assessReconciliation, reconciliationCheck } from "../../shared/checks/reconciliation";
+import { Budget } from "../../shared/checks/timing";
+import { reconcileHours } from "../../shared/reconcile/compare";
 import { containerFor, identityCredential } from "../support/exportHarness";
 
 // Reconciliation end to end: the export (real driver, Azurite, Logs Ingestion client) fills both
@@ -144,4 +147,45 @@ describe("reconcile through the Logs Query client against the stand-in", () => {
     expect(stack.logsIngestion.stats().queries).toBe(queriesBefore);
     expect(await new BlobExportStore(containerFor(stack, "rec-cli-bad")).readReconciliation().catch(() => null)).toBeNull();
   }, 60_000);
+});
+
+describe("the log_analytics_reconciliation check", () => {
+  const check = (container: string, env: Record<string, string> = envFor(container)) =>
+    reconciliationCheck(loadConfig(env), containerFor(stack, container), identityCredential(), Date.now(), new Budget(60_000));
+
+  it("passes after a clean export and FAILs, with the DCR transform's fix, when accepted rows are missing", async () => {
+    await exported("chk-clean");
+    expect(await check("chk-clean")).toMatchObject({ status: "PASS", detail: expect.stringMatching(/30 archived event\(s\) .* once each/) as unknown });
+    await exported("chk-dropped", [ids[0]!]);
+    const failed = await check("chk-dropped");
+    expect(failed.status).toBe("FAIL");
+    expect(failed.detail).toMatch(/1 archived event\(s\) missing from Log Analytics \(1 dcr_transform\)/);
+    expect(failed.remediation).toMatch(/transformKql/);
+    expect((await readLastReconciliation(containerFor(stack, "chk-dropped")))?.hours[0]?.missing[0]?.eventIds).toEqual([ids[0]]);
+  });
+
+  it("FAILs naming the Log Analytics Reader role when the query is refused, and WARNs when no workspace is configured", async () => {
+    await exported("chk-forbidden");
+    stack.logsIngestion.setFaults({ forbidden: true });
+    try {
+      const refused = await check("chk-forbidden");
+      expect(refused.status).toBe("FAIL");
+      expect(refused.detail).toMatch(/HTTP 403/);
+      expect(refused.remediation).toMatch(/Log Analytics Reader/);
+    } finally {
+      stack.logsIngestion.setFaults({});
+    }
+    const unset = await check("chk-forbidden", { ...envFor("chk-forbidden"), LOG_ANALYTICS_WORKSPACE_ID: "", LOG_ANALYTICS_QUERY_ENDPOINT: "" });
+    expect(unset).toMatchObject({ status: "WARN", remediation: expect.stringMatching(/LOG_ANALYTICS_WORKSPACE_ID/) as unknown });
+  });
+
+  it("WARNs, not FAILs, for what the export's own records explain: not sent yet, dead-lettered, duplicates", () => {
+    const hour = { hourStartMs: BASE, archived: ["a", "b", "c"], logAnalytics: new Map([["c", 2]]) };
+    const report = reconcileHours(BASE, BASE + HOUR, [hour], { deadLettered: new Set(["a"]), notSentFromMs: BASE + 10 * 60_000 });
+    expect(report.totals.missingByCause).toEqual({ dead_lettered: 1, not_yet_sent: 1 });
+    const result = assessReconciliation(report);
+    expect(result.status).toBe("WARN");
+    expect(result.remediation).toMatch(/dbx-audit redrive/);
+    expect(result.remediation).toMatch(/idempotency key/);
+  });
 });
