@@ -19,7 +19,8 @@ export function neededScopes(config: AppConfig, broken: Set<Section>): { scope: 
   if (!broken.has("databricks") && entraSource) scopes.push({ scope: entraSource.databricks.scope, purpose: "Databricks" });
   if (!broken.has("storage") && config.storage?.kind === "accountUrl") scopes.push({ scope: STORAGE_SCOPE, purpose: "Blob Storage" });
   if (!broken.has("logsIngestion") && config.logsIngestion) scopes.push({ scope: LOGS_INGESTION_SCOPE, purpose: "Logs Ingestion" });
-  if (!broken.has("logAnalyticsQuery") && config.logsIngestion && config.logAnalyticsQuery) scopes.push({ scope: LOG_ANALYTICS_QUERY_SCOPE, purpose: "Logs Query" });
+  if (!broken.has("logAnalyticsQuery") && config.logsIngestion && config.logAnalyticsQuery)
+    scopes.push({ scope: LOG_ANALYTICS_QUERY_SCOPE, purpose: "Logs Query" });
   return scopes;
 }
 

@@ -156,7 +156,8 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
     const reconcileSkip = configSkip("log_analytics_reconciliation", ["logsIngestion", "logAnalyticsQuery"]);
     if (reconcileSkip) record(reconcileSkip);
     else if (!blobUsable) record(skipped("log_analytics_reconciliation", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"));
-    else if (config!.logAnalyticsQuery && authFailedFor(LOG_ANALYTICS_QUERY_SCOPE)) record(skipped("log_analytics_reconciliation", "azure_authentication", "FAIL"));
+    else if (config!.logAnalyticsQuery && authFailedFor(LOG_ANALYTICS_QUERY_SCOPE))
+      record(skipped("log_analytics_reconciliation", "azure_authentication", "FAIL"));
     else record(await reconciliationCheck(config!, container!, getCredential(), now(), budget));
     record(
       blobUsable

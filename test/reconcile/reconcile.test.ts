@@ -15,6 +15,10 @@ import { runCli } from "../support/cli";
 import { assessReconciliation, reconciliationCheck } from "../../shared/checks/reconciliation";
 import { Budget } from "../../shared/checks/timing";
 import { reconcileHours } from "../../shared/reconcile/compare";
+import { eventIdRowsQuery } from "../../shared/reconcile/kql";
+import { LOG_ANALYTICS_QUERY_SCOPE } from "../../shared/logAnalyticsQuery";
+import { LogsQueryClient } from "@azure/monitor-query-logs";
+import { analyse, globalsFor, readTables } from "../infra/support/kusto";
 import { containerFor, identityCredential } from "../support/exportHarness";
 
 // Reconciliation end to end: the export (real driver, Azurite, Logs Ingestion client) fills both
@@ -187,5 +191,74 @@ describe("the log_analytics_reconciliation check", () => {
     expect(result.status).toBe("WARN");
     expect(result.remediation).toMatch(/dbx-audit redrive/);
     expect(result.remediation).toMatch(/idempotency key/);
+  });
+});
+
+describe("the Logs Query stand-in", () => {
+  const url = () => `${stack.contract.logAnalytics.queryEndpoint}/workspaces/${stack.contract.logAnalytics.workspaceId}/query`;
+  const post = async (body: unknown, scope = LOG_ANALYTICS_QUERY_SCOPE) => {
+    const token = await identityCredential().getToken(scope);
+    const response = await fetch(url(), {
+      method: "POST",
+      headers: { authorization: `Bearer ${token.token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  const timespan = `${FROM}/${new Date(Date.now() + HOUR).toISOString()}`;
+
+  it("answers the reconciliation query in the real API's shape, with the columns Kusto's analysis gives", async () => {
+    await exported("standin-shape");
+    const query = eventIdRowsQuery(BASE, BASE + HOUR);
+    const { status, body } = await post({ query, timespan });
+    expect(status).toBe(200);
+    const tables = body.tables as { name: string; columns: { name: string; type: string }[]; rows: unknown[][] }[];
+    expect(tables).toHaveLength(1);
+    expect(tables[0]!.name).toBe("PrimaryResult");
+    const analysed = analyse(query, globalsFor(readTables(join(__dirname, "..", ".."))));
+    expect(tables[0]!.columns.map((c) => [c.name, c.type])).toEqual([...analysed.columns]);
+    expect(tables[0]!.rows.map(([id]) => id).sort()).toEqual(ids.slice(0, 10).sort());
+    expect(tables[0]!.rows.every(([, rows]) => rows === 1)).toBe(true);
+  });
+
+  it("sees only rows whose TimeGenerated is inside the timespan, as the service does", async () => {
+    await exported("standin-timespan");
+    const before = `${new Date(BASE - 2 * HOUR).toISOString()}/${new Date(BASE - HOUR).toISOString()}`;
+    const { body } = await post({ query: eventIdRowsQuery(BASE, BASE + HOUR), timespan: before });
+    expect((body.tables as { rows: unknown[] }[])[0]!.rows).toEqual([]);
+  });
+
+  it("refuses any other query, a bad timespan and a token for another audience, with the real API's error shape", async () => {
+    for (const body of [
+      { query: "DatabricksAudit_CL | take 10", timespan },
+      { query: eventIdRowsQuery(BASE, BASE + HOUR).replace("DatabricksAudit_CL", "SecurityEvent"), timespan },
+      { query: eventIdRowsQuery(BASE, BASE + HOUR), timespan: "P1D" },
+      { timespan },
+    ]) {
+      const answer = await post(body);
+      expect(answer.status, JSON.stringify(body)).toBe(400);
+      expect(answer.body.error).toMatchObject({ code: "BadArgumentError", innererror: { code: expect.any(String) as unknown } });
+    }
+    expect((await post({ query: eventIdRowsQuery(BASE, BASE + HOUR), timespan }, "https://monitor.azure.com/.default")).status).toBe(401);
+    // Through the SDK: its error carries the service's status and message.
+    const client = new LogsQueryClient(identityCredential(), { endpoint: stack.contract.logAnalytics.queryEndpoint, retryOptions: { maxRetries: 0 } });
+    await expect(client.queryWorkspace(stack.contract.logAnalytics.workspaceId, "DatabricksAudit_CL | count", { duration: "P1D" })).rejects.toMatchObject({
+      statusCode: 400,
+    });
+    await expect(
+      client.queryWorkspace("00000000-0000-4000-8000-000000000000", eventIdRowsQuery(BASE, BASE + HOUR), { startTime: new Date(BASE), endTime: new Date() }),
+    ).rejects.toMatchObject({ statusCode: 404 });
+  });
+
+  it("drops every Nth record it answered 204 for, when told to", async () => {
+    stack.logsIngestion.reset();
+    stack.logsIngestion.setFaults({ drop: { everyNth: 3 } });
+    const env = envFor("standin-nth");
+    await runExportCycle(loadConfig(env), env, quiet);
+    expect(stack.logsIngestion.stats()).toMatchObject({ dropped: 10, records: 20 });
+    stack.logsIngestion.setFaults({});
+    const report = await reconcile(new BlobExportStore(containerFor(stack, "standin-nth")), query("standin-nth"), window());
+    expect(report.totals.missing).toBe(10);
+    expect(() => stack.logsIngestion.setFaults({ drop: { everyNth: 0 } })).toThrow(/everyNth/);
   });
 });
