@@ -5,6 +5,9 @@ import { loadConfig, type AppConfig } from "../shared/config";
 import { ConfigError } from "../shared/errors";
 import { LogAnalyticsQuery } from "../shared/logAnalyticsQuery";
 import type { ReconciliationReport } from "../shared/reconcile/compare";
+import { HOUR_MS } from "../shared/reconcile/compare";
+import { RESEND_QUIET_MS, resendMissing } from "../shared/reconcile/resend";
+import { LogsIngestionSink } from "../shared/logsIngestion";
 import { DEFAULT_RECONCILE_WINDOW_MS, INGESTION_LATENCY_MS, reconcile } from "../shared/reconcile/run";
 import { parseTimestampMicros } from "../shared/timestamps";
 import { EXIT, fail } from "./exit";
@@ -13,6 +16,7 @@ interface ReconcileFlags {
   since?: string;
   until?: string;
   json?: boolean;
+  resend?: boolean;
 }
 
 /**
@@ -27,6 +31,7 @@ export function registerReconcileCommand(program: Command): void {
     )
     .option("--since <timestamp>", "window start, included (ISO-8601, e.g. 2026-01-01T00:00:00Z); default 24 hours before --until")
     .option("--until <timestamp>", `window end, excluded (ISO-8601); default ${INGESTION_LATENCY_MS / 60_000} minutes ago (rows still being ingested)`)
+    .option("--resend", "send the events Log Analytics lost after accepting them (dcr_transform, wrong_stream_or_table) again from the archive, once")
     .option("--json", "print the report as JSON")
     .action(async (flags: ReconcileFlags) => {
       try {
@@ -35,7 +40,13 @@ export function registerReconcileCommand(program: Command): void {
         const credential = createAzureCredential(config, process.env);
         const store = new BlobExportStore(createContainerClient(config.storage!, credential));
         const report = await reconcile(store, new LogAnalyticsQuery(config.logAnalyticsQuery!, credential), { fromMs, toMs, nowMs });
-        process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatReconciliation(report));
+        const resent = flags.resend ? await resendMissing(store, new LogsIngestionSink(config.logsIngestion!, credential), report, nowMs) : undefined;
+        process.stdout.write(flags.json ? `${JSON.stringify(resent ? { ...report, resent } : report, null, 2)}\n` : formatReconciliation(report));
+        if (resent && !flags.json) {
+          process.stdout.write(
+            `Re-sent from the archive: ${resent.accepted} accepted, ${resent.stillRefused} refused again${resent.remaining.length ? ` (left in ${resent.remaining.join(", ")} for 'dbx-audit redrive')` : ""}, ${resent.recentlyResent} left alone (re-sent less than ${RESEND_QUIET_MS / HOUR_MS} hours ago). Run reconcile again in a few minutes to see them arrive.\n`,
+          );
+        }
         process.exitCode = report.status === "clean" ? 0 : EXIT.differences;
       } catch (error) {
         fail(error);
@@ -51,6 +62,8 @@ function readReconcileArguments(flags: ReconcileFlags, nowMs: number): { config:
     config = loadConfig(process.env);
     if (!config.logAnalyticsQuery)
       problems.push("LOG_ANALYTICS_WORKSPACE_ID is required to reconcile: the Log Analytics workspace ID (a GUID) that holds DatabricksAudit_CL.");
+    if (flags.resend && !config.logsIngestion)
+      problems.push("--resend needs LOGS_INGESTION_ENDPOINT, LOGS_INGESTION_RULE_ID and LOGS_INGESTION_STREAM: it sends through the Logs Ingestion API.");
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
     problems.push(...error.problems);

@@ -13,6 +13,8 @@ const gunzip = promisify(gunzipCallback);
 export const STATE_BLOB = "_state/export.json";
 /** The last reconciliation's summary, next to the export state: the quick health check reads it without querying. */
 export const RECONCILIATION_BLOB = "_state/reconciliation.json";
+/** EventIds `dbx-audit reconcile --resend` sent again, and when: never sent twice while they may still be on their way. */
+export const RESENT_BLOB = "_state/reconcile-resent.json";
 const NEWLINE = 0x0a;
 
 /**
@@ -195,6 +197,17 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
     await this.container.getBlockBlobClient(RECONCILIATION_BLOB).upload(body, Buffer.byteLength(body), {
       blobHTTPHeaders: { blobContentType: "application/json" },
     });
+  }
+
+  async writeResent(resent: Record<string, string>): Promise<void> {
+    const body = JSON.stringify(resent);
+    await this.container.getBlockBlobClient(RESENT_BLOB).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: "application/json" } });
+  }
+
+  /** EventId -> when it was re-sent (ISO); empty when nothing was. */
+  async readResent(): Promise<Record<string, string>> {
+    const text = await this.readText(RESENT_BLOB);
+    return text ? (JSON.parse(text.body) as Record<string, string>) : {};
   }
 
   /** The last reconciliation's summary as stored, or null when none ran yet. */

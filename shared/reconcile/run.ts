@@ -56,8 +56,18 @@ export async function reconcile(store: ReconcileStore, logAnalytics: LogAnalytic
 
 /** The EventIds of the archive blobs of one hour, across workspaces, whose event_time is in [fromMs, toMs). */
 async function archivedEventIds(store: ReconcileStore, workspaces: readonly string[], hourStartMs: number, fromMs: number, toMs: number): Promise<string[]> {
-  const iso = new Date(hourStartMs).toISOString();
   const ids: string[] = [];
+  for await (const event of archivedLines(store, workspaces, hourStartMs)) if (event.us >= fromMs * 1000 && event.us < toMs * 1000) ids.push(event.eventId);
+  return ids;
+}
+
+/** Every line of the archive blobs of one hour, across workspaces, with its event_id and event_time (microseconds). */
+export async function* archivedLines(
+  store: Pick<ReconcileStore, "listNames" | "readArchiveLines">,
+  workspaces: readonly string[],
+  hourStartMs: number,
+): AsyncGenerator<{ eventId: string; us: number; line: Uint8Array }> {
+  const iso = new Date(hourStartMs).toISOString();
   const decoder = new TextDecoder();
   for (const workspace of workspaces) {
     for (const name of await store.listNames(`${workspace}date=${iso.slice(0, 10)}/hour=${iso.slice(11, 13)}/`)) {
@@ -65,11 +75,10 @@ async function archivedEventIds(store: ReconcileStore, workspaces: readonly stri
         const event = JSON.parse(decoder.decode(line)) as { event_id?: unknown; event_time?: unknown };
         const us = parseTimestampMicros(String(event.event_time));
         if (typeof event.event_id !== "string" || us === undefined) throw new Error(`${name} holds a line without a valid event_id and event_time.`);
-        if (us >= fromMs * 1000 && us < toMs * 1000) ids.push(event.event_id);
+        yield { eventId: event.event_id, us, line };
       }
     }
   }
-  return ids;
 }
 
 /** The earliest event time of the archive batches Log Analytics has not been sent yet, over every source. */

@@ -15,6 +15,8 @@ import { runCli } from "../support/cli";
 import { assessReconciliation, reconciliationCheck } from "../../shared/checks/reconciliation";
 import { Budget } from "../../shared/checks/timing";
 import { reconcileHours } from "../../shared/reconcile/compare";
+import { RESEND_PREFIX, resendMissing } from "../../shared/reconcile/resend";
+import type { IngestionSink } from "../../shared/export/ports";
 import { eventIdRowsQuery } from "../../shared/reconcile/kql";
 import { LOG_ANALYTICS_QUERY_SCOPE } from "../../shared/logAnalyticsQuery";
 import { LogsQueryClient } from "@azure/monitor-query-logs";
@@ -261,4 +263,58 @@ describe("the Logs Query stand-in", () => {
     expect(report.totals.missing).toBe(10);
     expect(() => stack.logsIngestion.setFaults({ drop: { everyNth: 0 } })).toThrow(/everyNth/);
   });
+});
+
+describe("reconcile --resend", () => {
+  const rowsOf = (id: string) => stack.logsIngestion.received("Custom-DatabricksAudit").filter((r) => r.EventId === id).length;
+  const sinkFor = (container: string) => new LogsIngestionSink(loadConfig(envFor(container)).logsIngestion!, identityCredential());
+
+  it("sends what Log Analytics lost again from the archive, once, even when run twice or stopped half-way", async () => {
+    const lost = [ids[4]!, ids[25]!];
+    const store = await exported("resend", lost);
+    const first = await reconcile(store, query("resend"), window());
+    expect(first.totals.missing).toBe(2);
+
+    // The first attempt's sends fail: the records stay in their blob under the reconcile prefix.
+    const failing: IngestionSink = { send: () => Promise.reject(new Error("simulated outage")), probe: () => Promise.resolve(503) };
+    const stopped = await resendMissing(store, failing, first, Date.now());
+    expect(stopped).toMatchObject({ accepted: 0, stillRefused: 2, recentlyResent: 0 });
+    // One blob per hour: the two events are two hours apart.
+    expect(stopped.remaining).toHaveLength(2);
+    expect(stopped.remaining.every((name) => name.startsWith(RESEND_PREFIX))).toBe(true);
+    expect(lost.map(rowsOf)).toEqual([0, 0]);
+
+    // Run again with the same report: nothing new is written for events just re-sent; the left-over blob goes out.
+    const again = await resendMissing(store, sinkFor("resend"), first, Date.now());
+    expect(again).toMatchObject({ accepted: 2, stillRefused: 0, recentlyResent: 2, remaining: [] });
+    expect(lost.map(rowsOf)).toEqual([1, 1]);
+    expect(await store.listDeadLetters()).toEqual([]);
+
+    // Once more, as a user would before the rows show up: still nothing sent twice.
+    const third = await resendMissing(store, sinkFor("resend"), first, Date.now());
+    expect(third).toMatchObject({ accepted: 0, recentlyResent: 2 });
+    expect(lost.map(rowsOf)).toEqual([1, 1]);
+    const after = await reconcile(store, query("resend"), window());
+    expect(after.status).toBe("clean");
+  });
+
+  it("leaves the export's own dead letters and not-yet-sent events alone", async () => {
+    const store = await exported("resend-alone");
+    await store.writeDeadLetters("dead-letter/logs-ingestion/source=default/x-call0.jsonl", []);
+    const report = reconcileHours(BASE, BASE + HOUR, [{ hourStartMs: BASE, archived: [ids[0]!, ids[1]!], logAnalytics: new Map() }], {
+      deadLettered: new Set([ids[0]!]),
+      notSentFromMs: BASE,
+    });
+    const result = await resendMissing(store, sinkFor("resend-alone"), report, Date.now());
+    expect(result).toMatchObject({ blobs: 0, accepted: 0 });
+    expect(await store.listDeadLetters()).toEqual(["dead-letter/logs-ingestion/source=default/x-call0.jsonl"]);
+  });
+
+  it("dbx-audit reconcile --resend --json reports what it re-sent", async () => {
+    await exported("resend-cli", [ids[11]!]);
+    const result = await runCli(["reconcile", "--since", FROM, "--until", TO, "--resend", "--json"], { ...process.env, ...envFor("resend-cli") });
+    expect(result.code).toBe(4);
+    expect((JSON.parse(result.stdout) as { resent: { accepted: number } }).resent.accepted).toBe(1);
+    expect(rowsOf(ids[11]!)).toBe(1);
+  }, 30_000);
 });
