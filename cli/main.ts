@@ -5,6 +5,7 @@ import { registerSandboxCommand } from "./sandboxCommand";
 import { registerDemoCommand } from "./demoCommand";
 import { registerCheckCommand } from "./checkCommand";
 import { registerRedriveCommand } from "./redriveCommand";
+import { registerReconcileCommand } from "./reconcileCommand";
 import { registerDetectCommand } from "./detectCommand";
 import { registerDetectionsCommands } from "./detectionsCommand";
 
@@ -18,6 +19,7 @@ registerExportCommand(program);
 registerRunCommand(program);
 registerCheckCommand(program);
 registerRedriveCommand(program);
+registerReconcileCommand(program);
 registerDetectCommand(program);
 registerDetectionsCommands(program);
 registerSandboxCommand(program);

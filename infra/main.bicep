@@ -206,6 +206,12 @@ param logsIngestionEndpoint string = ''
 @description('Optional: immutable ID (dcr-...) of that DCR.')
 param logsIngestionRuleId string = ''
 
+@description('LOG_ANALYTICS_WORKSPACE_ID (azd: EXTERNAL_LOG_ANALYTICS_WORKSPACE_ID): workspace ID (customer ID GUID) of the workspace that DCR writes to, for reconciliation; empty for the app\'s own workspace (left unset with an external DCR: grant the identity Log Analytics Reader there and set it).')
+param logAnalyticsWorkspaceId string = ''
+
+@description('LOG_ANALYTICS_QUERY_ENDPOINT: the Logs Query API base URL for sovereign clouds; empty for https://api.loganalytics.io/v1.')
+param logAnalyticsQueryEndpoint string = ''
+
 @allowed([
   '22'
 ])
@@ -336,6 +342,7 @@ module rbac 'app/rbac.bicep' = {
     archiveContainerName: exportStorage.outputs.containerName
     stateContainerName: exportStorage.outputs.stateContainerName
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
     principalId: identity.outputs.principalId
     operatorPrincipalId: operatorPrincipalId
     operatorPrincipalType: principalType
@@ -399,6 +406,9 @@ var requiredAppSettings = {
   LOGS_INGESTION_ALERTS_STREAM: logsIngestion.outputs.alertsStreamName
 }
 
+// Reconciliation reads the app's own workspace, unless an external DCR writes elsewhere: then only the one given.
+var defaultLogAnalyticsWorkspaceId = useExternalLogsIngestion ? '' : (monitoring.outputs.logAnalyticsCustomerId)
+
 // Set only when given, so the app's own defaults stay the single source of truth.
 var optionalAppSettings = {
   DATABRICKS_WORKSPACE_IDS: databricksWorkspaceIds
@@ -419,6 +429,8 @@ var optionalAppSettings = {
   DETECTIONS_SCHEDULE: detectionsSchedule
   DETECTIONS_WORKSPACE_IDS: detectionsWorkspaceIds
   DETECTIONS_CONFIG: detectionsConfig
+  LOG_ANALYTICS_WORKSPACE_ID: empty(logAnalyticsWorkspaceId) ? defaultLogAnalyticsWorkspaceId : logAnalyticsWorkspaceId
+  LOG_ANALYTICS_QUERY_ENDPOINT: logAnalyticsQueryEndpoint
 }
 
 var givenOptionalAppSettings = toObject(filter(items(optionalAppSettings), setting => !empty(setting.value)), setting => setting.key, setting => setting.value)
@@ -513,5 +525,7 @@ output LOGS_INGESTION_ALERTS_STREAM string = logsIngestion.outputs.alertsStreamN
 output AUDIT_TABLE_NAME string = logsIngestion.outputs.tableName
 output ALERTS_TABLE_NAME string = logsIngestion.outputs.alertsTableName
 output DATA_COLLECTION_RULE_ID string = logsIngestion.outputs.dataCollectionRuleId
-output LOG_ANALYTICS_WORKSPACE_ID string = monitoring.outputs.logAnalyticsId
+// Under the app setting's name: the workspace ID (GUID) the CLI's reconcile takes; the resource ID beside it.
+output LOG_ANALYTICS_WORKSPACE_ID string = optionalAppSettings.LOG_ANALYTICS_WORKSPACE_ID
+output LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = monitoring.outputs.logAnalyticsId
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

@@ -1,10 +1,12 @@
-import { randomBytes } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { createServer, type Server } from "node:https";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { promisify } from "node:util";
 import { gunzip as gunzipCallback } from "node:zlib";
 import { closeServer, listenOnLoopback } from "./net";
 import { AUDIENCE, checkBearerJwt } from "./tokens";
+import { validateFaults, type IngestionFaults } from "./ingestionFaults";
+import { QueryApiError, answerQuery } from "./logsQuery";
 import tables from "../infra/tables.json";
 
 /**
@@ -14,6 +16,9 @@ import tables from "../infra/tables.json";
  * gzip bodies, 1 MB per call, 64 KB per field value, JSON error bodies, 204 on success. It is
  * stricter than Azure in one way, on purpose: every record must match the stream's declared
  * columns (no undeclared column, no value of the wrong type), to catch mapping bugs.
+ *
+ * It also answers the Logs Query API for what it accepted (`POST /v1/workspaces/{workspaceId}/query`,
+ * bearer token for https://api.loganalytics.io; logsQuery.ts), so reconciliation runs end to end.
  *
  * Extra loopback-only routes (no auth): `GET /received[?stream=...]` (every accepted record as
  * JSONL), `POST /admin/faults` (JSON IngestionFaults), `POST /admin/reset`, `GET /admin/stats`.
@@ -25,6 +30,8 @@ export interface StreamColumn {
   name: string;
   type: ColumnType;
 }
+
+export type { IngestionFaults };
 
 export const DEFAULT_STREAM_NAME = "Custom-DatabricksAudit";
 export const ALERTS_STREAM_NAME = "Custom-DatabricksAuditAlerts";
@@ -45,19 +52,6 @@ export const STREAMS_FROM_TABLES: Readonly<Record<string, readonly StreamColumn[
 /** The Sentinel solution's DatabricksAudit_CL columns, plus EventId and IdentityMetadata. */
 export const DATABRICKS_AUDIT_STREAM_COLUMNS: readonly StreamColumn[] = STREAMS_FROM_TABLES[DEFAULT_STREAM_NAME]!;
 
-export interface IngestionFaults {
-  /** The next `calls` calls get 429 with `Retry-After` (default 1 s). */
-  throttle?: { calls: number; retryAfterSeconds?: number };
-  /** After any throttling, the next `calls` calls get `status` (default 503). */
-  serverError?: { calls: number; status?: number };
-  /** 1-based call numbers, counted since the last setFaults, answered 503. */
-  failCallNumbers?: number[];
-  /** Answer 403 like a caller without the Monitoring Metrics Publisher role on the DCR. */
-  forbidden?: boolean;
-  /** Answer 400, storing nothing, for any call holding a record with one of these EventIds: a record the service refuses on its own. */
-  rejectEventIds?: string[];
-}
-
 export interface IngestionStats {
   /** Every POST to the ingestion route. */
   calls: number;
@@ -67,6 +61,10 @@ export interface IngestionStats {
   bytes: number[];
   /** Records stored. */
   records: number;
+  /** Records answered 204 but not stored (IngestionFaults.drop). */
+  dropped: number;
+  /** Calls to the Logs Query API route. */
+  queries: number;
   rejected: { status: number; reason: string }[];
 }
 
@@ -79,6 +77,10 @@ export interface LogsIngestion {
   streamName: string;
   /** `https://127.0.0.1:<port>/received`. */
   receivedUrl: string;
+  /** `https://127.0.0.1:<port>/v1`: the Logs Query API's base URL (LOG_ANALYTICS_QUERY_ENDPOINT). */
+  queryEndpoint: string;
+  /** The workspace's ID, a GUID (LOG_ANALYTICS_WORKSPACE_ID). */
+  workspaceId: string;
   /** Accepted records of one stream, or of every stream in arrival order. */
   received(stream?: string): Record<string, unknown>[];
   setFaults(faults: IngestionFaults): void;
@@ -93,6 +95,10 @@ export interface LogsIngestionOptions {
   ruleId?: string;
   streams?: Record<string, readonly StreamColumn[]>;
   audience?: string;
+  /** The Logs Query API's workspace ID (default: a random GUID). */
+  workspaceId?: string;
+  /** Faults in force from the start (as setFaults). */
+  faults?: IngestionFaults;
 }
 
 /** Service limits (Azure Monitor Logs Ingestion API). */
@@ -120,6 +126,7 @@ class HttpError extends Error {
 export async function startLogsIngestion(options: LogsIngestionOptions): Promise<LogsIngestion> {
   const ruleId = options.ruleId ?? `dcr-${randomBytes(16).toString("hex")}`;
   const audience = options.audience ?? AUDIENCE.monitor;
+  const workspaceId = (options.workspaceId ?? randomUUID()).toLowerCase();
   const streamDefs = options.streams ?? { [DEFAULT_STREAM_NAME]: DATABRICKS_AUDIT_STREAM_COLUMNS };
   const streams = new Map<string, Map<string, ColumnType>>();
   for (const [name, columns] of Object.entries(streamDefs)) {
@@ -137,12 +144,26 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
   let faultCalls = 0;
   let throttleLeft = 0;
   let serverErrorLeft = 0;
+  let dropCounter = 0;
 
   function setFaults(next: IngestionFaults): void {
     faults = validateFaults(next);
     faultCalls = 0;
     throttleLeft = faults.throttle?.calls ?? 0;
     serverErrorLeft = faults.serverError?.calls ?? 0;
+    dropCounter = 0;
+  }
+
+  /** The records a DCR transform that filters rows would keep (IngestionFaults.drop). */
+  function keptAfterDrop(records: Record<string, unknown>[]): Record<string, unknown>[] {
+    const drop = faults.drop;
+    if (!drop) return records;
+    return records.filter((record) => {
+      dropCounter += 1;
+      const dropped = (drop.everyNth !== undefined && dropCounter % drop.everyNth === 0) || (drop.eventIds?.includes(String(record.EventId)) ?? false);
+      if (dropped) stats.dropped += 1;
+      return !dropped;
+    });
   }
 
   /** Ingestion calls in flight: their refusals go into stats().rejected. */
@@ -226,8 +247,9 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
       edited ||= stored !== record;
       return stored;
     });
-    if (records.length > 0) received.push({ stream, json: edited ? JSON.stringify(records) : text });
-    stats.records += records.length;
+    const kept = keptAfterDrop(records);
+    if (kept.length > 0) received.push({ stream, json: edited || kept.length < records.length ? JSON.stringify(kept) : text });
+    stats.records += kept.length;
     stats.acceptedCalls += 1;
   }
 
@@ -238,6 +260,11 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
       if (req.method !== "POST") throw new HttpError(405, "MethodNotAllowed", `Use POST, not ${req.method ?? ""}.`);
       await ingest(req, url, ingestRoute);
       res.writeHead(204).end();
+      return;
+    }
+    const queryRoute = /^\/v1\/workspaces\/([^/]+)\/query\/?$/.exec(url.pathname);
+    if (queryRoute) {
+      await answerQueryRoute(req, res, decodeURIComponent(queryRoute[1] ?? ""));
       return;
     }
     if (url.pathname === "/received" && req.method === "GET") {
@@ -276,6 +303,35 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     throw new HttpError(404, "NotFound", `No route for ${req.method ?? ""} ${url.pathname}.`);
   }
 
+  async function answerQueryRoute(req: IncomingMessage, res: ServerResponse, workspace: string): Promise<void> {
+    stats.queries += 1;
+    const text = (await readBody(req, 1_048_576)).toString("utf8");
+    try {
+      if (req.method !== "POST") throw new QueryApiError(405, "MethodNotAllowed", `Use POST, not ${req.method ?? ""}.`);
+      const auth = checkBearerJwt(req.headers.authorization, AUDIENCE.logAnalytics);
+      if (!auth.ok) throw new QueryApiError(401, "InvalidTokenError", `The provided authentication is not valid for this resource: ${auth.reason}.`);
+      if (faults.forbidden) {
+        throw new QueryApiError(403, "InsufficientAccessError", "The provided credentials have insufficient access to perform the requested operation.");
+      }
+      if (workspace.toLowerCase() !== workspaceId) throw new QueryApiError(404, "WorkspaceNotFoundError", `The workspace could not be found: ${workspace}.`);
+      let body: unknown;
+      try {
+        body = JSON.parse(text);
+      } catch {
+        throw new QueryApiError(400, "BadArgumentError", "The request body is not valid JSON.");
+      }
+      const auditTable = Object.entries(tables.tables).find(([, table]) => table.stream === DEFAULT_STREAM_NAME)?.[0] ?? "";
+      sendJson(
+        res,
+        200,
+        answerQuery(body, auditTable, () => api.received(DEFAULT_STREAM_NAME)),
+      );
+    } catch (error) {
+      if (!(error instanceof QueryApiError)) throw error;
+      sendJson(res, error.status, error.body());
+    }
+  }
+
   const server: Server = createServer({ cert: options.tls.cert, key: options.tls.key }, (req, res) => {
     handle(req, res).catch((error: unknown) => {
       const httpError = error instanceof HttpError ? error : new HttpError(500, "InternalServerError", `Stand-in error: ${(error as Error).message}`);
@@ -298,6 +354,8 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     ruleId,
     streamName,
     receivedUrl: `${endpoint}/received`,
+    queryEndpoint: `${endpoint}/v1`,
+    workspaceId,
     received(stream?: string) {
       const picked = stream === undefined ? received : received.filter((r) => r.stream === stream);
       return picked.flatMap((r) => JSON.parse(r.json) as Record<string, unknown>[]);
@@ -311,52 +369,12 @@ export async function startLogsIngestion(options: LogsIngestionOptions): Promise
     },
     close: () => closeServer(server),
   };
+  if (options.faults) setFaults(options.faults);
   return api;
 }
 
 function emptyStats(): IngestionStats {
-  return { calls: 0, acceptedCalls: 0, bytes: [], records: 0, rejected: [] };
-}
-
-function validateFaults(input: unknown): IngestionFaults {
-  if (input === null || typeof input !== "object" || Array.isArray(input)) throw new TypeError("faults must be an object");
-  const f = input as Record<string, unknown>;
-  const out: IngestionFaults = {};
-  const count = (value: unknown, what: string): number => {
-    if (typeof value !== "number" || !Number.isInteger(value) || value < 0) throw new TypeError(`${what} must be a non-negative integer`);
-    return value;
-  };
-  for (const key of Object.keys(f)) {
-    if (!["throttle", "serverError", "failCallNumbers", "forbidden", "rejectEventIds"].includes(key)) throw new TypeError(`unknown fault '${key}'`);
-  }
-  if (f.throttle !== undefined) {
-    const t = f.throttle as Record<string, unknown>;
-    out.throttle = { calls: count(t?.calls, "throttle.calls") };
-    if (t.retryAfterSeconds !== undefined) out.throttle.retryAfterSeconds = count(t.retryAfterSeconds, "throttle.retryAfterSeconds");
-  }
-  if (f.serverError !== undefined) {
-    const s = f.serverError as Record<string, unknown>;
-    out.serverError = { calls: count(s?.calls, "serverError.calls") };
-    if (s.status !== undefined) {
-      const status = count(s.status, "serverError.status");
-      if (status < 500 || status > 599) throw new TypeError("serverError.status must be 5xx");
-      out.serverError.status = status;
-    }
-  }
-  if (f.failCallNumbers !== undefined) {
-    if (!Array.isArray(f.failCallNumbers)) throw new TypeError("failCallNumbers must be an array");
-    out.failCallNumbers = f.failCallNumbers.map((n) => count(n, "failCallNumbers[]"));
-  }
-  if (f.forbidden !== undefined) {
-    if (typeof f.forbidden !== "boolean") throw new TypeError("forbidden must be a boolean");
-    out.forbidden = f.forbidden;
-  }
-  if (f.rejectEventIds !== undefined) {
-    if (!Array.isArray(f.rejectEventIds) || !f.rejectEventIds.every((id) => typeof id === "string"))
-      throw new TypeError("rejectEventIds must be an array of strings");
-    out.rejectEventIds = f.rejectEventIds;
-  }
-  return out;
+  return { calls: 0, acceptedCalls: 0, bytes: [], records: 0, dropped: 0, queries: 0, rejected: [] };
 }
 
 function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {

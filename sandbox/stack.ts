@@ -4,7 +4,7 @@ import { createInterface } from "node:readline";
 import { BlobServiceClient } from "@azure/storage-blob";
 import { startAzurite, type AzuriteBlob } from "./azurite";
 import { startIdentityEndpoint, type IdentityEndpoint } from "./identityEndpoint";
-import { ALERTS_STREAM_NAME, DEFAULT_STREAM_NAME, STREAMS_FROM_TABLES, startLogsIngestion, type LogsIngestion } from "./logsIngestion";
+import { ALERTS_STREAM_NAME, DEFAULT_STREAM_NAME, STREAMS_FROM_TABLES, startLogsIngestion, type IngestionFaults, type LogsIngestion } from "./logsIngestion";
 import type { SqlWarehouse } from "./sqlWarehouse/server";
 import { ensureLocalTls } from "./tls";
 import { regionName, startWarehouses, type WarehouseGroup } from "./warehouses";
@@ -25,6 +25,8 @@ export interface SandboxContract {
   databricksSources: DatabricksSource[];
   storage: { connectionString: string; container: string };
   logsIngestion: { endpoint: string; ruleId: string; streamName: string; receivedUrl: string };
+  /** The Logs Query API the same stand-in answers, over what it accepted (LOG_ANALYTICS_QUERY_ENDPOINT, LOG_ANALYTICS_WORKSPACE_ID). */
+  logAnalytics: { queryEndpoint: string; workspaceId: string };
   /**
    * Every app setting a timer cycle needs, pointing at the sandbox. DATABRICKS_SERVER_HOSTNAME
    * and DATABRICKS_HTTP_PATH name the first warehouse; with several, DATABRICKS_SOURCES (a JSON
@@ -81,6 +83,8 @@ export interface SandboxStackOptions {
   regions?: number;
   /** The warehouse answers large results with CloudFetch links, as a real one does (default true). */
   cloudFetch?: boolean;
+  /** The Logs Ingestion stand-in answers 204 but keeps none of these records (as a DCR transform that filters rows): to prove reconciliation's report. */
+  logsDrop?: IngestionFaults["drop"];
 }
 
 export const SANDBOX_CONTAINER = "databricks-audit";
@@ -102,6 +106,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
     startLogsIngestion({
       tls: { cert: tls.cert, key: tls.key },
       streams: { [DEFAULT_STREAM_NAME]: STREAMS_FROM_TABLES[DEFAULT_STREAM_NAME]!, [ALERTS_STREAM_NAME]: STREAMS_FROM_TABLES[ALERTS_STREAM_NAME]! },
+      ...(options.logsDrop ? { faults: { drop: options.logsDrop } } : {}),
     }),
     startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
     startWarehouses(Math.max(1, eventsFiles.length, options.regions ?? 1), {
@@ -169,6 +174,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         streamName: logsIngestion.streamName,
         receivedUrl: logsIngestion.receivedUrl,
       },
+      logAnalytics: { queryEndpoint: logsIngestion.queryEndpoint, workspaceId: logsIngestion.workspaceId },
       env: {
         DATABRICKS_SERVER_HOSTNAME: warehouse.serverHostname,
         DATABRICKS_HTTP_PATH: warehouse.httpPath,
@@ -184,6 +190,8 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         LOGS_INGESTION_RULE_ID: logsIngestion.ruleId,
         LOGS_INGESTION_STREAM: logsIngestion.streamName,
         LOGS_INGESTION_ALERTS_STREAM: ALERTS_STREAM_NAME,
+        LOG_ANALYTICS_WORKSPACE_ID: logsIngestion.workspaceId,
+        LOG_ANALYTICS_QUERY_ENDPOINT: logsIngestion.queryEndpoint,
         EXPORT_START: exportStart,
         NODE_EXTRA_CA_CERTS: tls.caCertPath,
         DATABRICKS_TELEMETRY_DISABLED: "true",

@@ -11,6 +11,7 @@ export const SANDBOX_PRINCIPAL_ID = "5b1c2d3e-0000-4000-8000-00000000b0b0";
 export const AUDIENCE = {
   databricks: "2ff814a6-3304-4ab8-85cb-cd0e6f879c1d",
   monitor: "https://monitor.azure.com",
+  logAnalytics: "https://api.loganalytics.io",
   storage: "https://storage.azure.com",
 } as const;
 

@@ -14,6 +14,10 @@ export const STATE_BLOB = "_state/export.json";
 /** Where the archive's blobs are named: everything under it is in the archive's container, and written once. */
 export const ARCHIVE_PREFIX = "audit/";
 export const CHECK_CACHE_BLOB = "_state/prerequisites-check.json";
+/** The last reconciliation's summary, next to the export state: the quick health check reads it without querying. */
+export const RECONCILIATION_BLOB = "_state/reconciliation.json";
+/** EventIds `dbx-audit reconcile --resend` sent again, and when: never sent twice while they may still be on their way. */
+export const RESENT_BLOB = "_state/reconcile-resent.json";
 const NEWLINE = 0x0a;
 
 /**
@@ -225,6 +229,37 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
       .toString("utf8")
       .split("\n")
       .filter((line) => line.length > 0);
+  }
+
+  /** The "folders" right under `prefix` (names ending in '/'), without listing the blobs below them. */
+  async listPrefixes(prefix: string): Promise<string[]> {
+    const prefixes: string[] = [];
+    for await (const item of this.containerOf(prefix).listBlobsByHierarchy("/", { prefix })) if (item.kind === "prefix") prefixes.push(item.name);
+    return prefixes;
+  }
+
+  async writeReconciliation(summary: unknown): Promise<void> {
+    const body = JSON.stringify(summary);
+    await this.state.getBlockBlobClient(RECONCILIATION_BLOB).upload(body, Buffer.byteLength(body), {
+      blobHTTPHeaders: { blobContentType: "application/json" },
+    });
+  }
+
+  async writeResent(resent: Record<string, string>): Promise<void> {
+    const body = JSON.stringify(resent);
+    await this.state.getBlockBlobClient(RESENT_BLOB).upload(body, Buffer.byteLength(body), { blobHTTPHeaders: { blobContentType: "application/json" } });
+  }
+
+  /** EventId -> when it was re-sent (ISO); empty when nothing was. */
+  async readResent(): Promise<Record<string, string>> {
+    const text = await this.readText(RESENT_BLOB);
+    return text ? (JSON.parse(text.body) as Record<string, string>) : {};
+  }
+
+  /** The last reconciliation's summary as stored, or null when none ran yet. */
+  async readReconciliation(): Promise<unknown> {
+    const text = await this.readText(RECONCILIATION_BLOB);
+    return text ? (JSON.parse(text.body) as unknown) : null;
   }
 
   /** Blob names under a prefix, in the container that holds it (the archive's for audit/). */

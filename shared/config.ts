@@ -101,6 +101,16 @@ export interface LogsIngestionSettings {
   streamName: string;
 }
 
+/** Where reconciliation reads what Log Analytics holds (Logs Query API, with the app's identity and Log Analytics Reader). */
+export interface LogAnalyticsQuerySettings {
+  /** The workspace's ID (its customer ID, a GUID), not its resource ID. */
+  workspaceId: string;
+  /** The Logs Query API's base URL, e.g. https://api.loganalytics.io/v1. */
+  endpoint: string;
+}
+
+export const DEFAULT_LOG_ANALYTICS_QUERY_ENDPOINT = "https://api.loganalytics.io/v1";
+
 export type RedactionAction = "mask" | "drop";
 export interface RedactionRule {
   key: string;
@@ -119,6 +129,8 @@ export interface AppConfig {
   filter: AuditFilter;
   storage?: StorageSettings;
   logsIngestion?: LogsIngestionSettings;
+  /** Set when LOG_ANALYTICS_WORKSPACE_ID is: what `dbx-audit reconcile` and the reconciliation check query. */
+  logAnalyticsQuery?: LogAnalyticsQuerySettings;
   schedule: string;
   redaction: readonly RedactionRule[];
   start: ExportStart;
@@ -183,6 +195,7 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
 
   const storage = readStorage(read, problems, needs.storage);
   const logsIngestion = readLogsIngestion(read, problems);
+  const logAnalyticsQuery = readLogAnalyticsQuery(read, problems);
   const schedule = read("EXPORT_SCHEDULE") ?? DEFAULTS.schedule;
   if (!isNcrontab(schedule)) {
     problems.push(
@@ -227,6 +240,7 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     filter: sourceConfigs[0]!.filter,
     ...(storage ? { storage } : {}),
     ...(logsIngestion ? { logsIngestion } : {}),
+    ...(logAnalyticsQuery ? { logAnalyticsQuery } : {}),
     schedule,
     redaction,
     start,
@@ -423,6 +437,31 @@ function readLogsIngestion(read: (n: string) => string | undefined, problems: st
     ok = false;
   }
   return ok ? { endpoint: endpoint!.replace(/\/+$/, ""), ruleId: ruleId!, streamName: streamName! } : undefined;
+}
+
+function readLogAnalyticsQuery(read: (n: string) => string | undefined, problems: string[]): LogAnalyticsQuerySettings | undefined {
+  const workspaceId = read("LOG_ANALYTICS_WORKSPACE_ID");
+  const endpointText = read("LOG_ANALYTICS_QUERY_ENDPOINT");
+  if (!workspaceId) {
+    if (endpointText)
+      problems.push("LOG_ANALYTICS_QUERY_ENDPOINT is set but LOG_ANALYTICS_WORKSPACE_ID is not: set the workspace ID (a GUID) as well, or neither.");
+    return undefined;
+  }
+  let ok = true;
+  if (!GUID.test(workspaceId)) {
+    problems.push(
+      `LOG_ANALYTICS_WORKSPACE_ID must be the Log Analytics workspace's ID (customer ID, a GUID shown as 'Workspace ID' on its Overview), not its resource ID or name; got '${workspaceId}'.`,
+    );
+    ok = false;
+  }
+  const endpoint = (endpointText ?? DEFAULT_LOG_ANALYTICS_QUERY_ENDPOINT).replace(/\/+$/, "");
+  if (!/^https:\/\/[^/\s?#]+(?:\/[A-Za-z0-9._~-]+)*$/i.test(endpoint)) {
+    problems.push(
+      `LOG_ANALYTICS_QUERY_ENDPOINT must be the https base URL of the Logs Query API, e.g. '${DEFAULT_LOG_ANALYTICS_QUERY_ENDPOINT}' (no query string); got '${endpointText}'.`,
+    );
+    ok = false;
+  }
+  return ok ? { workspaceId: workspaceId.toLowerCase(), endpoint } : undefined;
 }
 
 function readBoolean(value: string | undefined, fallback: boolean, name: string, problems: string[]): boolean {

@@ -44,5 +44,7 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 output logAnalyticsName string = logAnalytics.name
 output logAnalyticsId string = logAnalytics.id
+// The workspace ID (a GUID) the Logs Query API takes, not the resource ID.
+output logAnalyticsCustomerId string = logAnalytics.properties.customerId
 output applicationInsightsName string = applicationInsights.name
 output applicationInsightsConnectionString string = applicationInsights.properties.ConnectionString

@@ -12,6 +12,9 @@ param archiveContainerName string
 param stateContainerName string
 param applicationInsightsName string
 
+@description('The app\'s Log Analytics workspace: reconciliation reads DatabricksAudit_CL there.')
+param logAnalyticsName string
+
 @description('Object ID of the app\'s managed identity.')
 param principalId string
 
@@ -37,6 +40,9 @@ var storageBlobDataContributorRoleId = 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
 // Monitoring Metrics Publisher: lets an identity send telemetry to an Application Insights resource
 // with local authentication disabled (and, on a DCR, upload through the Logs Ingestion API).
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
+// Log Analytics Reader: read access to the workspace's tables through the Logs Query API; what
+// reconciliation needs to count the rows of DatabricksAudit_CL per EventId (and nothing more).
+var logAnalyticsReaderRoleId = '73c42c96-874c-492b-b04d-ab87d138a893'
 // Not assigned: Storage Queue Data Contributor and Storage Table Data Contributor. Timer and HTTP
 // triggers keep their state in blobs; queues matter only for queue/blob triggers and Durable Functions,
 // tables for Durable and the host's diagnostic events, which AzureWebJobsStorage__blobServiceUri leaves off.
@@ -63,6 +69,20 @@ resource exportStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing =
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
+}
+
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' existing = {
+  name: logAnalyticsName
+}
+
+resource logAnalyticsReaderRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(logAnalytics.id, principalId, logAnalyticsReaderRoleId)
+  scope: logAnalytics
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', logAnalyticsReaderRoleId)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
 }
 
 resource hostStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {

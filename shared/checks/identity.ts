@@ -1,6 +1,7 @@
 import type { AccessToken, TokenCredential } from "@azure/identity";
 import type { AppConfig } from "../config";
 import { describeError } from "../errors";
+import { LOG_ANALYTICS_QUERY_SCOPE } from "../logAnalyticsQuery";
 import { LOGS_INGESTION_SCOPE } from "../logsIngestion";
 import type { CheckResult } from "./result";
 import type { Section } from "./settings";
@@ -18,6 +19,8 @@ export function neededScopes(config: AppConfig, broken: Set<Section>): { scope: 
   if (!broken.has("databricks") && entraSource) scopes.push({ scope: entraSource.databricks.scope, purpose: "Databricks" });
   if (!broken.has("storage") && config.storage?.kind === "accountUrl") scopes.push({ scope: STORAGE_SCOPE, purpose: "Blob Storage" });
   if (!broken.has("logsIngestion") && config.logsIngestion) scopes.push({ scope: LOGS_INGESTION_SCOPE, purpose: "Logs Ingestion" });
+  if (!broken.has("logAnalyticsQuery") && config.logsIngestion && config.logAnalyticsQuery)
+    scopes.push({ scope: LOG_ANALYTICS_QUERY_SCOPE, purpose: "Logs Query" });
   return scopes;
 }
 

@@ -16,6 +16,7 @@ export const CHECK_NAMES = [
   "logs_ingestion",
   "export_freshness",
   "log_analytics_lag",
+  "log_analytics_reconciliation",
   "detections_state",
 ] as const;
 

@@ -7,6 +7,8 @@ import { LOGS_INGESTION_SCOPE } from "../logsIngestion";
 import { exportStateChecks } from "./exportState";
 import { azureAuthenticationCheck, neededScopes, STORAGE_SCOPE, type TokenOutcome } from "./identity";
 import { logsIngestionCheck } from "./logsIngestion";
+import { lastReconciliationCheck, reconciliationCheck } from "./reconciliation";
+import { LOG_ANALYTICS_QUERY_SCOPE } from "../logAnalyticsQuery";
 import {
   CHECK_NAMES,
   PER_SOURCE_CHECKS,
@@ -60,6 +62,7 @@ export const QUICK_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   "blob_container",
   "export_freshness",
   "log_analytics_lag",
+  "log_analytics_reconciliation",
   "detections_state",
 ]);
 
@@ -199,6 +202,14 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
       if (scheduleSkip) for (const source of names) record({ ...scheduleSkip, source });
     }
     const blobUsable = containers && blob.status !== "FAIL";
+    const reconcileSkip = configSkip("log_analytics_reconciliation", ["logsIngestion", "logAnalyticsQuery"]);
+    const exportStore = containers && new BlobExportStore(containers.archive, containers.state);
+    if (reconcileSkip) record(reconcileSkip);
+    else if (!blobUsable) record(skipped("log_analytics_reconciliation", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"));
+    else if (mode === "quick") record(await lastReconciliationCheck(config!, exportStore!, now()));
+    else if (config!.logAnalyticsQuery && authFailedFor(LOG_ANALYTICS_QUERY_SCOPE))
+      record(skipped("log_analytics_reconciliation", "azure_authentication", "FAIL"));
+    else record(await reconciliationCheck(config!, exportStore!, getCredential(), now(), budget));
     record(
       blobUsable
         ? await detectionsStateCheck(containers!.state, settings, now())

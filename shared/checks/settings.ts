@@ -6,7 +6,7 @@ import { namesSources } from "./sources";
 // The configuration check: every setting problem at once, and which checks they stop.
 
 /** Groups of settings; a check is skipped when a setting it relies on is invalid. */
-export type Section = "databricks" | "identity" | "workspaces" | "lookback" | "storage" | "logsIngestion" | "schedule";
+export type Section = "databricks" | "identity" | "workspaces" | "lookback" | "storage" | "logsIngestion" | "logAnalyticsQuery" | "schedule";
 
 export const SECTION_SETTINGS: Record<Section, readonly string[]> = {
   databricks: ["DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH", "DATABRICKS_SCOPE", "DATABRICKS_ACCESS_TOKEN", "DATABRICKS_SOURCES"],
@@ -15,6 +15,7 @@ export const SECTION_SETTINGS: Record<Section, readonly string[]> = {
   lookback: ["CHECK_WORKSPACE_LOOKBACK_HOURS"],
   storage: ["EXPORT_STORAGE_ACCOUNT_URL", "EXPORT_STORAGE_CONNECTION_STRING", "EXPORT_CONTAINER"],
   logsIngestion: ["LOGS_INGESTION_ENDPOINT", "LOGS_INGESTION_RULE_ID", "LOGS_INGESTION_STREAM"],
+  logAnalyticsQuery: ["LOG_ANALYTICS_WORKSPACE_ID", "LOG_ANALYTICS_QUERY_ENDPOINT"],
   schedule: ["EXPORT_SCHEDULE"],
 };
 

@@ -113,6 +113,7 @@ describe("dbx-audit check", () => {
       "blob_container",
       "export_freshness",
       "log_analytics_lag",
+      "log_analytics_reconciliation",
       "detections_state",
     ]);
   });

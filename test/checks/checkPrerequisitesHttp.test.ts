@@ -83,6 +83,7 @@ describe("checkPrerequisites (HTTP)", () => {
       "logs_ingestion",
       "export_freshness",
       "log_analytics_lag",
+      "log_analytics_reconciliation",
       "detections_state",
     ]);
     // A per-source check also names its source: the single-source settings' one is "default".

@@ -153,6 +153,7 @@ describe("runChecks without any settings (no I/O is possible, none is attempted)
       "logs_ingestion",
       "export_freshness",
       "log_analytics_lag",
+      "log_analytics_reconciliation",
       "detections_state",
     ]);
     const byName = Object.fromEntries(report.checks.map((c) => [c.name, c]));

@@ -153,6 +153,7 @@ describe("runChecks with two sources (one SQL warehouse per region)", () => {
       "export_freshness@region2",
       "log_analytics_lag@region1",
       "log_analytics_lag@region2",
+      "log_analytics_reconciliation",
       "detections_state",
     ]);
     for (const result of report.checks) {

@@ -2,7 +2,7 @@ import { BlobServiceClient } from "@azure/storage-blob";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DEVSTORE_KEY } from "../../sandbox/azurite";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
-import { BlobExportStore, STATE_BLOB } from "../../shared/blobStore";
+import { BlobExportStore, RECONCILIATION_BLOB, STATE_BLOB } from "../../shared/blobStore";
 import { initialState, type ExportState } from "../../shared/export/state";
 import { DETECTIONS_STATE_BLOB } from "../../shared/detections/state";
 import { runChecks, type CheckName, type CheckReport, type CheckResult } from "../../shared/prerequisites";
@@ -91,15 +91,18 @@ describe("runChecks against the local stack", () => {
 
     expect(report.checks.filter((c) => c.status !== "PASS")).toEqual([]);
     expect(report.status).toBe("PASS");
-    expect(report.checks).toHaveLength(12);
+    expect(report.checks).toHaveLength(13);
     const checks = byName(report);
     expect(checks.azure_authentication.detail).toMatch(/Databricks .*token obtained/);
     expect(checks.workspace_filter.detail).toContain(`${ACTIVE_WORKSPACE}: 3`);
     expect(checks.logs_ingestion.detail).toMatch(/No rows were added/);
     expect(stack.logsIngestion.received().length).toBe(received);
     expect(stack.logsIngestion.stats().records).toBe(received);
+    // The reconciliation ran through the Logs Query API and kept its summary for the quick health check.
+    expect(checks.log_analytics_reconciliation.detail).toMatch(/in Log Analytics, once each/);
     // The probe blob is gone, and the state blob is untouched.
-    expect((await store.listNames("_state/")).filter((n) => n !== STATE_BLOB && n !== DETECTIONS_STATE_BLOB && !n.startsWith("_state/ledger/"))).toEqual([]);
+    const kept = new Set([STATE_BLOB, DETECTIONS_STATE_BLOB, RECONCILIATION_BLOB]);
+    expect((await store.listNames("_state/")).filter((n) => !kept.has(n) && !n.startsWith("_state/ledger/"))).toEqual([]);
     expect((await store.readState())?.etag).toBe(before?.etag);
     expect(report.durationMs).toBeLessThan(30_000);
     expectNoSecrets(report);

@@ -69,6 +69,25 @@ async function invoke(query = ""): Promise<{ status: number; body: CheckReport &
   return { status: response.status ?? 200, body: response.jsonBody as CheckReport & { error?: string }, text: JSON.stringify(response.jsonBody), logged };
 }
 
+/** A reconciliation summary as `dbx-audit reconcile` or a full check leaves it, `missing` events lost after acceptance. */
+async function writeReconciliation(checkedAt: string, missing = 0): Promise<void> {
+  const from = hoursAgo(24.25);
+  const to = hoursAgo(0.25);
+  const hours = missing
+    ? [{ hour: from.slice(0, 13), missing: [{ cause: "dcr_transform", count: missing, eventIds: ["e1"] }], duplicateRows: 0, unexpected: 0 }]
+    : [];
+  await store.writeReconciliation({
+    version: 1,
+    checkedAt,
+    from,
+    to,
+    status: missing ? "differences" : "clean",
+    totals: { archived: 300, missing, missingByCause: missing ? { dcr_transform: missing } : {}, duplicateRows: 0, unexpected: 0 },
+    hours,
+    explanations: missing ? ["The DCR's transformKql drops rows."] : [],
+  });
+}
+
 const check = (report: CheckReport, name: CheckResult["name"]): CheckResult | undefined => report.checks.find((c) => c.name === name);
 const hoursAgo = (hours: number): string => new Date(Date.now() - hours * 3_600_000).toISOString();
 
@@ -111,6 +130,7 @@ describe("the quick check (Blob only)", () => {
       "blob_container",
       "export_freshness",
       "log_analytics_lag",
+      "log_analytics_reconciliation",
       "detections_state",
     ]);
     expect(report.checks.every((c) => QUICK_CHECKS.has(c.name))).toBe(true);
@@ -129,6 +149,7 @@ describe("the quick check (Blob only)", () => {
     fresh.cursor = { timeUs: (Date.now() - 20 * 60_000) * 1000, eventId: "" };
     await writeState({ ...initialState(), lastRunAt: hoursAgo(0.2), lastSuccessAt: hoursAgo(0.2), sources: { default: fresh } });
     await writeDetectionsState(stack.contract.storage, Date.now() - 3_600_000);
+    await writeReconciliation(hoursAgo(1));
     const before = warehouseUse();
     const { status, body, text } = await invoke("&quick=1");
     expect(warehouseUse()).toEqual(before);
@@ -139,6 +160,22 @@ describe("the quick check (Blob only)", () => {
     expect(body.checks.some((c) => c.name === "warehouse_connectivity")).toBe(false);
     expectNoSecrets(stack.contract, text);
     expect(text).not.toContain("function-key-value");
+  });
+
+  it("reports the last reconciliation from Blob: its differences, its age, and none at all", async () => {
+    await writeState(null);
+    const quick = async (): Promise<CheckResult> =>
+      check(await runChecks(process.env, process.env, { needs: { storage: true }, mode: "quick", maxRetries: 0 }), "log_analytics_reconciliation")!;
+    const before = warehouseUse();
+    await store.deletePaths(["_state/reconciliation.json"]);
+    expect(await quick()).toMatchObject({ status: "WARN", detail: expect.stringMatching(/No reconciliation has run yet/) as string });
+    await writeReconciliation(hoursAgo(2), 7);
+    const lost = await quick();
+    expect(lost.status).toBe("FAIL");
+    expect(lost.detail).toMatch(/7 archived event\(s\) missing from Log Analytics \(7 dcr_transform\).*\(as of .*, 120 min ago\)/);
+    await writeReconciliation(hoursAgo(60));
+    expect(await quick()).toMatchObject({ status: "WARN", detail: expect.stringMatching(/older than 48 hours/) as string });
+    expect(warehouseUse()).toEqual(before);
   });
 
   it("dbx-audit's quick mode with the warehouse's token wrong still opens nothing and does not report the warehouse", async () => {

@@ -36,6 +36,7 @@ const BUILT_IN_ROLES: Record<string, string> = {
   "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "storageTableDataContributorRoleId",
   "3913510d-42f4-4e42-8a64-420c390055eb": "monitoringMetricsPublisherRoleId",
   "4633458b-17de-408a-b874-0445c86b69e6": "keyVaultSecretsUserRoleId",
+  "73c42c96-874c-492b-b04d-ab87d138a893": "logAnalyticsReaderRoleId",
 };
 
 function roleProblems(files: Iterable<BicepFile>, root: string): Problem[] {
@@ -363,6 +364,26 @@ describe("infra/ Bicep", () => {
       expect(columnNames, relative(infra, f.path)).toEqual([]);
     }
     expect([...logs.outputs]).toEqual(expect.arrayContaining(["streamName", "alertsStreamName", "alertsTableName"]));
+  });
+
+  it("grants the app's identity Log Analytics Reader on the app's workspace, and sets the workspace ID (the GUID) reconciliation queries", () => {
+    const rbac = file("app/rbac.bicep");
+    const readers = rbac.resources.filter(
+      (r) => r.type === "Microsoft.Authorization/roleAssignments" && valueAt(r.body, "properties.roleDefinitionId")?.text.includes("logAnalyticsReaderRoleId"),
+    );
+    expect(readers).toHaveLength(1);
+    expect(valueAt(readers[0]!.body, "scope")?.text).toBe("logAnalytics");
+    expect(valueAt(readers[0]!.body, "properties.principalId")?.text).toBe("principalId");
+    const workspace = rbac.resources.find((r) => r.symbol === "logAnalytics");
+    expect(workspace).toMatchObject({ type: "Microsoft.OperationalInsights/workspaces", existing: true });
+    const main = file("main.bicep");
+    const optional = objectProperties(main.vars.get("optionalAppSettings"));
+    expect(optional.get("LOG_ANALYTICS_WORKSPACE_ID")?.text).toBe("empty(logAnalyticsWorkspaceId) ? defaultLogAnalyticsWorkspaceId : logAnalyticsWorkspaceId");
+    expect(main.vars.get("defaultLogAnalyticsWorkspaceId")?.text).toBe("useExternalLogsIngestion ? '' : (monitoring.outputs.logAnalyticsCustomerId)");
+    expect(optional.get("LOG_ANALYTICS_QUERY_ENDPOINT")?.text).toBe("logAnalyticsQueryEndpoint");
+    const monitoring = file("app/monitoring.bicep");
+    expect(monitoring.outputs).toContain("logAnalyticsCustomerId");
+    expect(monitoring.tree.rootNode.text).toMatch(/output logAnalyticsCustomerId string = logAnalytics\.properties\.customerId/);
   });
 
   it("sets the app settings of the alerts stream and the detections' schedule", () => {

@@ -81,13 +81,16 @@ describe("dbx-audit sandbox", () => {
   it("prints one JSON line with every key of the contract", () => {
     expect(stdout.startsWith(`${firstLine}\n`)).toBe(true);
     expect(firstLine).not.toContain("\n");
-    expect(Object.keys(contract).sort()).toEqual(["databricks", "databricksSources", "env", "logsIngestion", "storage"]);
+    expect(Object.keys(contract).sort()).toEqual(["databricks", "databricksSources", "env", "logAnalytics", "logsIngestion", "storage"]);
     expect(Object.keys(contract.databricks).sort()).toEqual(["adminUrl", "caCertPath", "cloudFetch", "httpPath", "noGrantToken", "serverHostname", "token"]);
     expect(contract.databricks.cloudFetch).toBe(true);
     expect(contract.databricks.serverHostname).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(contract.databricks.adminUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/admin$/);
     expect(Object.keys(contract.storage).sort()).toEqual(["connectionString", "container"]);
     expect(Object.keys(contract.logsIngestion).sort()).toEqual(["endpoint", "receivedUrl", "ruleId", "streamName"]);
+    // Added for reconciliation: the Logs Query API the same stand-in answers.
+    expect(contract.logAnalytics.queryEndpoint).toBe(`${contract.logsIngestion.endpoint}/v1`);
+    expect(contract.logAnalytics.workspaceId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/);
     for (const name of [
       "DATABRICKS_SERVER_HOSTNAME",
       "DATABRICKS_HTTP_PATH",
@@ -98,6 +101,8 @@ describe("dbx-audit sandbox", () => {
       "LOGS_INGESTION_ENDPOINT",
       "LOGS_INGESTION_RULE_ID",
       "LOGS_INGESTION_STREAM",
+      "LOG_ANALYTICS_WORKSPACE_ID",
+      "LOG_ANALYTICS_QUERY_ENDPOINT",
       "NODE_EXTRA_CA_CERTS",
     ]) {
       expect(contract.env[name], name).toBeTruthy();
