@@ -1,6 +1,7 @@
 import * as functions from "@azure/functions";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { DEVSTORE_KEY } from "../../sandbox/azurite";
+import { processEnvOverrides } from "../support/checkHelpers";
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 import { checkPrerequisites } from "../../functions/checkPrerequisites";
 import { PER_SOURCE_CHECKS, type CheckReport } from "../../shared/prerequisites";
@@ -11,16 +12,9 @@ import { PER_SOURCE_CHECKS, type CheckReport } from "../../shared/prerequisites"
 const { HttpRequest, InvocationContext } = functions;
 
 let stack: SandboxStack;
-const saved: Record<string, string | undefined> = {};
+const env = processEnvOverrides();
+const setEnv = env.set;
 let logged: string[];
-
-function setEnv(values: Record<string, string | undefined>): void {
-  for (const [name, value] of Object.entries(values)) {
-    if (!(name in saved)) saved[name] = process.env[name];
-    if (value === undefined) delete process.env[name];
-    else process.env[name] = value;
-  }
-}
 
 beforeAll(async () => {
   stack = await startSandboxStack({ synthetic: 20 });
@@ -29,10 +23,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.close();
-  for (const [name, value] of Object.entries(saved)) {
-    if (value === undefined) delete process.env[name];
-    else process.env[name] = value;
-  }
+  env.restore();
 });
 
 beforeEach(() => {

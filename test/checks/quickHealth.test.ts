@@ -9,7 +9,7 @@ import { Warehouse } from "../../shared/databricks";
 import { initialSourceState, initialState, type ExportState } from "../../shared/export/state";
 import { FULL_CHECK_CACHE_TTL_MS, QUICK_CHECKS, runChecks, type CheckReport, type CheckResult } from "../../shared/prerequisites";
 import { auditRow, isoMicros } from "../support/auditRows";
-import { expectNoSecrets, writeDetectionsState } from "../support/checkHelpers";
+import { expectNoSecrets, writeDetectionsState, processEnvOverrides } from "../support/checkHelpers";
 
 // The quick check (Blob only), the full check's cache and the SQL text check, against the whole
 // local stack. The warehouse stand-in counts the Thrift sessions and statements it serves: that
@@ -18,15 +18,8 @@ const { HttpRequest, InvocationContext } = functions;
 
 let stack: SandboxStack;
 let store: BlobExportStore;
-const saved: Record<string, string | undefined> = {};
-
-function setEnv(values: Record<string, string | undefined>): void {
-  for (const [name, value] of Object.entries(values)) {
-    if (!(name in saved)) saved[name] = process.env[name];
-    if (value === undefined) delete process.env[name];
-    else process.env[name] = value;
-  }
-}
+const env = processEnvOverrides();
+const setEnv = env.set;
 
 beforeAll(async () => {
   // Synthetic rows include SQL warehouse commandSubmit and notebook runCommand events, with their SQL text.
@@ -39,10 +32,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.close();
-  for (const [name, value] of Object.entries(saved)) {
-    if (value === undefined) delete process.env[name];
-    else process.env[name] = value;
-  }
+  env.restore();
 });
 
 beforeEach(async () => {

@@ -27,3 +27,26 @@ export function expectNoSecrets(contract: SandboxContract, text: string): void {
   expect(text).not.toMatch(/eyJ[\w-]+\.[\w-]+/); // no JWT
   expect(text).not.toMatch(/\n\s+at /); // no stack trace
 }
+
+/**
+ * Settings put in process.env for a file's duration, as the Functions host gives them to the app:
+ * `set` remembers each variable's value before its first change, `restore` puts them all back.
+ */
+export function processEnvOverrides(): { set: (values: Record<string, string | undefined>) => void; restore: () => void } {
+  const saved: Record<string, string | undefined> = {};
+  const put = (name: string, value: string | undefined): void => {
+    if (value === undefined) delete process.env[name];
+    else process.env[name] = value;
+  };
+  return {
+    set: (values) => {
+      for (const [name, value] of Object.entries(values)) {
+        if (!(name in saved)) saved[name] = process.env[name];
+        put(name, value);
+      }
+    },
+    restore: () => {
+      for (const [name, value] of Object.entries(saved)) put(name, value);
+    },
+  };
+}
