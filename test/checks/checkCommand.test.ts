@@ -3,6 +3,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest
 import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
 import { registerCheckCommand } from "../../cli/checkCommand";
 import type { CheckReport } from "../../shared/prerequisites";
+import { QUICK_REPORT_ORDER } from "../support/checkHelpers";
 
 // `dbx-audit check` through a commander program of its own (cli/main.ts wires the same function).
 // The storage, Log Analytics and identity settings come from the environment; the Databricks
@@ -107,15 +108,7 @@ describe("dbx-audit check", () => {
 
     const json = JSON.parse((await runCli([...flags(stack.contract.databricks.token), "--quick", "--json"])).stdout) as CheckReport;
     expect(json.mode).toBe("quick");
-    expect(json.checks.map((c) => c.name)).toEqual([
-      "configuration",
-      "azure_authentication",
-      "blob_container",
-      "export_freshness",
-      "log_analytics_lag",
-      "log_analytics_reconciliation",
-      "detections_state",
-    ]);
+    expect(json.checks.map((c) => c.name)).toEqual(QUICK_REPORT_ORDER);
   });
 
   it("exit code 1 with the configuration problem for an invalid flag", async () => {

@@ -9,7 +9,7 @@ import { Warehouse } from "../../shared/databricks";
 import { initialSourceState, initialState, type ExportState } from "../../shared/export/state";
 import { FULL_CHECK_CACHE_TTL_MS, QUICK_CHECKS, runChecks, type CheckReport, type CheckResult } from "../../shared/prerequisites";
 import { auditRow, isoMicros } from "../support/auditRows";
-import { expectNoSecrets, writeDetectionsState, processEnvOverrides } from "../support/checkHelpers";
+import { expectNoSecrets, writeDetectionsState, processEnvOverrides, QUICK_REPORT_ORDER } from "../support/checkHelpers";
 
 // The quick check (Blob only), the full check's cache and the SQL text check, against the whole
 // local stack. The warehouse stand-in counts the Thrift sessions and statements it serves: that
@@ -114,15 +114,7 @@ describe("the quick check (Blob only)", () => {
     const report = await runChecks(process.env, process.env, { needs: { storage: true }, mode: "quick", maxRetries: 0 });
     expect(warehouseUse()).toEqual(before);
     expect(report.mode).toBe("quick");
-    expect(report.checks.map((c) => c.name)).toEqual([
-      "configuration",
-      "azure_authentication",
-      "blob_container",
-      "export_freshness",
-      "log_analytics_lag",
-      "log_analytics_reconciliation",
-      "detections_state",
-    ]);
+    expect(report.checks.map((c) => c.name)).toEqual(QUICK_REPORT_ORDER);
     expect(report.checks.every((c) => QUICK_CHECKS.has(c.name))).toBe(true);
     expect(check(report, "export_freshness")).toMatchObject({ status: "FAIL", source: "default" });
     expect(check(report, "export_freshness")!.detail).toMatch(/Last successful export .* \(9 h ago\)/);

@@ -50,3 +50,14 @@ export function processEnvOverrides(): { set: (values: Record<string, string | u
     },
   };
 }
+
+/** What a quick check reports, in order: written out here, so a check that joins or leaves the quick set shows. */
+export const QUICK_REPORT_ORDER = [
+  "configuration",
+  "azure_authentication",
+  "blob_container",
+  "export_freshness",
+  "log_analytics_lag",
+  "log_analytics_reconciliation",
+  "detections_state",
+];
