@@ -170,3 +170,38 @@ describe("dbx-audit run", () => {
     for (const name of ["DATABRICKS_SERVER_HOSTNAME", "DATABRICKS_HTTP_PATH", "AUDIT_SERVICES", "EXPORT_STORAGE_ACCOUNT_URL"]) expect(stderr).toContain(name);
   });
 });
+
+describe("dbx-audit demo", () => {
+  it("exports, raises an alert per attack with its measured value, checks quickly and reconciles clean, in seconds", async () => {
+    const started = Date.now();
+    const { code, stdout, stderr } = await cli(["demo", "--synthetic", "2000"]);
+    expect(stderr).toBe("");
+    expect(code).toBe(0);
+    expect(Date.now() - started).toBeLessThan(60_000);
+    expect(stdout).toMatch(/Blob Storage: 2020 events in \d+ blobs/);
+    expect(stdout).toContain("Log Analytics: 2020 records accepted");
+    // Each attack's alert, with what it measured against the condition, whom and where from.
+    const alerts = [
+      ["repeated_failed_login_attempts [Medium, CredentialAccess T1110]", "total = 6 (condition > 1)", "principal finance.admin@contoso.com; IP 198.51.100.66"],
+      [
+        "repeated_access_to_secrets [High, CredentialAccess T1555.006]",
+        "num_keys_accessed = 12 (condition >= 10)",
+        "principal eve.intern@contoso.com; IP 203.0.113.45",
+      ],
+      ["changes_to_admin_users [High, PrivilegeEscalation T1098]", "total = 1 (condition > 0)", "target_user: mallory.ext@contoso.com"],
+      ["long_lifetime_token_generation [Medium, Persistence T1098.001]", "total = 1 (condition > 0)", "token_lifetime_hours: 2160"],
+    ];
+    for (const [title, measured, detail] of alerts) {
+      const at = stdout.indexOf(`ALERT ${title}`);
+      expect(at, title).toBeGreaterThanOrEqual(0);
+      const block = stdout.slice(at).split("\n").slice(0, 4).join("\n");
+      expect(block).toContain(measured);
+      expect(block).toContain(detail);
+    }
+    expect(stdout).toMatch(/Reconciled .*: 2020 archived event\(s\) over \d+ hour\(s\)\./);
+    expect(stdout).toContain("CLEAN: every archived event is in Log Analytics exactly once.");
+    expect(stdout).toContain("The Blob archive and Log Analytics agree.");
+    expect(stdout).toMatch(/\[PASS\] log_analytics_reconciliation/);
+    expect(stdout).toMatch(/\(quick: Blob only, no warehouse session\): \d+ passed, \d+ warnings?, 0 failed/);
+  }, 90_000);
+});
