@@ -1,6 +1,6 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import type { AuditRowInput } from "../sandbox/sqlWarehouse/auditTable";
-import { DEFAULT_SYNTHETIC_ACCOUNT, DEFAULT_SYNTHETIC_WORKSPACES } from "../sandbox/sqlWarehouse/synthetic";
+import { DEFAULT_SYNTHETIC_ACCOUNT, DEFAULT_SYNTHETIC_WORKSPACES, SYNTHETIC_SECRET_KEYS } from "../sandbox/sqlWarehouse/synthetic";
 import { microsToIso } from "../shared/timestamps";
 
 /**
@@ -31,20 +31,6 @@ export const DEMO_ATTACKS: readonly DemoAttack[] = [
 const ATTACKER_IP = "198.51.100.66";
 const INSIDER_IP = "203.0.113.45";
 const INSIDER_AGENT = "databricks-sdk-py/0.28.0 python/3.11.9 os/linux auth/pat";
-const SECRET_KEYS = [
-  "sql-password",
-  "storage-key",
-  "sp-secret",
-  "api-token",
-  "webhook-url",
-  "jdbc-url",
-  "sas-token",
-  "gh-pat",
-  "openai-key",
-  "kafka-pass",
-  "smtp-pass",
-  "s3-key",
-];
 
 /**
  * The attack rows, all inside the last complete hour before `nowMs` (its minutes 5 to 20), so
@@ -89,7 +75,7 @@ export function demoAttackRows(nowMs: number): { rows: AuditRowInput[]; hourStar
     );
   }
   const secretsAt = hourStartMs + 10 * MINUTE_MS;
-  for (const [i, key] of SECRET_KEYS.entries()) {
+  for (const [i, key] of SYNTHETIC_SECRET_KEYS.entries()) {
     rows.push(
       row(secretsAt + i * 15_000, { service_name: "secrets", action_name: "getSecret", request_params: { scope: i < 6 ? "prod-kv" : "api-keys", key } }),
     );

@@ -171,7 +171,8 @@ const USER_AGENTS = [
   "nodejs-sql-driver/1.8.4 (Node.js 20.12.0; Linux 5.15)",
 ];
 const SCOPES = ["prod-kv", "etl", "ml-secrets", "storage", "api-keys"];
-const KEYS = [
+/** The secret key names the synthetic activity reads and writes (the demo's attack reads all of them). */
+export const SYNTHETIC_SECRET_KEYS = [
   "sql-password",
   "storage-key",
   "sp-secret",
@@ -530,12 +531,24 @@ const ACTIONS: ActionSpec[] = [
     action: "getSecret",
     weight: 3,
     level: "workspace",
-    params: (c) => ({ scope: c.rng.pick(SCOPES), key: c.rng.pick(KEYS) }),
+    params: (c) => ({ scope: c.rng.pick(SCOPES), key: c.rng.pick(SYNTHETIC_SECRET_KEYS) }),
     fail: { p: 0.03, status: [403], message: "User does not have READ permission on scope" },
   },
   { service: "secrets", action: "listSecrets", weight: 0.5, level: "workspace", params: (c) => ({ scope: c.rng.pick(SCOPES) }) },
-  { service: "secrets", action: "putSecret", weight: 0.1, level: "workspace", params: (c) => ({ scope: c.rng.pick(SCOPES), key: c.rng.pick(KEYS) }) },
-  { service: "secrets", action: "deleteSecret", weight: 0.03, level: "workspace", params: (c) => ({ scope: c.rng.pick(SCOPES), key: c.rng.pick(KEYS) }) },
+  {
+    service: "secrets",
+    action: "putSecret",
+    weight: 0.1,
+    level: "workspace",
+    params: (c) => ({ scope: c.rng.pick(SCOPES), key: c.rng.pick(SYNTHETIC_SECRET_KEYS) }),
+  },
+  {
+    service: "secrets",
+    action: "deleteSecret",
+    weight: 0.03,
+    level: "workspace",
+    params: (c) => ({ scope: c.rng.pick(SCOPES), key: c.rng.pick(SYNTHETIC_SECRET_KEYS) }),
+  },
   // databrickssql
   {
     service: "databrickssql",
