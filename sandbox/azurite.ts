@@ -5,26 +5,45 @@ import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 
 /**
- * Azurite's blob service as a child process, on 127.0.0.1 with a free port, over HTTPS.
+ * What differs between the services: the installed package's bin, the host/port flags, the
+ * name in the "Azurite <Name> service successfully listens on <url>" line, and the connection
+ * string key of the endpoint.
+ */
+const SERVICES = {
+  blob: { bin: "azurite-blob", hostFlag: "--blobHost", portFlag: "--blobPort", label: "Blob", endpointKey: "BlobEndpoint" },
+  queue: { bin: "azurite-queue", hostFlag: "--queueHost", portFlag: "--queuePort", label: "Queue", endpointKey: "QueueEndpoint" },
+} as const;
+
+export type AzuriteServiceName = keyof typeof SERVICES;
+
+/**
+ * One of Azurite's services (blob or queue) as a child process, on 127.0.0.1 with a free port,
+ * over HTTPS. Both are started the same way, each in a process of its own.
  *
  * Always started with `--disableTelemetry` (by default Azurite reports to Application Insights
- * and probes the cloud metadata address), `--skipApiVersionCheck` (the storage SDK sends a newer
+ * and probes the cloud metadata address), `--skipApiVersionCheck` (the storage SDKs send a newer
  * API version than Azurite knows) and `--inMemoryPersistence`. With `oauth` (the default) it
  * runs `--oauth basic`: it then accepts bearer tokens whose aud is https://storage.azure.com and
  * whose iss starts with https://sts.windows.net/ (signature not checked; iat, nbf, exp needed),
  * which Azurite allows only over HTTPS.
  */
-export interface AzuriteBlob {
-  /** `https://127.0.0.1:<port>/devstoreaccount1`. */
+export interface AzuriteService {
+  service: AzuriteServiceName;
+  /** `https://127.0.0.1:<port>/devstoreaccount1`: this service's endpoint for devstoreaccount1. */
   accountUrl: string;
-  /** The explicit devstoreaccount1 connection string with an https BlobEndpoint. */
+  /** The explicit devstoreaccount1 connection string with this service's https endpoint only (BlobEndpoint or QueueEndpoint). */
   connectionString: string;
   pid: number;
   close(): Promise<void>;
 }
 
+/** A started blob service (the archive's): the name the blob users import. */
+export type AzuriteBlob = AzuriteService;
+
 export interface AzuriteOptions {
   tls: { certPath: string; keyPath: string };
+  /** Which service to start; default "blob". */
+  service?: AzuriteServiceName;
   /** Accept Entra ID bearer tokens (`--oauth basic`); default true. */
   oauth?: boolean;
   /** How long to wait for the "listens on" line; default 30 s. */
@@ -49,15 +68,15 @@ const CHILD_BOOTSTRAP = [
   "require(process.argv[1]);",
 ].join("\n");
 
-const LISTENS_ON = /Azurite Blob service successfully listens on (https?:\/\/\S+)/;
-
-export async function startAzurite(options: AzuriteOptions): Promise<AzuriteBlob> {
+export async function startAzurite(options: AzuriteOptions): Promise<AzuriteService> {
+  const service = options.service ?? "blob";
+  const { hostFlag, portFlag, label } = SERVICES[service];
   const oauth = options.oauth ?? true;
-  const location = await mkdtemp(join(tmpdir(), "dbx-audit-azurite-"));
+  const location = await mkdtemp(join(tmpdir(), `dbx-audit-azurite-${service}-`));
   const args = [
-    "--blobHost",
+    hostFlag,
     "127.0.0.1",
-    "--blobPort",
+    portFlag,
     "0",
     "--inMemoryPersistence",
     "--disableTelemetry",
@@ -74,7 +93,7 @@ export async function startAzurite(options: AzuriteOptions): Promise<AzuriteBlob
 
   // No --location (Azurite refuses it with --inMemoryPersistence): it defaults to the working
   // directory, so run in a private temporary folder, removed on exit.
-  const child = spawn(process.execPath, [...preloadArgs(), "-e", CHILD_BOOTSTRAP, azuriteBlobEntry(), ...args], {
+  const child = spawn(process.execPath, [...preloadArgs(), "-e", CHILD_BOOTSTRAP, azuriteEntry(service), ...args], {
     cwd: location,
     env,
     stdio: ["ignore", "pipe", "pipe", "ipc"],
@@ -89,7 +108,7 @@ export async function startAzurite(options: AzuriteOptions): Promise<AzuriteBlob
 
   let url: URL;
   try {
-    url = await waitForListening(child, options.startTimeoutMs ?? 30_000);
+    url = await waitForListening(child, label, options.startTimeoutMs ?? 30_000);
   } catch (error) {
     await stop(child, exited);
     throw error;
@@ -103,19 +122,34 @@ export async function startAzurite(options: AzuriteOptions): Promise<AzuriteBlob
   const port = url.port;
   const accountUrl = `https://127.0.0.1:${port}/${DEVSTORE_ACCOUNT}`;
   return {
+    service,
     accountUrl,
-    connectionString: `DefaultEndpointsProtocol=https;AccountName=${DEVSTORE_ACCOUNT};AccountKey=${DEVSTORE_KEY};` + `BlobEndpoint=${accountUrl};`,
+    connectionString: devstoreConnectionString({ [service]: accountUrl }),
     pid: child.pid ?? -1,
     close: () => stop(child, exited),
   };
 }
 
-/** Azurite's blob entry, from the installed package's own `bin` table. */
-export function azuriteBlobEntry(): string {
+/**
+ * The explicit devstoreaccount1 connection string (https) naming the given services'
+ * endpoints, e.g. both the blob and the queue service of a sandbox. Each SDK reads only its
+ * own endpoint key, so one string serves the blob and the queue clients alike.
+ */
+export function devstoreConnectionString(endpoints: Partial<Record<AzuriteServiceName, string>>): string {
+  const named = (Object.keys(SERVICES) as AzuriteServiceName[]).flatMap((service) => {
+    const url = endpoints[service];
+    return url ? [`${SERVICES[service].endpointKey}=${url};`] : [];
+  });
+  return `DefaultEndpointsProtocol=https;AccountName=${DEVSTORE_ACCOUNT};AccountKey=${DEVSTORE_KEY};${named.join("")}`;
+}
+
+/** A service's entry (`azurite-blob`, `azurite-queue`), from the installed package's own `bin` table. */
+export function azuriteEntry(service: AzuriteServiceName = "blob"): string {
+  const { bin: name } = SERVICES[service];
   const packageJson = require.resolve("azurite/package.json");
   const pkg = JSON.parse(readFileSync(packageJson, "utf8")) as { bin?: Record<string, string> };
-  const bin = pkg.bin?.["azurite-blob"];
-  if (!bin) throw new Error("the installed azurite package has no 'azurite-blob' entry");
+  const bin = pkg.bin?.[name];
+  if (!bin) throw new Error(`the installed azurite package has no '${name}' entry`);
   return join(dirname(packageJson), bin);
 }
 
@@ -138,12 +172,13 @@ function preloadArgs(): string[] {
   return out;
 }
 
-function waitForListening(child: ChildProcess, timeoutMs: number): Promise<URL> {
+function waitForListening(child: ChildProcess, label: string, timeoutMs: number): Promise<URL> {
+  const listensOn = new RegExp(`Azurite ${label} service successfully listens on (https?:\\/\\/\\S+)`);
   return new Promise<URL>((resolve, reject) => {
     let output = "";
     const onData = (chunk: Buffer) => {
       output += chunk.toString("utf8");
-      const match = LISTENS_ON.exec(output);
+      const match = listensOn.exec(output);
       if (match?.[1]) {
         finish();
         resolve(new URL(match[1]));
@@ -151,15 +186,15 @@ function waitForListening(child: ChildProcess, timeoutMs: number): Promise<URL> 
     };
     const onExit = (code: number | null, signal: NodeJS.Signals | null) => {
       finish();
-      reject(new Error(`Azurite exited before listening (code ${code}, signal ${signal}): ${tail(output)}`));
+      reject(new Error(`Azurite ${label} exited before listening (code ${code}, signal ${signal}): ${tail(output)}`));
     };
     const onError = (error: Error) => {
       finish();
-      reject(new Error(`Azurite could not be started: ${error.message}`));
+      reject(new Error(`Azurite ${label} could not be started: ${error.message}`));
     };
     const timer = setTimeout(() => {
       finish();
-      reject(new Error(`Azurite did not report listening within ${timeoutMs} ms: ${tail(output)}`));
+      reject(new Error(`Azurite ${label} did not report listening within ${timeoutMs} ms: ${tail(output)}`));
     }, timeoutMs);
     function finish() {
       clearTimeout(timer);

@@ -2,16 +2,17 @@ import { randomBytes } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { createInterface } from "node:readline";
 import { BlobServiceClient } from "@azure/storage-blob";
-import { startAzurite, type AzuriteBlob } from "./azurite";
+import { devstoreConnectionString, startAzurite, type AzuriteBlob, type AzuriteService } from "./azurite";
 import { startIdentityEndpoint, type IdentityEndpoint } from "./identityEndpoint";
 import { ALERTS_STREAM_NAME, DEFAULT_STREAM_NAME, STREAMS_FROM_TABLES, startLogsIngestion, type IngestionFaults, type LogsIngestion } from "./logsIngestion";
 import type { SqlWarehouse } from "./sqlWarehouse/server";
 import { ensureLocalTls } from "./tls";
+import { DEFAULT_BACKFILL_QUEUE } from "../shared/storageQueue";
 import { regionName, startWarehouses, type WarehouseGroup } from "./warehouses";
 
 /**
- * The whole sandbox on loopback with free ports: the SQL warehouse stand-in, Azurite (blob),
- * the Logs Ingestion stand-in and the managed identity endpoint, plus the contract object
+ * The whole sandbox on loopback with free ports: the SQL warehouse stand-in, Azurite (blob and
+ * queue), the Logs Ingestion stand-in and the managed identity endpoint, plus the contract object
  * (DESIGN.md, "The sandbox (local stack) contract") that `dbx-audit sandbox` prints as one
  * JSON line and that tests, the demo and the benchmark all use.
  *
@@ -23,14 +24,26 @@ export interface SandboxContract {
   databricks: WarehouseEndpoint;
   /** Every warehouse in flag order (one entry when there is one warehouse). */
   databricksSources: DatabricksSource[];
-  storage: { connectionString: string; container: string };
+  storage: {
+    /**
+     * The devstoreaccount1 connection string (account key, https) with both `BlobEndpoint` and
+     * `QueueEndpoint`: each storage SDK reads its own, so blob users see what they always did.
+     */
+    connectionString: string;
+    /** The archive container (created at start-up, as in a provisioned deployment). */
+    container: string;
+    /** `https://127.0.0.1:<port>/devstoreaccount1`: the queue service, for `new QueueServiceClient(queueUrl, credential)` with the managed identity. */
+    queueUrl: string;
+  };
   logsIngestion: { endpoint: string; ruleId: string; streamName: string; receivedUrl: string };
   /** The Logs Query API the same stand-in answers, over what it accepted (LOG_ANALYTICS_QUERY_ENDPOINT, LOG_ANALYTICS_WORKSPACE_ID). */
   logAnalytics: { queryEndpoint: string; workspaceId: string };
   /**
    * Every app setting a timer cycle needs, pointing at the sandbox. DATABRICKS_SERVER_HOSTNAME
    * and DATABRICKS_HTTP_PATH name the first warehouse; with several, DATABRICKS_SOURCES (a JSON
-   * array of `{ name, serverHostname, httpPath }`) names every warehouse.
+   * array of `{ name, serverHostname, httpPath }`) names every warehouse. AzureWebJobsStorage
+   * (the storage connection string) is how the Functions host and the CLI find the backfill's
+   * queue, BACKFILL_QUEUE (`dbx-audit-backfill`) its name.
    */
   env: Record<string, string>;
 }
@@ -66,6 +79,8 @@ export interface SandboxStack {
   /** One warehouse per events file, in flag order; one when no file or a single file was given. */
   warehouses: SqlWarehouse[];
   blob: AzuriteBlob;
+  /** Azurite's queue service (the backfill's queue; the Functions host's AzureWebJobsStorage). */
+  queue: AzuriteService;
   logsIngestion: LogsIngestion;
   identity: IdentityEndpoint;
   /** Stops everything (idempotent); resolves when every server and child process is gone. */
@@ -109,6 +124,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
       ...(options.logsDrop ? { faults: { drop: options.logsDrop } } : {}),
     }),
     startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
+    startAzurite({ service: "queue", tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
     startWarehouses(Math.max(1, eventsFiles.length, options.regions ?? 1), {
       tls: { cert: tls.cert, key: tls.key },
       token,
@@ -128,12 +144,14 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
     await closeAll().catch(() => undefined);
     throw failed.reason;
   }
-  const [identity, logsIngestion, blob, { warehouses }] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
+  const [identity, logsIngestion, blob, queue, { warehouses }] = started.map((r) => (r as PromiseFulfilledResult<unknown>).value) as [
     IdentityEndpoint,
     LogsIngestion,
     AzuriteBlob,
+    AzuriteService,
     WarehouseGroup,
   ];
+  const connectionString = devstoreConnectionString({ blob: blob.accountUrl, queue: queue.accountUrl });
   const warehouse = warehouses[0]!;
 
   try {
@@ -167,7 +185,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         cloudFetch: first.cloudFetch,
       },
       databricksSources,
-      storage: { connectionString: blob.connectionString, container: SANDBOX_CONTAINER },
+      storage: { connectionString, container: SANDBOX_CONTAINER, queueUrl: queue.accountUrl },
       logsIngestion: {
         endpoint: logsIngestion.endpoint,
         ruleId: logsIngestion.ruleId,
@@ -184,8 +202,10 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         DATABRICKS_WORKSPACE_IDS: "",
         IDENTITY_ENDPOINT: identity.endpoint,
         IDENTITY_HEADER: identity.header,
-        EXPORT_STORAGE_CONNECTION_STRING: blob.connectionString,
+        EXPORT_STORAGE_CONNECTION_STRING: connectionString,
         EXPORT_CONTAINER: SANDBOX_CONTAINER,
+        AzureWebJobsStorage: connectionString,
+        BACKFILL_QUEUE: DEFAULT_BACKFILL_QUEUE,
         LOGS_INGESTION_ENDPOINT: logsIngestion.endpoint,
         LOGS_INGESTION_RULE_ID: logsIngestion.ruleId,
         LOGS_INGESTION_STREAM: logsIngestion.streamName,
@@ -197,7 +217,7 @@ export async function startSandboxStack(options: SandboxStackOptions = {}): Prom
         DATABRICKS_TELEMETRY_DISABLED: "true",
       },
     };
-    return { contract, warehouse, warehouses, blob, logsIngestion, identity, close: closeAll };
+    return { contract, warehouse, warehouses, blob, queue, logsIngestion, identity, close: closeAll };
   } catch (error) {
     await closeAll().catch(() => undefined);
     throw error;

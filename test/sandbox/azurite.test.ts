@@ -5,16 +5,19 @@ import { join, resolve } from "node:path";
 import type { AccessToken, TokenCredential } from "@azure/core-auth";
 import { ManagedIdentityCredential } from "@azure/identity";
 import { BlobServiceClient, type ContainerClient, RestError } from "@azure/storage-blob";
+import { QueueServiceClient } from "@azure/storage-queue";
 import ts from "typescript";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startAzurite, type AzuriteBlob } from "../../sandbox/azurite";
+import { DEVSTORE_KEY, devstoreConnectionString, startAzurite, type AzuriteBlob, type AzuriteService } from "../../sandbox/azurite";
 import { startIdentityEndpoint, type IdentityEndpoint } from "../../sandbox/identityEndpoint";
 import { ensureLocalTls, type LocalTls } from "../../sandbox/tls";
 import { AUDIENCE, issueToken } from "../../sandbox/tokens";
+import { queueRoundTrip } from "../support/queues";
 
 const HAS_PROC = existsSync("/proc/self/stat");
 let tls: LocalTls;
 let azurite: AzuriteBlob;
+let queueService: AzuriteService;
 let identity: IdentityEndpoint;
 
 beforeAll(async () => {
@@ -23,11 +26,15 @@ beforeAll(async () => {
   identity = await startIdentityEndpoint();
   process.env.IDENTITY_ENDPOINT = identity.endpoint;
   process.env.IDENTITY_HEADER = identity.header;
-  azurite = await startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } });
+  [azurite, queueService] = await Promise.all([
+    startAzurite({ tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
+    startAzurite({ service: "queue", tls: { certPath: tls.caCertPath, keyPath: tls.keyPath } }),
+  ]);
 });
 
 afterAll(async () => {
   await azurite?.close();
+  await queueService?.close();
   await identity?.close();
   delete process.env.IDENTITY_ENDPOINT;
   delete process.env.IDENTITY_HEADER;
@@ -169,6 +176,75 @@ describe("Azurite blob service (child process, HTTPS)", () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("Azurite queue service (child process, HTTPS)", () => {
+  it("listens on loopback with a free port and a connection string naming its QueueEndpoint only", () => {
+    expect(queueService.service).toBe("queue");
+    expect(queueService.accountUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/devstoreaccount1$/);
+    expect(queueService.accountUrl).not.toContain(":10001/");
+    expect(queueService.accountUrl).not.toBe(azurite.accountUrl);
+    expect(queueService.connectionString).toBe(
+      `DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=${DEVSTORE_KEY};QueueEndpoint=${queueService.accountUrl};`,
+    );
+    expect(queueService.pid).toBeGreaterThan(0);
+    expect(queueService.pid).not.toBe(azurite.pid);
+  });
+
+  it.skipIf(!HAS_PROC)("runs Azurite's queue entry with the blob service's flags and preloads", () => {
+    const cmdline = readFileSync(`/proc/${queueService.pid}/cmdline`, "utf8").split("\0");
+    expect(cmdline.some((arg) => arg.replaceAll("\\", "/").endsWith("azurite/dist/src/queue/main.js"))).toBe(true);
+    expect(cmdline.join(" ")).toContain("--queueHost 127.0.0.1 --queuePort 0");
+    expect(cmdline.join(" ")).toContain(`--cert ${tls.caCertPath} --key ${tls.keyPath} --oauth basic`);
+    for (const flag of ["--inMemoryPersistence", "--disableTelemetry", "--skipApiVersionCheck", "--silent"]) expect(cmdline).toContain(flag);
+    expect(cmdline.some((arg) => arg.endsWith("netGuard.mjs"))).toBe(true);
+  });
+
+  it("works with the real queue SDK by connection string", async () => {
+    await queueRoundTrip(QueueServiceClient.fromConnectionString(queueService.connectionString), "by-connection-string");
+  });
+
+  it("works with the real queue SDK and ManagedIdentityCredential (bearer tokens, --oauth basic)", async () => {
+    const credential = new ManagedIdentityCredential({ retryOptions: { maxRetries: 0 } });
+    await queueRoundTrip(new QueueServiceClient(queueService.accountUrl, credential), "by-managed-identity");
+    expect(identity.requests().map((r) => r.resource)).toContain(AUDIENCE.storage);
+  });
+
+  it("refuses a bearer token issued for another audience", async () => {
+    const wrongAudience: TokenCredential = {
+      getToken: (): Promise<AccessToken> => {
+        const { token, expiresOn } = issueToken(AUDIENCE.monitor, 600);
+        return Promise.resolve({ token, expiresOnTimestamp: expiresOn * 1000 });
+      },
+    };
+    const service = new QueueServiceClient(queueService.accountUrl, wrongAudience, { retryOptions: { maxTries: 1 } });
+    const result = await statusOf(service.getQueueClient("wrong-audience").create());
+    expect(result).toMatchObject({ status: 403, code: "AuthenticationFailed" });
+  });
+
+  it("close() waits for the child to exit", async () => {
+    const extra = await startAzurite({ service: "queue", tls: { certPath: tls.caCertPath, keyPath: tls.keyPath }, oauth: false });
+    expect(isAlive(extra.pid)).toBe(true);
+    await extra.close();
+    expect(isAlive(extra.pid)).toBe(false);
+    await extra.close(); // idempotent
+  });
+});
+
+describe("devstoreConnectionString", () => {
+  it("names every endpoint it is given, so the blob and the queue SDKs each find their own", async () => {
+    const both = devstoreConnectionString({ blob: azurite.accountUrl, queue: queueService.accountUrl });
+    expect(both).toBe(
+      `DefaultEndpointsProtocol=https;AccountName=devstoreaccount1;AccountKey=${DEVSTORE_KEY};BlobEndpoint=${azurite.accountUrl};QueueEndpoint=${queueService.accountUrl};`,
+    );
+    expect(devstoreConnectionString({ blob: azurite.accountUrl })).toBe(azurite.connectionString);
+    const container = BlobServiceClient.fromConnectionString(both).getContainerClient("both-endpoints");
+    expect(container.url).toBe(`${azurite.accountUrl}/both-endpoints`);
+    await container.create();
+    const queue = QueueServiceClient.fromConnectionString(both).getQueueClient("both-endpoints");
+    expect(queue.url).toBe(`${queueService.accountUrl}/both-endpoints`);
+    await queue.create();
   });
 });
 

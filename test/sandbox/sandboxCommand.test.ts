@@ -86,7 +86,13 @@ describe("dbx-audit sandbox", () => {
     expect(contract.databricks.cloudFetch).toBe(true);
     expect(contract.databricks.serverHostname).toMatch(/^127\.0\.0\.1:\d+$/);
     expect(contract.databricks.adminUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/admin$/);
-    expect(Object.keys(contract.storage).sort()).toEqual(["connectionString", "container"]);
+    expect(Object.keys(contract.storage).sort()).toEqual(["connectionString", "container", "queueUrl"]);
+    // Added for the backfill: Azurite's queue service, in the same connection string as the blob service.
+    expect(contract.storage.queueUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/devstoreaccount1$/);
+    expect(contract.storage.connectionString).toMatch(/;BlobEndpoint=https:\/\/127\.0\.0\.1:\d+\/devstoreaccount1;/);
+    expect(contract.storage.connectionString).toContain(`;QueueEndpoint=${contract.storage.queueUrl};`);
+    expect(contract.env.AzureWebJobsStorage).toBe(contract.storage.connectionString);
+    expect(contract.env.BACKFILL_QUEUE).toBe("dbx-audit-backfill");
     expect(Object.keys(contract.logsIngestion).sort()).toEqual(["endpoint", "receivedUrl", "ruleId", "streamName"]);
     // Added for reconciliation: the Logs Query API the same stand-in answers.
     expect(contract.logAnalytics.queryEndpoint).toBe(`${contract.logsIngestion.endpoint}/v1`);
@@ -98,6 +104,8 @@ describe("dbx-audit sandbox", () => {
       "IDENTITY_ENDPOINT",
       "IDENTITY_HEADER",
       "EXPORT_STORAGE_CONNECTION_STRING",
+      "AzureWebJobsStorage",
+      "BACKFILL_QUEUE",
       "LOGS_INGESTION_ENDPOINT",
       "LOGS_INGESTION_RULE_ID",
       "LOGS_INGESTION_STREAM",
@@ -189,6 +197,7 @@ describe("dbx-audit sandbox", () => {
     await expect(fetch(contract.logsIngestion.receivedUrl)).rejects.toThrow();
     const blobPort = /BlobEndpoint=https:\/\/127\.0\.0\.1:(\d+)/.exec(contract.storage.connectionString)![1];
     await expect(fetch(`https://127.0.0.1:${blobPort}/`)).rejects.toThrow();
+    await expect(fetch(contract.storage.queueUrl)).rejects.toThrow();
     for (const source of contract.databricksSources) await expect(fetch(`${source.adminUrl}/events`)).rejects.toThrow();
   });
 });

@@ -1,8 +1,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ManagedIdentityCredential } from "@azure/identity";
+import { BlobServiceClient } from "@azure/storage-blob";
+import { QueueServiceClient } from "@azure/storage-queue";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startSandboxStack } from "../../sandbox/stack";
+import { startSandboxStack, type SandboxStack } from "../../sandbox/stack";
+import { AUDIENCE } from "../../sandbox/tokens";
+import { queueRoundTrip } from "../support/queues";
 
 /** startSandboxStack with events files, in process: the stack object, the regions' settings, closing. */
 let dir: string;
@@ -24,7 +29,7 @@ afterAll(() => {
 });
 
 describe("startSandboxStack", () => {
-  it("keeps eventsFile working as one warehouse, configured by the single-source settings alone", async () => {
+  it("keeps eventsFile working as one warehouse, configured by the single-source settings alone (the backfill queue too)", async () => {
     const stack = await startSandboxStack({ eventsFile: file("one.jsonl", [row("2025-05-05T05:05:05Z", "one-a")]) });
     try {
       expect(stack.warehouses).toHaveLength(1);
@@ -35,6 +40,7 @@ describe("startSandboxStack", () => {
       expect(env.DATABRICKS_SOURCES).toBeUndefined();
       expect(env).toMatchObject({ DATABRICKS_SERVER_HOSTNAME: databricks.serverHostname, DATABRICKS_HTTP_PATH: databricks.httpPath });
       expect(env.EXPORT_START).toBe("2025-05-05T05:00:00.000Z");
+      await expectBackfillQueue(stack);
     } finally {
       await stack.close();
     }
@@ -47,6 +53,7 @@ describe("startSandboxStack", () => {
       synthetic: 10,
     });
     const admins = stack.contract.databricksSources.map((s) => s.adminUrl);
+    const { queueUrl } = stack.contract.storage;
     try {
       expect(stack.warehouses).toHaveLength(2);
       expect(stack.warehouse).toBe(stack.warehouses[0]);
@@ -58,6 +65,7 @@ describe("startSandboxStack", () => {
       await stack.close();
     }
     for (const admin of admins) await expect(fetch(`${admin}/events`)).rejects.toThrow();
+    await expect(fetch(queueUrl)).rejects.toThrow();
   });
 
   it("stops everything it started when a file cannot be loaded, and names the file and line", async () => {
@@ -69,3 +77,36 @@ describe("startSandboxStack", () => {
     expect(listeningServers()).toBe(before);
   });
 });
+
+/**
+ * The backfill's queue from the contract alone, as the Functions host and the CLI reach it with
+ * the sandbox's env: by managed identity (IDENTITY_ENDPOINT, IDENTITY_HEADER and the local CA
+ * from env; vitest already set NODE_EXTRA_CA_CERTS to the same CA) and by AzureWebJobsStorage.
+ */
+async function expectBackfillQueue(stack: SandboxStack): Promise<void> {
+  const { storage, env } = stack.contract;
+  expect(storage.queueUrl).toMatch(/^https:\/\/127\.0\.0\.1:\d+\/devstoreaccount1$/);
+  expect(storage.queueUrl).toBe(stack.queue.accountUrl);
+  expect(storage.connectionString).toContain(`BlobEndpoint=${stack.blob.accountUrl};`);
+  expect(storage.connectionString).toContain(`QueueEndpoint=${storage.queueUrl};`);
+  expect(env).toMatchObject({
+    AzureWebJobsStorage: storage.connectionString,
+    EXPORT_STORAGE_CONNECTION_STRING: storage.connectionString,
+    BACKFILL_QUEUE: "dbx-audit-backfill",
+  });
+  // The blob users of the connection string still find the archive container.
+  expect(await BlobServiceClient.fromConnectionString(storage.connectionString).getContainerClient(storage.container).exists()).toBe(true);
+
+  expect(env.NODE_EXTRA_CA_CERTS).toBe(process.env.NODE_EXTRA_CA_CERTS);
+  process.env.IDENTITY_ENDPOINT = env.IDENTITY_ENDPOINT;
+  process.env.IDENTITY_HEADER = env.IDENTITY_HEADER;
+  try {
+    const credential = new ManagedIdentityCredential({ retryOptions: { maxRetries: 0 } });
+    await queueRoundTrip(new QueueServiceClient(storage.queueUrl, credential), env.BACKFILL_QUEUE!);
+    expect(stack.identity.requests().map((r) => r.resource)).toContain(AUDIENCE.storage);
+  } finally {
+    delete process.env.IDENTITY_ENDPOINT;
+    delete process.env.IDENTITY_HEADER;
+  }
+  await queueRoundTrip(QueueServiceClient.fromConnectionString(env.AzureWebJobsStorage!), env.BACKFILL_QUEUE!);
+}
