@@ -6,6 +6,7 @@ import { registerDemoCommand } from "./demoCommand";
 import { registerCheckCommand } from "./checkCommand";
 import { registerRedriveCommand } from "./redriveCommand";
 import { registerReconcileCommand } from "./reconcileCommand";
+import { registerBackfillCommand } from "./backfillCommand";
 import { registerDetectCommand } from "./detectCommand";
 import { registerDetectionsCommands } from "./detectionsCommand";
 
@@ -20,6 +21,7 @@ registerRunCommand(program);
 registerCheckCommand(program);
 registerRedriveCommand(program);
 registerReconcileCommand(program);
+registerBackfillCommand(program);
 registerDetectCommand(program);
 registerDetectionsCommands(program);
 registerSandboxCommand(program);

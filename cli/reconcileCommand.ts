@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { BlobExportStore } from "../shared/blobStore";
+import { BackfillStore } from "../shared/backfill/store";
 import { createAzureCredential, createContainerClients } from "../shared/composition";
 import { loadConfig, type AppConfig } from "../shared/config";
 import { ConfigError } from "../shared/errors";
@@ -40,7 +41,8 @@ export function registerReconcileCommand(program: Command): void {
         const credential = createAzureCredential(config, process.env);
         const containers = createContainerClients(config.storage!, credential);
         const store = new BlobExportStore(containers.archive, containers.state);
-        const report = await reconcile(store, new LogAnalyticsQuery(config.logAnalyticsQuery!, credential), { fromMs, toMs, nowMs });
+        const backfillDays = await new BackfillStore(containers.archive, containers.state).daysOf(fromMs, toMs);
+        const report = await reconcile(store, new LogAnalyticsQuery(config.logAnalyticsQuery!, credential), { fromMs, toMs, nowMs, backfillDays });
         const resent = flags.resend ? await resendMissing(store, new LogsIngestionSink(config.logsIngestion!, credential), report, nowMs) : undefined;
         process.stdout.write(flags.json ? `${JSON.stringify(resent ? { ...report, resent } : report, null, 2)}\n` : formatReconciliation(report));
         if (resent && !flags.json) {

@@ -41,6 +41,8 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
   constructor(
     private readonly archive: ContainerClient,
     private readonly state: ContainerClient = archive,
+    /** The state blob's name: the live export's, or a backfill slice's own (shared/backfill). */
+    private readonly stateBlob: string = STATE_BLOB,
   ) {}
 
   /** Creates the containers (private: Databricks warns that audit data is sensitive) if they are missing. */
@@ -50,7 +52,7 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
   }
 
   async readState(): Promise<StoredState | null> {
-    const text = await this.readText(STATE_BLOB);
+    const text = await this.readText(this.stateBlob);
     if (!text) return null;
     return { state: parseState(text.body), etag: text.etag };
   }
@@ -58,7 +60,7 @@ export class BlobExportStore implements ExportStore, DeadLetterStore {
   writeState(state: ExportState, etag: string | null): Promise<string> {
     return writeJsonConditionally(
       this.state,
-      STATE_BLOB,
+      this.stateBlob,
       JSON.stringify(state, null, 1),
       etag,
       (status) => new StateConflictError(`The export state blob changed underneath this run (HTTP ${status}).`),

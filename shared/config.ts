@@ -60,6 +60,7 @@ export const DEFAULTS = {
   settleDelay: "PT10M",
   lateHorizon: "PT24H",
   timeBudget: "PT20M",
+  backfillTimeBudget: "PT20M",
   queryTimeout: "PT10M",
   /** The Functions host's own default for the Flex Consumption plan, when host.json sets none. */
   functionTimeoutHost: "00:30:00",
@@ -137,6 +138,8 @@ export interface AppConfig {
   settleDelayMs: number;
   lateHorizonMs: number;
   timeBudgetMs: number;
+  /** BACKFILL_TIME_BUDGET: a backfill slice's invocation stops starting batches after this and re-enqueues the rest. */
+  backfillTimeBudgetMs: number;
   queryTimeoutMs: number;
   workspaceLookbackHours: number;
   /** EXPORT_SOURCE_CONCURRENCY: sources exported at once; unset, it follows the instance's memory (sourceConcurrencyFor). */
@@ -206,12 +209,13 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
   const settleDelayMs = readDuration(read("EXPORT_SETTLE_DELAY"), DEFAULTS.settleDelay, "EXPORT_SETTLE_DELAY", problems, { max: 24 * 3600_000 });
   const lateHorizonMs = readDuration(read("EXPORT_LATE_HORIZON"), DEFAULTS.lateHorizon, "EXPORT_LATE_HORIZON", problems, { max: 30 * 86_400_000 });
   const timeBudgetMs = readDuration(read("EXPORT_TIME_BUDGET"), DEFAULTS.timeBudget, "EXPORT_TIME_BUDGET", problems, { min: 10_000, max: 24 * 3600_000 });
-  checkBudgetFitsHost(
-    timeBudgetMs,
-    read("EXPORT_TIME_BUDGET") ?? DEFAULTS.timeBudget,
-    read("AzureFunctionsJobHost__functionTimeout") ?? needs.functionTimeout,
-    problems,
-  );
+  const functionTimeout = read("AzureFunctionsJobHost__functionTimeout") ?? needs.functionTimeout;
+  checkBudgetFitsHost("EXPORT_TIME_BUDGET", timeBudgetMs, read("EXPORT_TIME_BUDGET") ?? DEFAULTS.timeBudget, functionTimeout, problems);
+  const backfillTimeBudgetMs = readDuration(read("BACKFILL_TIME_BUDGET"), DEFAULTS.backfillTimeBudget, "BACKFILL_TIME_BUDGET", problems, {
+    min: 10_000,
+    max: 24 * 3600_000,
+  });
+  checkBudgetFitsHost("BACKFILL_TIME_BUDGET", backfillTimeBudgetMs, read("BACKFILL_TIME_BUDGET") ?? DEFAULTS.backfillTimeBudget, functionTimeout, problems);
   const queryTimeoutMs = readDuration(read("EXPORT_QUERY_TIMEOUT"), DEFAULTS.queryTimeout, "EXPORT_QUERY_TIMEOUT", problems, {
     min: 10_000,
     max: 6 * 3600_000,
@@ -247,6 +251,7 @@ export function loadConfig(settings: Settings, needs: ConfigNeeds = { storage: t
     settleDelayMs,
     lateHorizonMs,
     timeBudgetMs,
+    backfillTimeBudgetMs,
     queryTimeoutMs,
     workspaceLookbackHours,
     ...(sourceConcurrency !== undefined ? { sourceConcurrency } : {}),
@@ -270,7 +275,7 @@ export const BUDGET_MARGIN_MS = 2 * 60_000;
  * budget plus that margin must fit in the host's functionTimeout, or the host kills the run
  * mid-batch every time (it still loses nothing, but never gets anywhere).
  */
-function checkBudgetFitsHost(budgetMs: number, budgetText: string, functionTimeout: string | undefined, problems: string[]): void {
+function checkBudgetFitsHost(setting: string, budgetMs: number, budgetText: string, functionTimeout: string | undefined, problems: string[]): void {
   if (functionTimeout === undefined) return;
   const hostMs = parseHostTimeout(functionTimeout);
   if (hostMs === undefined) {
@@ -279,7 +284,7 @@ function checkBudgetFitsHost(budgetMs: number, budgetText: string, functionTimeo
   }
   if (hostMs === Infinity || budgetMs + BUDGET_MARGIN_MS <= hostMs) return;
   problems.push(
-    `EXPORT_TIME_BUDGET ('${budgetText}') must leave ${formatDuration(BUDGET_MARGIN_MS)} to finish in-flight work inside the host's functionTimeout (${functionTimeout}, from host.json or AzureFunctionsJobHost__functionTimeout): ` +
+    `${setting} ('${budgetText}') must leave ${formatDuration(BUDGET_MARGIN_MS)} to finish in-flight work inside the host's functionTimeout (${functionTimeout}, from host.json or AzureFunctionsJobHost__functionTimeout): ` +
       `set it to at most ${formatDuration(Math.max(0, hostMs - BUDGET_MARGIN_MS))}, or raise functionTimeout.`,
   );
 }

@@ -1,5 +1,6 @@
 import type { TokenCredential } from "@azure/identity";
 import type { BlobExportStore } from "../blobStore";
+import type { BackfillStore } from "../backfill/store";
 import type { AppConfig } from "../config";
 import { describeError } from "../errors";
 import { LogAnalyticsQuery, LogAnalyticsQueryError, type LogAnalyticsRows } from "../logAnalyticsQuery";
@@ -26,6 +27,8 @@ export async function reconciliationCheck(
   nowMs: number,
   budget: Budget,
   logAnalytics: LogAnalyticsRows | undefined = config.logAnalyticsQuery && new LogAnalyticsQuery(config.logAnalyticsQuery, credential, { maxRetries: 0 }),
+  /** The backfill's slices: days it covers explain their missing rows (archive only, not finished). */
+  backfill?: Pick<BackfillStore, "daysOf">,
 ): Promise<CheckResult> {
   const name = "log_analytics_reconciliation";
   if (!config.logsIngestion) {
@@ -43,7 +46,10 @@ export async function reconciliationCheck(
   const toMs = nowMs - INGESTION_LATENCY_MS;
   const window = { fromMs: toMs - DEFAULT_RECONCILE_WINDOW_MS, toMs, nowMs };
   const ms = budget.stepMs(RECONCILE_TIMEOUT_MS);
-  const outcome = await timed(() => reconcile(store, logAnalytics, window), ms);
+  const outcome = await timed(
+    async () => reconcile(store, logAnalytics, { ...window, ...(backfill ? { backfillDays: await backfill.daysOf(window.fromMs, window.toMs) } : {}) }),
+    ms,
+  );
   if (outcome.kind === "timeout") {
     return {
       name,

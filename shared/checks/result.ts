@@ -18,6 +18,7 @@ export const CHECK_NAMES = [
   "log_analytics_lag",
   "log_analytics_reconciliation",
   "detections_state",
+  "backfill",
 ] as const;
 
 export type CheckName = (typeof CHECK_NAMES)[number];

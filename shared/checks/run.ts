@@ -4,6 +4,8 @@ import { createAzureCredential, createContainerClients, type StorageContainers }
 import { DEFAULTS, type ConfigNeeds, type Settings } from "../config";
 import { detectionsStateCheck } from "../detections/health";
 import { LOGS_INGESTION_SCOPE } from "../logsIngestion";
+import { backfillCheck } from "./backfill";
+import { BackfillStore } from "../backfill/store";
 import { exportStateChecks } from "./exportState";
 import { azureAuthenticationCheck, neededScopes, STORAGE_SCOPE, type TokenOutcome } from "./identity";
 import { logsIngestionCheck } from "./logsIngestion";
@@ -64,6 +66,7 @@ export const QUICK_CHECKS: ReadonlySet<CheckName> = new Set<CheckName>([
   "log_analytics_lag",
   "log_analytics_reconciliation",
   "detections_state",
+  "backfill",
 ]);
 
 export const DEFAULT_CHECK_BUDGET_MS = 60_000;
@@ -209,12 +212,16 @@ export async function runChecks(settings: Settings, env: Settings, options: Chec
     else if (mode === "quick") record(await lastReconciliationCheck(config!, exportStore!, now()));
     else if (config!.logAnalyticsQuery && authFailedFor(LOG_ANALYTICS_QUERY_SCOPE))
       record(skipped("log_analytics_reconciliation", "azure_authentication", "FAIL"));
-    else record(await reconciliationCheck(config!, exportStore!, getCredential(), now(), budget));
+    else
+      record(
+        await reconciliationCheck(config!, exportStore!, getCredential(), now(), budget, undefined, new BackfillStore(containers!.archive, containers!.state)),
+      );
     record(
       blobUsable
         ? await detectionsStateCheck(containers!.state, settings, now())
         : skipped("detections_state", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"),
     );
+    record(blobUsable ? await backfillCheck(containers!, now()) : skipped("backfill", "blob_container", blob.status === "FAIL" ? "FAIL" : "WARN"));
   };
 
   const logsChain = async (): Promise<void> => {

@@ -4,8 +4,8 @@ import { sourceTokens } from "./sources";
 
 /**
  * Masks what redactSecrets recognises by shape, plus the exact secret values this run knows
- * (the access tokens, each DATABRICKS_SOURCES source's included, the connection string and
- * its key, the identity header, tokens obtained).
+ * (the access tokens, each DATABRICKS_SOURCES source's included, the connection strings and
+ * their keys, the identity header, tokens obtained).
  */
 export function secretScrubber(settings: Settings, env: Settings): ((text: string) => string) & { add(secret: string): void } {
   const secrets = new Set<string>();
@@ -19,9 +19,11 @@ export function secretScrubber(settings: Settings, env: Settings): ((text: strin
     add(source.IDENTITY_HEADER);
     add(source.MSI_SECRET);
     add(source.AZURE_CLIENT_SECRET);
-    const connection = source.EXPORT_STORAGE_CONNECTION_STRING;
-    add(connection);
-    for (const match of connection?.matchAll(/(?:AccountKey|SharedAccessSignature)=([^;]+)/gi) ?? []) add(match[1]);
+    // The archive's connection string and the host's (the backfill queue's), with their keys.
+    for (const connection of [source.EXPORT_STORAGE_CONNECTION_STRING, source.AzureWebJobsStorage]) {
+      add(connection);
+      for (const match of connection?.matchAll(/(?:AccountKey|SharedAccessSignature)=([^;]+)/gi) ?? []) add(match[1]);
+    }
   }
   const scrub = (text: string): string => {
     let out = text;

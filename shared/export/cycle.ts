@@ -25,13 +25,8 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
   const store = new BlobExportStore(containers.archive, containers.state);
   await store.ensureContainer();
   const ingestion = config.logsIngestion ? new LogsIngestionSink(config.logsIngestion, credential, options.ingestion) : undefined;
-  // The instance's memory limit (its cgroup's) decides what DATABRICKS_CLOUD_FETCH=auto means.
   const memoryLimitBytes = process.constrainedMemory?.();
-  const warehouseOptions: WarehouseOptions = {
-    queryTimeoutMs: config.queryTimeoutMs,
-    cloudFetch: cloudFetchFor(config.cloudFetch, memoryLimitBytes),
-    ...options.warehouse,
-  };
+  const warehouseOptions = warehouseOptionsFor(config, options.warehouse);
   const readers = config.sources.map((source) => new LazyWarehouse(source, credential, warehouseOptions));
   try {
     return await runExport(
@@ -65,13 +60,18 @@ export async function runExportCycle(config: AppConfig, env: Settings, log: Expo
   }
 }
 
+/** How the export reads its warehouses: the instance's memory limit (its cgroup's) decides what DATABRICKS_CLOUD_FETCH=auto means. */
+export function warehouseOptionsFor(config: AppConfig, overrides?: WarehouseOptions): WarehouseOptions {
+  return { queryTimeoutMs: config.queryTimeoutMs, cloudFetch: cloudFetchFor(config.cloudFetch, process.constrainedMemory?.()), ...overrides };
+}
+
 /**
  * A source's warehouse, connected on first use: a region whose warehouse is down fails its
  * own source when the run reaches it, not the whole run before it starts. The driver reads on
  * a thread of its own (see databricksThread.ts); in the same thread only when running from
  * TypeScript sources that were never built.
  */
-class LazyWarehouse implements AuditSource {
+export class LazyWarehouse implements AuditSource {
   private connecting: Promise<Warehouse | ThreadedWarehouse> | undefined;
 
   constructor(

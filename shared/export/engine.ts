@@ -46,6 +46,8 @@ export interface ExportOptions {
   isRecoverable?: (error: unknown) => boolean;
   /** Sources exported at once. */
   sourceConcurrency?: number;
+  /** Read no event at or after this time (microseconds): a backfill slice ends at its day's end, not at now minus the settle delay. */
+  endUs?: number;
 }
 
 /** One warehouse to read: its name in the state and the summary, the reader, its filter. */
@@ -323,7 +325,8 @@ async function exportSource(context: SourceRunContext, named: NamedSource): Prom
     let archiveFailure: unknown;
     try {
       await archiver.resumePending();
-      targetUs = outcome.targetUs = (deps.now() - options.settleDelayMs) * 1000;
+      const settledUs = (deps.now() - options.settleDelayMs) * 1000;
+      targetUs = outcome.targetUs = options.endUs === undefined ? settledUs : Math.min(options.endUs, settledUs);
       outcome.caughtUp = await archiver.scanTo(targetUs);
       if (outcome.caughtUp) await archiver.deliverLateEvents();
     } catch (error) {

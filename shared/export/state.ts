@@ -27,6 +27,24 @@ export interface ExportState {
   lastSuccessAt?: string;
   lastFailureAt?: string;
   lastError?: string;
+  /** Set on a backfill slice's own state (shared/backfill): which day it is and how far it got. */
+  backfillSlice?: BackfillSliceInfo;
+}
+
+/** What a backfill slice's state records besides the export's progress. */
+export interface BackfillSliceInfo {
+  /** The backfill that created the slice. */
+  backfill: string;
+  source: string;
+  day: string;
+  from: string;
+  to: string;
+  sinks: "archive" | "both";
+  accountLevel: boolean;
+  /** When the slice was finished: every event of the day in the archive (and in Log Analytics with both sinks). */
+  doneAt?: string;
+  /** Set when a delivery failed with no attempt left: the message went to the poison queue. Cleared when the slice runs again. */
+  failed?: { at: string; error: string; attempts: number };
 }
 
 export interface SourceState {

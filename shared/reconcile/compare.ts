@@ -8,10 +8,12 @@ export const HOUR_MS = 3_600_000;
 /** At most this many EventIds are listed per hour and kind; the counts are always exact. */
 export const LISTED_IDS_PER_HOUR = 1000;
 
-export type MissingCause = "not_yet_sent" | "dead_lettered" | "dcr_transform" | "wrong_stream_or_table";
+export type MissingCause = "not_yet_sent" | "dead_lettered" | "archive_only" | "dcr_transform" | "wrong_stream_or_table";
 
 export const CAUSE_EXPLANATIONS: Readonly<Record<MissingCause, string>> = {
   not_yet_sent: "Log Analytics is behind the archive (see log_analytics_lag): these events are archived but not sent yet; they follow on the next runs.",
+  archive_only:
+    "These days were backfilled with --sinks archive: they are in the archive only, by choice. 'dbx-audit reconcile --since <day> --until <next day> --resend' sends them from the archive to Log Analytics, once.",
   dead_lettered:
     "Log Analytics refused these records on their own: they are in dead-letter/logs-ingestion/ with the reason; fix it and run 'dbx-audit redrive'.",
   dcr_transform:
@@ -41,6 +43,11 @@ export interface ReconcileContext {
    * it is behind the archive; undefined when it is caught up.
    */
   notSentFromMs?: number;
+  /**
+   * UTC days (YYYY-MM-DD) a backfill covers: "archive_only" for a day backfilled with --sinks
+   * archive, "not_yet_sent" for one whose slice is not finished yet.
+   */
+  backfillDays?: ReadonlyMap<string, "archive_only" | "not_yet_sent">;
 }
 
 export interface MissingGroup {
@@ -150,6 +157,8 @@ export function reconcileHours(fromMs: number, toMs: number, evidence: readonly 
 /** Dead-lettered and not-yet-sent events are known from the export's own records; otherwise the pattern tells. */
 function causeOf(id: string, hour: HourEvidence, context: ReconcileContext, laTotal: number): MissingCause {
   if (context.deadLettered.has(id)) return "dead_lettered";
+  const backfill = context.backfillDays?.get(new Date(hour.hourStartMs).toISOString().slice(0, 10));
+  if (backfill) return backfill;
   if (context.notSentFromMs !== undefined && hour.hourStartMs + HOUR_MS > context.notSentFromMs) return "not_yet_sent";
   return laTotal === 0 ? "wrong_stream_or_table" : "dcr_transform";
 }

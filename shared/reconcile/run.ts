@@ -32,6 +32,8 @@ export interface ReconcileWindow {
   fromMs: number;
   toMs: number;
   nowMs: number;
+  /** The backfill's days in the window (BackfillStore.daysOf): their missing rows are explained by it. */
+  backfillDays?: ReadonlyMap<string, "archive_only" | "not_yet_sent">;
 }
 
 export async function reconcile(store: ReconcileStore, logAnalytics: LogAnalyticsRows, window: ReconcileWindow): Promise<ReconciliationReport> {
@@ -48,7 +50,11 @@ export async function reconcile(store: ReconcileStore, logAnalytics: LogAnalytic
   const deadLettered = new Set<string>();
   for (const name of await store.listDeadLetters()) for (const letter of await store.readDeadLetters(name)) deadLettered.add(letter.eventId);
   const notSentFromMs = await earliestNotSent(store, (await store.readState())?.state ?? null);
-  const report = reconcileHours(window.fromMs, window.toMs, evidence, { deadLettered, ...(notSentFromMs !== undefined ? { notSentFromMs } : {}) });
+  const report = reconcileHours(window.fromMs, window.toMs, evidence, {
+    deadLettered,
+    ...(notSentFromMs !== undefined ? { notSentFromMs } : {}),
+    ...(window.backfillDays ? { backfillDays: window.backfillDays } : {}),
+  });
   await store.writeReconciliation(summaryOf(report, window.nowMs));
   return report;
 }

@@ -76,6 +76,7 @@ describe("checkPrerequisites (HTTP)", () => {
       "log_analytics_lag",
       "log_analytics_reconciliation",
       "detections_state",
+      "backfill",
     ]);
     // A per-source check also names its source: the single-source settings' one is "default".
     for (const check of body.checks) {

@@ -155,6 +155,7 @@ describe("runChecks without any settings (no I/O is possible, none is attempted)
       "log_analytics_lag",
       "log_analytics_reconciliation",
       "detections_state",
+      "backfill",
     ]);
     const byName = Object.fromEntries(report.checks.map((c) => [c.name, c]));
     expect(byName.configuration!.status).toBe("FAIL");

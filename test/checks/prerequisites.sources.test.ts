@@ -155,6 +155,7 @@ describe("runChecks with two sources (one SQL warehouse per region)", () => {
       "log_analytics_lag@region2",
       "log_analytics_reconciliation",
       "detections_state",
+      "backfill",
     ]);
     for (const result of report.checks) {
       expect(result.source === undefined).toBe(!PER_SOURCE_CHECKS.has(result.name));

@@ -91,7 +91,7 @@ describe("runChecks against the local stack", () => {
 
     expect(report.checks.filter((c) => c.status !== "PASS")).toEqual([]);
     expect(report.status).toBe("PASS");
-    expect(report.checks).toHaveLength(13);
+    expect(report.checks).toHaveLength(14);
     const checks = byName(report);
     expect(checks.azure_authentication.detail).toMatch(/Databricks .*token obtained/);
     expect(checks.workspace_filter.detail).toContain(`${ACTIVE_WORKSPACE}: 3`);
@@ -100,6 +100,7 @@ describe("runChecks against the local stack", () => {
     expect(stack.logsIngestion.stats().records).toBe(received);
     // The reconciliation ran through the Logs Query API and kept its summary for the quick health check.
     expect(checks.log_analytics_reconciliation.detail).toMatch(/in Log Analytics, once each/);
+    expect(checks.backfill.detail).toContain("No backfill has been started");
     // The probe blob is gone, and the state blob is untouched.
     const kept = new Set([STATE_BLOB, DETECTIONS_STATE_BLOB, RECONCILIATION_BLOB]);
     expect((await store.listNames("_state/")).filter((n) => !kept.has(n) && !n.startsWith("_state/ledger/"))).toEqual([]);

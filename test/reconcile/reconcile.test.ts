@@ -196,6 +196,21 @@ describe("the log_analytics_reconciliation check", () => {
   });
 });
 
+describe("backfilled days", () => {
+  it("explain their missing rows: archive only by choice (--sinks archive), or not sent yet while their slice runs", () => {
+    const day = new Date(BASE).toISOString().slice(0, 10);
+    const hour = { hourStartMs: BASE, archived: ["a", "b"], logAnalytics: new Map<string, number>() };
+    const archiveOnly = reconcileHours(BASE, BASE + HOUR, [hour], { deadLettered: new Set(["a"]), backfillDays: new Map([[day, "archive_only"]]) });
+    expect(archiveOnly.totals.missingByCause).toEqual({ dead_lettered: 1, archive_only: 1 });
+    expect(archiveOnly.explanations.join(" ")).toContain("--resend");
+    const running = reconcileHours(BASE, BASE + HOUR, [hour], { deadLettered: new Set(), backfillDays: new Map([[day, "not_yet_sent"]]) });
+    expect(running.totals.missingByCause).toEqual({ not_yet_sent: 2 });
+    // Another day's backfill explains nothing here.
+    const other = reconcileHours(BASE, BASE + HOUR, [hour], { deadLettered: new Set(), backfillDays: new Map([["1999-01-01", "archive_only"]]) });
+    expect(other.totals.missingByCause).toEqual({ wrong_stream_or_table: 2 });
+  });
+});
+
 describe("the Logs Query stand-in", () => {
   const url = () => `${stack.contract.logAnalytics.queryEndpoint}/workspaces/${stack.contract.logAnalytics.workspaceId}/query`;
   const post = async (body: unknown, scope = LOG_ANALYTICS_QUERY_SCOPE) => {

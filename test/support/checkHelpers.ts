@@ -60,4 +60,5 @@ export const QUICK_REPORT_ORDER = [
   "log_analytics_lag",
   "log_analytics_reconciliation",
   "detections_state",
+  "backfill",
 ];
