@@ -137,6 +137,23 @@ param exportSourceConcurrency string = ''
 @description('CHECK_WORKSPACE_LOOKBACK_HOURS: hours the prerequisite check looks back for events per workspace; empty for the default.')
 param checkWorkspaceLookbackHours string = ''
 
+// ---------------------------------------------------------------------------------------------
+// Backfill (dbx-audit backfill start: one message per source and UTC day on a Storage queue of the
+// Function App's own storage account, exported by the backfillSlice queue trigger)
+
+@minLength(3)
+@maxLength(56)
+@description('BACKFILL_QUEUE: the Storage queue of backfill slices, created in the Function App\'s own storage account (AzureWebJobsStorage) together with its poison queue <name>-poison. 3-56 characters (so the poison queue\'s name stays within 63): lowercase letters, digits and single hyphens, starting and ending with a letter or digit.')
+param backfillQueueName string = 'dbx-audit-backfill'
+
+@description('BACKFILL_TIME_BUDGET: ISO-8601 duration after which a backfill slice\'s invocation stops starting batches and re-enqueues the rest; like EXPORT_TIME_BUDGET it must leave 2 minutes inside functionTimeout in host.json (30 minutes). Empty for the default (PT20M).')
+param backfillTimeBudget string = ''
+
+@description('Backfill slices one instance runs at once (AzureFunctionsJobHost__extensions__queues__batchSize; host.json sets newBatchThreshold 0, so this is the ceiling). Each slice runs one export, sized for the instance\'s memory: keep 1 on 512 MB instances. Slices across the app: this times maximumInstanceCount.')
+@minValue(1)
+@maxValue(8)
+param backfillSlicesPerInstance int = 1
+
 @description('Further app settings by name, for settings no parameter sets: the ones the accessTokenSetting fields of databricksSources name, as Key Vault references, e.g. {"DATABRICKS_TOKEN_EASTUS": "@Microsoft.KeyVault(SecretUri=https://<vault>.vault.azure.net/secrets/<name>)"}. Kept on every deployment; a name the template sets is refused.')
 param extraAppSettings object = {}
 
@@ -226,7 +243,7 @@ param nodeVersion string = '22'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound of Flex Consumption instances.')
+@description('Upper bound of Flex Consumption instances. It also bounds the backfill slices running at once (one per instance by default, backfillSlicesPerInstance each), and so their share of the DCR\'s 2 GB/min and 12,000 requests/min budget (with --sinks both) and of the SQL warehouse\'s concurrent queries: lower it for a backfill that must leave room to the hourly export. Timers stay singletons.')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -294,6 +311,7 @@ module functionStorage 'app/function-storage.bicep' = {
     location: location
     tags: tags
     deploymentContainerName: deploymentContainerName
+    backfillQueueName: backfillQueueName
     vnetEnabled: vnetEnabled
   }
 }
@@ -375,6 +393,21 @@ module functionStoragePrivateEndpoint 'app/storage-private-endpoint.bicep' = if 
   }
 }
 
+// The host's queue endpoint too: the backfill's queue trigger reads its slices there.
+module functionStorageQueuePrivateEndpoint 'app/storage-private-endpoint.bicep' = if (vnetEnabled) {
+  name: 'functionStorageQueuePrivateEndpoint'
+  scope: rg
+  params: {
+    name: '${abbrs.networkPrivateEndpoints}${functionStorage.outputs.name}-queue'
+    location: location
+    tags: tags
+    storageAccountName: functionStorage.outputs.name
+    groupId: 'queue'
+    subnetId: network!.outputs.privateEndpointSubnetId
+    privateDnsZoneId: network!.outputs.queuePrivateDnsZoneId
+  }
+}
+
 module exportStoragePrivateEndpoint 'app/storage-private-endpoint.bicep' = if (vnetEnabled) {
   name: 'exportStoragePrivateEndpoint'
   scope: rg
@@ -404,6 +437,8 @@ var requiredAppSettings = {
   LOGS_INGESTION_RULE_ID: useExternalLogsIngestion ? logsIngestionRuleId : (logsIngestion.outputs.ruleId)
   LOGS_INGESTION_STREAM: logsIngestion.outputs.streamName
   LOGS_INGESTION_ALERTS_STREAM: logsIngestion.outputs.alertsStreamName
+  // The queue functionStorage creates (and its '-poison' one): the trigger's queueName and the CLI's.
+  BACKFILL_QUEUE: backfillQueueName
 }
 
 // Reconciliation reads the app's own workspace, unless an external DCR writes elsewhere: then only the one given.
@@ -423,6 +458,7 @@ var optionalAppSettings = {
   EXPORT_SETTLE_DELAY: exportSettleDelay
   EXPORT_LATE_HORIZON: exportLateHorizon
   EXPORT_TIME_BUDGET: exportTimeBudget
+  BACKFILL_TIME_BUDGET: backfillTimeBudget
   EXPORT_QUERY_TIMEOUT: exportQueryTimeout
   EXPORT_SOURCE_CONCURRENCY: exportSourceConcurrency
   CHECK_WORKSPACE_LOOKBACK_HOURS: checkWorkspaceLookbackHours
@@ -465,6 +501,7 @@ module api 'app/api.bicep' = {
     nodeVersion: nodeVersion
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
+    backfillSlicesPerInstance: backfillSlicesPerInstance
     virtualNetworkSubnetId: vnetEnabled ? network!.outputs.appSubnetId : ''
   }
   // Roles first, so the first start of the host can already reach its storage and Application Insights;
@@ -472,6 +509,7 @@ module api 'app/api.bicep' = {
   dependsOn: [
     rbac
     functionStoragePrivateEndpoint
+    functionStorageQueuePrivateEndpoint
     exportStoragePrivateEndpoint
   ]
 }
@@ -528,4 +566,8 @@ output DATA_COLLECTION_RULE_ID string = logsIngestion.outputs.dataCollectionRule
 // Under the app setting's name: the workspace ID (GUID) the CLI's reconcile takes; the resource ID beside it.
 output LOG_ANALYTICS_WORKSPACE_ID string = optionalAppSettings.LOG_ANALYTICS_WORKSPACE_ID
 output LOG_ANALYTICS_WORKSPACE_RESOURCE_ID string = monitoring.outputs.logAnalyticsId
+// The backfill queue for `dbx-audit backfill start/status/cancel` from an admin shell, under the names
+// the CLI reads (as in the app): the queue, and the host storage's queue endpoint it reaches with az login.
+output BACKFILL_QUEUE string = requiredAppSettings.BACKFILL_QUEUE
+output AzureWebJobsStorage__queueServiceUri string = functionStorage.outputs.queueEndpoint
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName

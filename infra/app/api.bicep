@@ -41,10 +41,15 @@ param nodeVersion string = '22'
 ])
 param instanceMemoryMB int = 2048
 
-@description('Upper bound of instances. Timer runs are singletons; only HTTP calls to checkPrerequisites could scale out.')
+@description('Upper bound of instances. Timer runs are singletons; HTTP calls and the backfill\'s queue trigger scale out, and this bounds the backfill slices running at once (backfillSlicesPerInstance on each instance).')
 @minValue(1)
 @maxValue(1000)
 param maximumInstanceCount int = 40
+
+@description('How many backfill slices one instance runs at once: the queue trigger\'s batchSize (host.json sets newBatchThreshold 0, so this is the ceiling). Each slice runs one export.')
+@minValue(1)
+@maxValue(8)
+param backfillSlicesPerInstance int = 1
 
 @description('Resource ID of the subnet (delegated to Microsoft.App/environments) the app is integrated with; empty for none.')
 param virtualNetworkSubnetId string = ''
@@ -56,12 +61,14 @@ var databricksSourcesSetting = empty(databricksSources) ? {} : { DATABRICKS_SOUR
 
 // What the Functions host itself reads.
 var hostAppSettings = {
-  // Identity-based host storage: no connection string, no key. The blob endpoint alone, as the
-  // Functions quickstart does: timers keep their schedule status and singleton locks in blobs,
-  // and the host does not probe queues and tables it has no role on (__accountName would make it
-  // derive all three endpoints, and Microsoft's table then asks for Storage Table Data
-  // Contributor too, for the host's diagnostic events).
+  // Identity-based host storage: no connection string, no key. The blob and queue endpoints, never
+  // the table one: timers keep their schedule status and singleton locks in blobs, and the backfill's
+  // queue trigger (backfillSlice, connection AzureWebJobsStorage) reads its slices from the queue
+  // endpoint, with Storage Queue Data Contributor (rbac.bicep). Without a table endpoint the host does
+  // not probe tables it has no role on (__accountName would make it derive all three endpoints, and
+  // Microsoft's table then asks for Storage Table Data Contributor too, for the host's diagnostic events).
   AzureWebJobsStorage__blobServiceUri: storage.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: storage.properties.primaryEndpoints.queue
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identityClientId
   APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
@@ -71,6 +78,9 @@ var hostAppSettings = {
   PRUNE_DEV_DEPENDENCIES: 'true'
   // Application Insights has local authentication disabled: telemetry is sent with this identity.
   APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  // host.json's extensions.queues.batchSize (1), overridden: slices one instance runs at once. Each
+  // runs one export within the instance's memory, so more than 1 needs a larger instance.
+  AzureFunctionsJobHost__extensions__queues__batchSize: string(backfillSlicesPerInstance)
 }
 
 // An extra setting of the same name as one of the host's would be replaced without a word: refused.

@@ -18,7 +18,7 @@ param logAnalyticsName string
 @description('Object ID of the app\'s managed identity.')
 param principalId string
 
-@description('Optional object ID of an admin who may read and write the archive (for the CLI); empty for none.')
+@description('Optional object ID of an admin who may read and write the archive and the backfill queue (for the CLI); empty for none.')
 param operatorPrincipalId string = ''
 
 @description('What kind of principal operatorPrincipalId is.')
@@ -31,8 +31,8 @@ param operatorPrincipalType string = 'User'
 
 // Built-in role definition IDs (the same in every tenant).
 // Storage Blob Data Owner: what Microsoft's table for identity-based AzureWebJobsStorage asks of the
-// host (api.bicep gives it the blob endpoint only, so it never needs the queue or table roles); it
-// also reads the deployment package with it.
+// host for its blobs (api.bicep gives it the blob and queue endpoints, never the table one, so it
+// needs no table role); it also reads the deployment package with it.
 var storageBlobDataOwnerRoleId = 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
 // Storage Blob Data Contributor: read, write and delete blobs, and create their container. What the
 // export needs on each of its two containers (below).
@@ -43,9 +43,19 @@ var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
 // Log Analytics Reader: read access to the workspace's tables through the Logs Query API; what
 // reconciliation needs to count the rows of DatabricksAudit_CL per EventId (and nothing more).
 var logAnalyticsReaderRoleId = '73c42c96-874c-492b-b04d-ab87d138a893'
-// Not assigned: Storage Queue Data Contributor and Storage Table Data Contributor. Timer and HTTP
-// triggers keep their state in blobs; queues matter only for queue/blob triggers and Durable Functions,
-// tables for Durable and the host's diagnostic events, which AzureWebJobsStorage__blobServiceUri leaves off.
+// Storage Queue Data Contributor: the backfill's queue trigger (backfillSlice) reads its slices through
+// AzureWebJobsStorage, so the host now uses queues too. Microsoft's identity-based connections table
+// for Queue Storage lists Storage Queue Data Reader and Storage Queue Data Message Processor for the
+// trigger, and Storage Queue Data Contributor or Storage Queue Data Message Sender for sending. The
+// least that covers this app is Contributor: the host renews a running slice's message visibility and
+// releases a failed one (Update Message, queues/messages/write: in neither Reader, Message Processor
+// nor Message Sender), sends a message to '<queue>-poison' after maxDequeueCount and creates that queue
+// if it is missing (queues/write); and the slice re-enqueues its own continuation (a send). Reader +
+// Message Processor + Message Sender would still fail the first two; no built-in role narrower than
+// Contributor holds them all.
+var storageQueueDataContributorRoleId = '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+// Not assigned: Storage Table Data Contributor. Tables matter for Durable Functions and the host's
+// diagnostic events, which api.bicep leaves off by giving the host no table endpoint (nor __accountName).
 
 resource functionStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: functionStorageAccountName
@@ -90,6 +100,19 @@ resource hostStorageRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = 
   scope: functionStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataOwnerRoleId)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The backfill queue and its poison queue, on the host's own account (which holds no other queue):
+// the trigger receives, renews and deletes slice messages and moves failed ones to the poison queue,
+// and the app sends the continuation of a slice that ran out of BACKFILL_TIME_BUDGET.
+resource hostQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(functionStorage.id, principalId, storageQueueDataContributorRoleId)
+  scope: functionStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }
@@ -141,6 +164,18 @@ resource operatorExportStorageRole 'Microsoft.Authorization/roleAssignments@2022
   scope: exportStorage
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageBlobDataContributorRoleId)
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+  }
+}
+
+// `dbx-audit backfill start/status/cancel` from the admin's shell, with az login: the CLI sends, reads
+// and deletes messages on the backfill queue and its poison queue as the app does, so the same role.
+resource operatorBackfillQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {
+  name: guid(functionStorage.id, operatorPrincipalId, storageQueueDataContributorRoleId)
+  scope: functionStorage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', storageQueueDataContributorRoleId)
     principalId: operatorPrincipalId
     principalType: operatorPrincipalType
   }

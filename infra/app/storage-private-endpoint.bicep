@@ -1,15 +1,23 @@
-// A private endpoint for one storage account's blob service, registered in the network's
-// privatelink.blob DNS zone so the account's usual host name resolves to it inside the network.
+// A private endpoint for one storage account's blob or queue service, registered in the network's
+// privatelink.blob or privatelink.queue DNS zone so the account's usual host name resolves to it
+// inside the network.
 
 param name string
 param location string
 param tags object = {}
 param storageAccountName string
 
+@description('The storage service the endpoint serves: blob (both accounts) or queue (the host\'s, for the backfill queue trigger).')
+@allowed([
+  'blob'
+  'queue'
+])
+param groupId string = 'blob'
+
 @description('Resource ID of the subnet that holds the endpoint.')
 param subnetId string
 
-@description('Resource ID of the privatelink.blob private DNS zone.')
+@description('Resource ID of the private DNS zone of that service (privatelink.blob or privatelink.queue).')
 param privateDnsZoneId string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -30,7 +38,7 @@ resource privateEndpoint 'Microsoft.Network/privateEndpoints@2023-11-01' = {
         properties: {
           privateLinkServiceId: storage.id
           groupIds: [
-            'blob'
+            groupId
           ]
         }
       }
@@ -38,11 +46,11 @@ resource privateEndpoint 'Microsoft.Network/privateEndpoints@2023-11-01' = {
   }
 
   resource dnsZoneGroup 'privateDnsZoneGroups' = {
-    name: 'blob'
+    name: groupId
     properties: {
       privateDnsZoneConfigs: [
         {
-          name: 'blob'
+          name: groupId
           properties: {
             privateDnsZoneId: privateDnsZoneId
           }

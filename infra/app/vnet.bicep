@@ -1,8 +1,9 @@
 // Optional private network (main.bicep: vnetEnabled, azd: VNET_ENABLED), as the Functions
 // quickstart template offers: a virtual network with a subnet the Function App is integrated with
 // (delegated to Microsoft.App/environments, what Flex Consumption uses) and a subnet for the
-// storage accounts' private endpoints, plus the private DNS zone that makes their blob host names
-// resolve to those endpoints inside the network.
+// storage accounts' private endpoints, plus the private DNS zones that make their blob host names
+// (and the host storage's queue host name, for the backfill queue trigger) resolve to those endpoints
+// inside the network.
 
 param name string
 param location string
@@ -20,6 +21,7 @@ param appSubnetPrefix string = '10.0.2.0/26'
 var privateEndpointSubnetName = 'private-endpoints'
 var appSubnetName = 'app'
 var blobPrivateDnsZoneName = 'privatelink.blob.${environment().suffixes.storage}'
+var queuePrivateDnsZoneName = 'privatelink.queue.${environment().suffixes.storage}'
 
 resource virtualNetwork 'Microsoft.Network/virtualNetworks@2023-11-01' = {
   name: name
@@ -82,7 +84,25 @@ resource blobPrivateDnsZone 'Microsoft.Network/privateDnsZones@2020-06-01' = {
   }
 }
 
+resource queuePrivateDnsZone 'Microsoft.Network/privateDnsZones@2020-06-01' = {
+  name: queuePrivateDnsZoneName
+  location: 'global'
+  tags: tags
+
+  resource link 'virtualNetworkLinks' = {
+    name: '${name}-link'
+    location: 'global'
+    properties: {
+      registrationEnabled: false
+      virtualNetwork: {
+        id: virtualNetwork.id
+      }
+    }
+  }
+}
+
 output id string = virtualNetwork.id
 output appSubnetId string = virtualNetwork::appSubnet.id
 output privateEndpointSubnetId string = virtualNetwork::privateEndpointSubnet.id
 output blobPrivateDnsZoneId string = blobPrivateDnsZone.id
+output queuePrivateDnsZoneId string = queuePrivateDnsZone.id

@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../shared/config";
-import { BicepFailure, literal, parseBicepText, readTemplate, type BicepFile } from "./support/bicep";
+import { BicepFailure, evaluate, literal, parseBicepText, readTemplate, type BicepFile } from "./support/bicep";
 import { mappedVariable, parameterValues, provisionedAppSettings, readmeSettings, readParameterMappings, type ParameterMappings } from "./support/provisioning";
 
 // config/appsettings is written whole by every `azd provision`: a setting the template does not write
@@ -129,16 +129,54 @@ describe("app settings through azd provision", () => {
 
   it("leaves the optional settings out with an empty azd environment, so the app's defaults apply", () => {
     const settings = provisioned({ DATABRICKS_SERVER_HOSTNAME: "adb-1.1.azuredatabricks.net", DATABRICKS_HTTP_PATH: "/sql/1.0/warehouses/a" });
-    for (const name of ["EXPORT_QUERY_TIMEOUT", "EXPORT_SOURCE_CONCURRENCY", "EXPORT_START", "DATABRICKS_SOURCES", EAST_TOKEN_SETTING])
+    for (const name of ["EXPORT_QUERY_TIMEOUT", "EXPORT_SOURCE_CONCURRENCY", "EXPORT_START", "BACKFILL_TIME_BUDGET", "DATABRICKS_SOURCES", EAST_TOKEN_SETTING])
       expect(settings, name).not.toHaveProperty(name);
     expect(settings.DETECTIONS_SCHEDULE).toBe("0 15 * * * *");
+    // The queue is always named: the trigger and the CLI both need it, and the template creates it.
+    expect(settings.BACKFILL_QUEUE).toBe("dbx-audit-backfill");
+    expect(settings.AzureFunctionsJobHost__extensions__queues__batchSize).toBe("1");
+  });
+
+  it("maps BACKFILL_QUEUE and BACKFILL_TIME_BUDGET from the azd environment to config/appsettings, and creates the queue the setting names", () => {
+    expect(mappings.backfillQueueName?.value).toBe("${BACKFILL_QUEUE=dbx-audit-backfill}");
+    expect(mappings.backfillTimeBudget?.value).toBe("${BACKFILL_TIME_BUDGET}");
+    expect(mappings.backfillSlicesPerInstance?.value).toBe("${BACKFILL_SLICES_PER_INSTANCE=1}");
+    const env = {
+      DATABRICKS_SERVER_HOSTNAME: "adb-1.1.azuredatabricks.net",
+      DATABRICKS_HTTP_PATH: "/sql/1.0/warehouses/a",
+      BACKFILL_QUEUE: "audit-backfill-2",
+      BACKFILL_TIME_BUDGET: "PT15M",
+    };
+    const settings = provisioned(env);
+    expect(settings.BACKFILL_QUEUE).toBe("audit-backfill-2");
+    expect(settings.BACKFILL_TIME_BUDGET).toBe("PT15M");
+    // main.bicep gives app/function-storage.bicep the same value, which names both queues after it.
+    const queueName = main.modules.find((m) => m.symbol === "functionStorage")?.params.get("backfillQueueName");
+    expect(queueName && evaluate(queueName, main, parameterValues(main, mappings, env))).toBe("audit-backfill-2");
+  });
+
+  it("sets host.json's queue options for one slice per instance, and raises the batch size from BACKFILL_SLICES_PER_INSTANCE through the setting that overrides it", () => {
+    const host = JSON.parse(readFileSync(join(repo, "host.json"), "utf8")) as Record<string, unknown>;
+    const queues = (host.extensions as { queues?: Record<string, unknown> } | undefined)?.queues;
+    // The Queue Storage extension's host.json keys, as Microsoft's reference spells them.
+    expect(queues).toEqual({ batchSize: 1, newBatchThreshold: 0, maxDequeueCount: 5, visibilityTimeout: "00:00:30", messageEncoding: "base64" });
+    const minimal = { DATABRICKS_SERVER_HOSTNAME: "adb-1.1.azuredatabricks.net", DATABRICKS_HTTP_PATH: "/sql/1.0/warehouses/a" };
+    const override = "AzureFunctionsJobHost__extensions__queues__batchSize";
+    // AzureFunctionsJobHost__a__b overrides host.json's a.b: the name must reach the key it means.
+    const path = override.split("__").slice(1);
+    expect(path.reduce<unknown>((node, key) => (node as Record<string, unknown> | undefined)?.[key], host)).toBe(1);
+    expect(provisioned(minimal)[override]).toBe(String(queues?.batchSize));
+    expect(provisioned({ ...minimal, BACKFILL_SLICES_PER_INSTANCE: "4" })[override]).toBe("4");
   });
 
   it("refuses an extra setting the template sets: one of the app's parameters, or one of the Functions host's", () => {
     const env = fullEnvironment(main, mappings);
     for (const [name, from] of [
       ["EXPORT_START", "their own parameters"],
+      ["BACKFILL_QUEUE", "their own parameters"],
       ["AzureWebJobsStorage__credential", "the Functions host"],
+      ["AzureWebJobsStorage__queueServiceUri", "the Functions host"],
+      ["AzureFunctionsJobHost__extensions__queues__batchSize", "the Functions host"],
     ] as const) {
       const attempt = (): Record<string, string> =>
         provisioned({ ...env, EXTRA_APP_SETTINGS: JSON.stringify({ [name]: "x", [EAST_TOKEN_SETTING]: EAST_TOKEN_REFERENCE }) });

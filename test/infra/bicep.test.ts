@@ -4,6 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../shared/config";
 import {
   BicepFailure,
+  declarationBody,
   descendants,
   evaluate,
   literal,
@@ -17,6 +18,7 @@ import {
   type BicepFile,
   type BicepValue,
   type Problem,
+  type ResourceDecl,
 } from "./support/bicep";
 
 // infra/ checked here, where no Bicep compiler can be installed: every file parses with a real
@@ -137,17 +139,23 @@ const SOURCES = [
 const SINGLE_SOURCE = { databricksServerHostname: SOURCES[0]!.serverHostname, databricksHttpPath: SOURCES[0]!.httpPath };
 
 /** app/api.bicep's app settings as the template computes them, for a given list and main.bicep's settings. */
-function apiAppSettings(api: BicepFile, sources: BicepValue[], appSettings: Record<string, string> = {}): Record<string, string> {
+function apiAppSettings(
+  api: BicepFile,
+  sources: BicepValue[],
+  appSettings: Record<string, string> = {},
+  parameters: Record<string, BicepValue> = {},
+): Record<string, string> {
   const config = api.resources.find((r) => r.type === "Microsoft.Web/sites/config");
   const properties = valueAt(config?.body, "properties");
   if (!properties) throw new Error("app/api.bicep has no appsettings");
   const settings = evaluate(properties, api, {
+    ...parameters,
     appSettings,
     databricksSources: sources,
     // What the host's own settings read: the identity and the storage account resource.
     identityClientId: "00000000-0000-0000-0000-000000000001",
     applicationInsightsConnectionString: "InstrumentationKey=x",
-    storage: { properties: { primaryEndpoints: { blob: "https://st.blob.core.windows.net/" } } },
+    storage: { properties: { primaryEndpoints: { blob: "https://st.blob.core.windows.net/", queue: "https://st.queue.core.windows.net/" } } },
   });
   // App settings are strings: anything else is a template that cannot deploy.
   const notText = Object.entries(settings as Record<string, BicepValue>).filter(([, value]) => typeof value !== "string");
@@ -203,6 +211,77 @@ function databricksSourcesProblems(main: BicepFile, api: BicepFile): string[] {
   if ("DATABRICKS_SOURCES" in none) problems.push("app/api.bicep: DATABRICKS_SOURCES is set for an empty list");
   if (some.DATABRICKS_SOURCES !== JSON.stringify(SOURCES)) problems.push("app/api.bicep: DATABRICKS_SOURCES is not the list's JSON");
   if (none.FROM_MAIN !== "kept" || some.FROM_MAIN !== "kept") problems.push("app/api.bicep: main.bicep's appSettings are lost");
+  return problems;
+}
+
+/** What Storage allows of a queue name: 3-63 characters; the host adds this to name the poison queue. */
+const QUEUE_NAME_MAX = 63;
+const POISON_SUFFIX = "-poison";
+const STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88";
+
+/** A resource's `if (...)` condition, without the parentheses; undefined when it has none. */
+function conditionOf(resource: ResourceDecl): string | undefined {
+  const parent = resource.body.parent;
+  return parent?.type === "if_statement" ? parent.namedChildren[0]?.text.replace(/^\((.*)\)$/s, "$1") : undefined;
+}
+
+/**
+ * The backfill queue through the template: app/function-storage.bicep creates the queue main.bicep's
+ * backfillQueueName names and its '<name>-poison' queue; the name's length limits leave the poison
+ * queue's name valid; BACKFILL_QUEUE is the same parameter; app/rbac.bicep grants Storage Queue Data
+ * Contributor on that account to the app's identity, and to the operator when there is one.
+ */
+function backfillQueueProblems(main: BicepFile, storage: BicepFile, rbac: BicepFile): string[] {
+  const problems: string[] = [];
+  for (const [where, file] of [
+    ["main.bicep", main],
+    ["app/function-storage.bicep", storage],
+  ] as const) {
+    const param = file.params.get("backfillQueueName");
+    const min = literal(param?.decorators.get("minLength")?.[0]);
+    const max = literal(param?.decorators.get("maxLength")?.[0]);
+    if (param?.type !== "string") problems.push(`${where}: no string parameter backfillQueueName`);
+    else if (min !== 3 || typeof max !== "number" || max + POISON_SUFFIX.length > QUEUE_NAME_MAX)
+      problems.push(
+        `${where}: backfillQueueName's length limits (${String(min)}-${String(max)}) allow a name Storage refuses, or whose poison queue it refuses`,
+      );
+    if (param && !stringLiteral(param.decorators.get("description")?.[0])) problems.push(`${where}: backfillQueueName has no description`);
+  }
+  if (stringLiteral(main.params.get("backfillQueueName")?.defaultValue) !== "dbx-audit-backfill")
+    problems.push("main.bicep: backfillQueueName does not default to dbx-audit-backfill");
+
+  const queueServices = storage.resources.filter((r) => r.type === "Microsoft.Storage/storageAccounts/queueServices" && !r.existing);
+  if (queueServices.length !== 1 || stringLiteral(valueAt(queueServices[0]!.body, "name")) !== "default")
+    problems.push("app/function-storage.bicep: no queueServices 'default' on the account");
+  const queues = storage.resources.filter((r) => r.type === "Microsoft.Storage/storageAccounts/queueServices/queues" && !r.existing);
+  const named = queues.map((q) => evaluate(valueAt(q.body, "name")!, storage, { backfillQueueName: "slices-x" })).sort();
+  if (JSON.stringify(named) !== JSON.stringify(["slices-x", `slices-x${POISON_SUFFIX}`]))
+    problems.push(`app/function-storage.bicep: the queues are ${JSON.stringify(named)}, not the parameter's queue and its poison queue`);
+
+  const given = main.modules.find((m) => m.symbol === "functionStorage")?.params.get("backfillQueueName")?.text;
+  if (given !== "backfillQueueName") problems.push("main.bicep: module functionStorage is not given backfillQueueName");
+  const setting = objectProperties(main.vars.get("requiredAppSettings")).get("BACKFILL_QUEUE");
+  if (!setting || evaluate(setting, main, { backfillQueueName: "slices-x" }) !== "slices-x")
+    problems.push("main.bicep: BACKFILL_QUEUE is not backfillQueueName");
+
+  if (stringLiteral(rbac.vars.get("storageQueueDataContributorRoleId")) !== STORAGE_QUEUE_DATA_CONTRIBUTOR)
+    problems.push(`app/rbac.bicep: storageQueueDataContributorRoleId is not ${STORAGE_QUEUE_DATA_CONTRIBUTOR}`);
+  const queueRoles = rbac.resources.filter(
+    (r) =>
+      r.type === "Microsoft.Authorization/roleAssignments" &&
+      !r.existing &&
+      valueAt(r.body, "properties.roleDefinitionId")?.text.includes("storageQueueDataContributorRoleId"),
+  );
+  const grantedTo = (principal: string): ResourceDecl | undefined => queueRoles.find((r) => valueAt(r.body, "properties.principalId")?.text === principal);
+  const app = grantedTo("principalId");
+  if (!app || valueAt(app.body, "scope")?.text !== "functionStorage" || conditionOf(app) !== undefined)
+    problems.push("app/rbac.bicep: the app's identity has no Storage Queue Data Contributor on the function storage account");
+  else if (stringLiteral(valueAt(app.body, "properties.principalType")) !== "ServicePrincipal")
+    problems.push("app/rbac.bicep: the app's queue role does not name principalType ServicePrincipal");
+  const operator = grantedTo("operatorPrincipalId");
+  if (!operator || valueAt(operator.body, "scope")?.text !== "functionStorage" || conditionOf(operator) !== "!empty(operatorPrincipalId)")
+    problems.push("app/rbac.bicep: the operator has no Storage Queue Data Contributor on the function storage account when there is one");
+  if (queueRoles.length !== 2) problems.push(`app/rbac.bicep: ${queueRoles.length} queue role assignments, not the app's and the operator's`);
   return problems;
 }
 
@@ -339,11 +418,106 @@ describe("infra/ Bicep", () => {
     ]);
   });
 
-  it("gives the Functions host its blob endpoint only, through the identity", () => {
-    const keys = Object.keys(apiAppSettings(file("app/api.bicep"), []));
-    expect(keys).toEqual(expect.arrayContaining(["AzureWebJobsStorage__blobServiceUri", "AzureWebJobsStorage__credential", "AzureWebJobsStorage__clientId"]));
-    expect(keys).not.toContain("AzureWebJobsStorage");
-    expect(keys).not.toContain("AzureWebJobsStorage__accountName");
+  it("gives the Functions host its blob and queue endpoints only, through the identity: no account name, no connection string", () => {
+    const settings = apiAppSettings(file("app/api.bicep"), []);
+    const keys = Object.keys(settings);
+    expect(keys).toEqual(
+      expect.arrayContaining([
+        "AzureWebJobsStorage__blobServiceUri",
+        "AzureWebJobsStorage__queueServiceUri",
+        "AzureWebJobsStorage__credential",
+        "AzureWebJobsStorage__clientId",
+      ]),
+    );
+    expect(settings.AzureWebJobsStorage__queueServiceUri).toBe("https://st.queue.core.windows.net/");
+    expect(settings.AzureWebJobsStorage__blobServiceUri).toBe("https://st.blob.core.windows.net/");
+    expect(settings.AzureWebJobsStorage__credential).toBe("managedidentity");
+    // The host storage's setting names that would bring a key or the table probes back.
+    for (const name of ["AzureWebJobsStorage", "AzureWebJobsStorage__accountName", "AzureWebJobsStorage__tableServiceUri"]) expect(keys).not.toContain(name);
+    expect(Object.values(settings).filter((value) => /AccountKey=|SharedAccessSignature=|DefaultEndpointsProtocol=/i.test(value))).toEqual([]);
+  });
+
+  it("creates the backfill queue and its poison queue on the host's storage, names BACKFILL_QUEUE after them, and grants Storage Queue Data Contributor there", () => {
+    expect(backfillQueueProblems(file("main.bicep"), file("app/function-storage.bicep"), file("app/rbac.bicep"))).toEqual([]);
+    expect(BUILT_IN_ROLES[STORAGE_QUEUE_DATA_CONTRIBUTOR]).toBe("storageQueueDataContributorRoleId");
+    const outputs = file("app/function-storage.bicep").outputs;
+    for (const output of ["queueEndpoint", "backfillQueueName", "backfillPoisonQueueName"]) expect(outputs, output).toContain(output);
+    // The admin shell's CLI finds the queue under the names it reads.
+    const main = file("main.bicep");
+    expect(main.outputs).toContain("BACKFILL_QUEUE");
+    expect(main.outputs).toContain("AzureWebJobsStorage__queueServiceUri");
+    expect(main.tree.rootNode.text).toMatch(/output AzureWebJobsStorage__queueServiceUri string = functionStorage\.outputs\.queueEndpoint/);
+  });
+
+  it("reports a missing poison queue, a queue name the poison suffix would push past 63, the role on another account, and no operator role", async () => {
+    const broken = async (path: string, from: string, to: string): Promise<BicepFile> => {
+      const text = readFileSync(join(infra, path), "utf8");
+      expect(text, path).toContain(from);
+      const fixture = await parseBicepText(text.replace(from, to), join(infra, path));
+      expect(syntaxProblems(fixture.tree), `${path}: ${to}`).toEqual([]);
+      return fixture;
+    };
+    const problemsWith = (changed: BicepFile): string[] => {
+      const pick = (path: string): BicepFile => (changed.path === join(infra, path) ? changed : file(path));
+      return backfillQueueProblems(pick("main.bicep"), pick("app/function-storage.bicep"), pick("app/rbac.bicep"));
+    };
+    const cases: [string, string, string, string[]][] = [
+      [
+        "app/function-storage.bicep",
+        "      name: backfillPoisonQueueName\n",
+        "      name: backfillQueueName\n",
+        ['app/function-storage.bicep: the queues are ["slices-x","slices-x"], not the parameter\'s queue and its poison queue'],
+      ],
+      [
+        "main.bicep",
+        "@maxLength(56)\n",
+        "@maxLength(63)\n",
+        ["main.bicep: backfillQueueName's length limits (3-63) allow a name Storage refuses, or whose poison queue it refuses"],
+      ],
+      [
+        "main.bicep",
+        "  BACKFILL_QUEUE: backfillQueueName\n",
+        "  BACKFILL_QUEUE: 'dbx-audit-backfill'\n",
+        ["main.bicep: BACKFILL_QUEUE is not backfillQueueName"],
+      ],
+      [
+        "app/rbac.bicep",
+        "  name: guid(functionStorage.id, principalId, storageQueueDataContributorRoleId)\n  scope: functionStorage\n",
+        "  name: guid(exportStorage.id, principalId, storageQueueDataContributorRoleId)\n  scope: exportStorage\n",
+        ["app/rbac.bicep: the app's identity has no Storage Queue Data Contributor on the function storage account"],
+      ],
+      [
+        "app/rbac.bicep",
+        "resource operatorBackfillQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(operatorPrincipalId)) {",
+        "resource operatorBackfillQueueRole 'Microsoft.Authorization/roleAssignments@2022-04-01' = {",
+        ["app/rbac.bicep: the operator has no Storage Queue Data Contributor on the function storage account when there is one"],
+      ],
+    ];
+    for (const [path, from, to, expected] of cases) expect(problemsWith(await broken(path, from, to)), `${path}: ${to}`).toEqual(expected);
+  });
+
+  it("says maximumInstanceCount bounds the backfill slices running at once, and so their share of the DCR and the warehouse", () => {
+    const description = stringLiteral(file("main.bicep").params.get("maximumInstanceCount")?.decorators.get("description")?.[0]) ?? "";
+    for (const part of [
+      "backfill slices running at once",
+      "one per instance by default",
+      "2 GB/min",
+      "12,000 requests/min",
+      "--sinks both",
+      "concurrent queries",
+    ])
+      expect(description).toContain(part);
+    const perInstance = file("main.bicep").params.get("backfillSlicesPerInstance");
+    expect(perInstance?.type).toBe("int");
+    expect([perInstance?.defaultValue, ...["minValue", "maxValue"].map((d) => perInstance?.decorators.get(d)?.[0])].map((n) => literal(n))).toEqual([1, 1, 8]);
+    const apiParam = file("app/api.bicep").params.get("backfillSlicesPerInstance");
+    expect([apiParam?.defaultValue, ...["minValue", "maxValue"].map((d) => apiParam?.decorators.get(d)?.[0])].map((n) => literal(n))).toEqual([1, 1, 8]);
+    expect(
+      file("main.bicep")
+        .modules.find((m) => m.symbol === "api")
+        ?.params.get("backfillSlicesPerInstance")?.text,
+    ).toBe("backfillSlicesPerInstance");
+    expect(apiAppSettings(file("app/api.bicep"), [], {}, { backfillSlicesPerInstance: 3 }).AzureFunctionsJobHost__extensions__queues__batchSize).toBe("3");
   });
 
   it("builds both tables, their stream declarations and data flows from infra/tables.json", () => {
@@ -513,7 +687,7 @@ describe("infra/ Bicep", () => {
     }
     const main = file("main.bicep");
     const modules = new Map(main.modules.map((m) => [m.symbol, m]));
-    for (const name of ["network", "functionStoragePrivateEndpoint", "exportStoragePrivateEndpoint"]) {
+    for (const name of ["network", "functionStoragePrivateEndpoint", "functionStorageQueuePrivateEndpoint", "exportStoragePrivateEndpoint"]) {
       expect(
         modules.get(name)?.node.namedChildren.some((n) => n?.type === "if_statement" && n.namedChildren[0]?.text === "(vnetEnabled)"),
         name,
@@ -521,8 +695,31 @@ describe("infra/ Bicep", () => {
     }
     for (const name of ["functionStorage", "exportStorage"]) expect(modules.get(name)?.params.get("vnetEnabled")?.text).toBe("vnetEnabled");
     expect(modules.get("api")?.params.get("virtualNetworkSubnetId")?.text).toBe("vnetEnabled ? network!.outputs.appSubnetId : ''");
-    const groups = file("app/storage-private-endpoint.bicep").resources.find((r) => r.type === "Microsoft.Network/privateEndpoints");
-    expect(valueAt(groups?.body, "properties.privateLinkServiceConnections")?.text).toContain("'blob'");
+    // One endpoint module for both services: blob unless told, queue for the host's backfill queue trigger.
+    const endpoint = file("app/storage-private-endpoint.bicep");
+    const groupId = endpoint.params.get("groupId");
+    expect(stringLiteral(groupId?.defaultValue)).toBe("blob");
+    expect(groupId?.decorators.get("allowed")?.[0]?.namedChildren.map((n) => stringLiteral(n))).toEqual(["blob", "queue"]);
+    const groups = endpoint.resources.find((r) => r.type === "Microsoft.Network/privateEndpoints");
+    expect(valueAt(groups?.body, "properties.privateLinkServiceConnections")?.text).toMatch(/groupIds: \[\s*groupId\s*\]/);
+    const zoneGroup = endpoint.resources.find((r) => r.type === "Microsoft.Network/privateEndpoints/privateDnsZoneGroups");
+    expect(valueAt(zoneGroup?.body, "name")?.text).toBe("groupId");
+    for (const name of ["functionStoragePrivateEndpoint", "exportStoragePrivateEndpoint"]) {
+      expect(modules.get(name)?.params.has("groupId"), name).toBe(false);
+      expect(modules.get(name)?.params.get("privateDnsZoneId")?.text, name).toBe("network!.outputs.blobPrivateDnsZoneId");
+    }
+    const queueEndpoint = modules.get("functionStorageQueuePrivateEndpoint")!;
+    expect(stringLiteral(queueEndpoint.params.get("groupId"))).toBe("queue");
+    expect(queueEndpoint.params.get("storageAccountName")?.text).toBe("functionStorage.outputs.name");
+    expect(queueEndpoint.params.get("privateDnsZoneId")?.text).toBe("network!.outputs.queuePrivateDnsZoneId");
+    const zones = file("app/vnet.bicep").resources.filter((r) => r.type === "Microsoft.Network/privateDnsZones");
+    expect(zones.map((zone) => file("app/vnet.bicep").vars.get(valueAt(zone.body, "name")?.text ?? "")?.text)).toEqual([
+      "'privatelink.blob.${environment().suffixes.storage}'",
+      "'privatelink.queue.${environment().suffixes.storage}'",
+    ]);
+    // The app starts after the queue endpoint exists, as after the blob ones.
+    const dependsOn = valueAt(declarationBody(modules.get("api")!.node), "dependsOn")?.text ?? "";
+    expect(dependsOn).toContain("functionStorageQueuePrivateEndpoint");
   });
 
   it("stops a deployment whose total retention is shorter than its interactive retention", () => {

@@ -59,14 +59,24 @@ export function provisionedAppSettings(files: Map<string, BicepFile>, infra: str
   const mainValues = { ...moduleOutputs(main, files), ...parameters };
   const given: Record<string, BicepValue> = {};
   // Only what the settings read: the others (names, network) need values this leaves out.
-  for (const name of ["appSettings", "databricksSources", "extraAppSettings", "identityClientId", "applicationInsightsConnectionString"]) {
+  for (const name of [
+    "appSettings",
+    "databricksSources",
+    "extraAppSettings",
+    "identityClientId",
+    "applicationInsightsConnectionString",
+    "backfillSlicesPerInstance",
+  ]) {
     const expression = module.params.get(name);
     if (expression) given[name] = evaluate(expression, main, mainValues);
   }
   const config = api.resources.find((r) => r.type === "Microsoft.Web/sites/config" && literal(valueAt(r.body, "name")) === "appsettings");
   const properties = valueAt(config?.body, "properties");
   if (!properties) throw new Error("app/api.bicep has no config/appsettings");
-  const settings = evaluate(properties, api, { ...given, storage: { properties: { primaryEndpoints: { blob: "template:storage.blob" } } } });
+  const settings = evaluate(properties, api, {
+    ...given,
+    storage: { properties: { primaryEndpoints: { blob: "template:storage.blob", queue: "template:storage.queue" } } },
+  });
   const notText = Object.entries(settings as Record<string, BicepValue>).filter(([, value]) => typeof value !== "string");
   if (notText.length > 0) throw new Error(`app settings that are not strings: ${notText.map(([key]) => key).join(", ")}`);
   return settings as Record<string, string>;
