@@ -115,12 +115,6 @@ describe("Azurite blob service (child process, HTTPS)", () => {
   });
 
   it("refuses a bearer token issued for another audience", async () => {
-    const wrongAudience: TokenCredential = {
-      getToken: (): Promise<AccessToken> => {
-        const { token, expiresOn } = issueToken(AUDIENCE.monitor, 600);
-        return Promise.resolve({ token, expiresOnTimestamp: expiresOn * 1000 });
-      },
-    };
     const service = new BlobServiceClient(azurite.accountUrl, wrongAudience, { retryOptions: { maxTries: 1 } });
     const result = await statusOf(service.getContainerClient("wrong-audience").create());
     expect(result).toMatchObject({ status: 403, code: "AuthenticationFailed" });
@@ -212,12 +206,6 @@ describe("Azurite queue service (child process, HTTPS)", () => {
   });
 
   it("refuses a bearer token issued for another audience", async () => {
-    const wrongAudience: TokenCredential = {
-      getToken: (): Promise<AccessToken> => {
-        const { token, expiresOn } = issueToken(AUDIENCE.monitor, 600);
-        return Promise.resolve({ token, expiresOnTimestamp: expiresOn * 1000 });
-      },
-    };
     const service = new QueueServiceClient(queueService.accountUrl, wrongAudience, { retryOptions: { maxTries: 1 } });
     const result = await statusOf(service.getQueueClient("wrong-audience").create());
     expect(result).toMatchObject({ status: 403, code: "AuthenticationFailed" });
@@ -268,3 +256,11 @@ async function waitUntil(condition: () => boolean, limitMs: number): Promise<voi
   const deadline = Date.now() + limitMs;
   while (!condition() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
 }
+
+/** A valid token for Azure Monitor, not for storage: Azurite must refuse it. */
+const wrongAudience: TokenCredential = {
+  getToken: (): Promise<AccessToken> => {
+    const { token, expiresOn } = issueToken(AUDIENCE.monitor, 600);
+    return Promise.resolve({ token, expiresOnTimestamp: expiresOn * 1000 });
+  },
+};
