@@ -148,6 +148,44 @@ describe("backfill", () => {
     expect({ enqueued: again.enqueued, skipped: again.skipped.length }).toEqual({ enqueued: 0, skipped: 4 });
   }, 180_000);
 
+  it("two instances given the same message: one exports the day, the other is told it is busy and enqueues it for later", async () => {
+    const { config, clients, settings } = open({ EXPORT_CONTAINER: "backfill-twice", BACKFILL_QUEUE: "backfill-twice" });
+    await startBackfill(config, clients, { from: "2026-11-03", to: "2026-11-04" }, Date.now());
+    const message = await clients.queue.receive(60);
+    const outcomes = await Promise.all([0, 1].map(() => deliverSlice(message!.body, 1, delivery(config, clients, settings))));
+    expect(outcomes.map((o) => o.status).sort()).toEqual(["busy", "done"]);
+    expect(outcomes.find((o) => o.status === "busy")?.retryAfterSeconds).toBe(Math.ceil(LOCK_TTL_MS / 1000));
+    await clients.queue.delete(message!);
+    // The busy one's copy comes back and finds the day done.
+    await new Promise((resolve) => setTimeout(resolve, LOCK_TTL_MS + 500));
+    const again = await workQueue(delivery(config, clients, settings), { idlePollMs: 200 });
+    expect(again).toMatchObject({ deliveries: 1, done: 1 });
+    expect((await archivedEvents(containerFor(stack, "backfill-twice"))).length).toBe(120);
+  }, 120_000);
+
+  it("a slice whose time budget runs out enqueues its rest, and the next delivery resumes where it stopped", async () => {
+    const { config, clients, settings } = open({ EXPORT_CONTAINER: "backfill-budget", BACKFILL_QUEUE: "backfill-budget", BACKFILL_TIME_BUDGET: "PT10S" });
+    await startBackfill(config, clients, { from: "2026-11-02", to: "2026-11-03" }, Date.now());
+    // A clock that moves 1 s per look: the budget runs out after a few batches.
+    let clock = Date.now();
+    const fast = delivery(config, clients, settings, { options: { now: () => (clock += 1000), tuning: { lockTtlMs: 3_600_000, batchEvents: 20 } } });
+    const first = await clients.queue.receive(60);
+    const outcome = await deliverSlice(first!.body, 1, fast);
+    await clients.queue.delete(first!);
+    expect(outcome.status).toBe("continue");
+    expect(outcome.summary!.eventsDelivered).toBeGreaterThan(0);
+    expect(outcome.summary!.eventsDelivered).toBeLessThan(120);
+    expect(await clients.queue.approximateCount()).toBe(1);
+    const rest = await workQueue(delivery(config, clients, settings), { idlePollMs: 200 });
+    expect(rest.done).toBe(1);
+    const day = backfillIds.filter((_, i) => i >= 120 && i < 240);
+    expectExactlyOnce(
+      (await archivedEvents(containerFor(stack, "backfill-budget"))).map((e) => e.event_id),
+      day,
+      "archive",
+    );
+  }, 120_000);
+
   it("cancel drops the waiting slices: none of their events is read", async () => {
     const { config, clients, settings } = open({ EXPORT_CONTAINER: "backfill-cancel" });
     await containerFor(stack, "backfill-cancel").createIfNotExists();
