@@ -139,22 +139,22 @@ export class SliceQueue {
   }
 
   /** Messages waiting or in flight (the service's approximate count includes hidden ones). */
-  async approximateCount(): Promise<number> {
-    try {
-      return (await this.queue.getProperties()).approximateMessagesCount ?? 0;
-    } catch (error) {
-      if (statusOf(error) === 404) return 0;
-      throw error;
-    }
+  approximateCount(): Promise<number> {
+    return countOf(this.queue);
   }
 
-  async approximatePoisonCount(): Promise<number> {
-    try {
-      return (await this.poison.getProperties()).approximateMessagesCount ?? 0;
-    } catch (error) {
-      if (statusOf(error) === 404) return 0;
-      throw error;
-    }
+  approximatePoisonCount(): Promise<number> {
+    return countOf(this.poison);
+  }
+}
+
+/** A queue's approximate message count; 0 for a queue that does not exist yet. */
+async function countOf(queue: QueueClient): Promise<number> {
+  try {
+    return (await queue.getProperties()).approximateMessagesCount ?? 0;
+  } catch (error) {
+    if (statusOf(error) === 404) return 0;
+    throw error;
   }
 }
 
