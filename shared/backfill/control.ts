@@ -62,18 +62,22 @@ export async function startBackfill(config: AppConfig, clients: BackfillClients,
   const states = await clients.store.readSliceStates(plan.slices);
   const toRun: { slice: SliceRef; sinks: typeof plan.sinks }[] = [];
   const skipped: SliceRef[] = [];
-  const archiveOnly: string[] = [];
+  const replays: string[] = [];
   const keptSinks: string[] = [];
   for (const [index, slice] of plan.slices.entries()) {
     const info = states[index]?.state.backfillSlice;
     if (info?.doneAt) {
-      skipped.push(slice);
-      if (plan.sinks === "both" && info.sinks === "archive") archiveOnly.push(slice.day);
+      // Archived earlier without Log Analytics: sent now from the archive (the warehouse is not read again).
+      if (plan.sinks === "both" && info.sinks === "archive" && !info.replay?.doneAt) {
+        replays.push(slice.day);
+        toRun.push({ slice, sinks: "both" });
+      } else skipped.push(slice);
       continue;
     }
-    // A slice started earlier keeps its sinks: Log Analytics follows its archive from its first batch or not at all.
+    // A slice started earlier keeps its sinks (Log Analytics follows its archive from its first batch
+    // or not at all); one started with the archive alone is sent from the archive once it is done.
     if (info && info.sinks !== plan.sinks) keptSinks.push(`${slice.source}/${slice.day} (${info.sinks})`);
-    toRun.push({ slice, sinks: info?.sinks ?? plan.sinks });
+    toRun.push({ slice, sinks: plan.sinks === "both" || info?.sinks === "both" ? "both" : "archive" });
   }
 
   const id = backfillId(nowMs, randomBytes(3).toString("hex"));
@@ -100,15 +104,16 @@ export async function startBackfill(config: AppConfig, clients: BackfillClients,
   await inBatches(toRun, 16, (r) => clients.queue.send(sliceMessage(id, r.slice, r.sinks)));
 
   const notes: string[] = [];
-  if (archiveOnly.length > 0) {
+  if (replays.length > 0) {
     notes.push(
-      `${archiveOnly.length} day(s) were backfilled to the archive only (${archiveOnly[0]}${archiveOnly.length > 1 ? ` .. ${archiveOnly[archiveOnly.length - 1]}` : ""}); send them to Log Analytics with 'dbx-audit reconcile --since <day> --until <next day> --resend', which sends from the archive what Log Analytics lacks, once.`,
+      `${replays.length} slice(s) archived earlier with --sinks archive (${replays[0]}${replays.length > 1 ? ` .. ${replays[replays.length - 1]}` : ""}) are sent to Log Analytics from the archive, once; the warehouse is not read again.`,
     );
   }
-  if (keptSinks.length > 0)
+  if (keptSinks.length > 0) {
     notes.push(
-      `${keptSinks.length} slice(s) started earlier keep the sinks they started with: ${keptSinks.slice(0, 5).join(", ")}${keptSinks.length > 5 ? ", ..." : ""}.`,
+      `${keptSinks.length} slice(s) started earlier keep the sinks they started with (${keptSinks.slice(0, 5).join(", ")}${keptSinks.length > 5 ? ", ..." : ""}); those started with the archive alone are sent to Log Analytics from the archive when they are done.`,
     );
+  }
   return { manifest, enqueued: toRun.length, skipped, notes };
 }
 

@@ -43,7 +43,12 @@ export async function deliverSlice(body: unknown, dequeueCount: number, context:
 
 export function describeOutcome(outcome: SliceOutcome): string {
   const slice = `Backfill slice ${outcome.message.source}/${outcome.message.day}`;
-  const read = outcome.summary ? ` (${outcome.summary.eventsDelivered} events archived, ${outcome.summary.recordsIngested} ingested in this invocation)` : "";
+  const read =
+    outcome.replayed !== undefined
+      ? ` (${outcome.replayed} archived events sent to Log Analytics in this invocation)`
+      : outcome.summary
+        ? ` (${outcome.summary.eventsDelivered} events archived, ${outcome.summary.recordsIngested} ingested in this invocation)`
+        : "";
   switch (outcome.status) {
     case "done":
       return `${slice} done${read}.`;

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { AppConfig, Settings } from "../config";
 import { createAzureCredential, createContainerClients } from "../composition";
 import { isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
@@ -5,12 +6,13 @@ import { ConcurrentRunError, describeError } from "../errors";
 import { LogsIngestionSink, type IngestionClientOptions } from "../logsIngestion";
 import { LazyWarehouse, warehouseOptionsFor } from "../export/cycle";
 import { runExport, type ExportOptions, type ExportSummary } from "../export/engine";
-import type { ExportLog, ExportStore } from "../export/ports";
+import type { ExportLog, ExportStore, IngestionSink } from "../export/ports";
 import { StateConflictError } from "../export/ports";
 import { initialSourceState, type BackfillSliceInfo, type ExportState } from "../export/state";
 import { parseLedgerRef } from "../export/archiver";
 import { parseSliceMessage, type SliceMessage } from "./plan";
 import { BackfillStore, sliceJournal } from "./store";
+import { replaySlice } from "./replay";
 
 /**
  * One backfill slice, one invocation: a (source, UTC day) exported by the live export's own
@@ -38,6 +40,8 @@ export interface SliceOutcome {
   status: SliceStatus;
   message: SliceMessage;
   summary?: ExportSummary;
+  /** Records a replay of an archived day sent to Log Analytics in this invocation. */
+  replayed?: number;
   retryAfterSeconds?: number;
 }
 
@@ -48,9 +52,13 @@ export interface SliceRunOptions {
   tuning?: Pick<ExportOptions, "batchEvents" | "lockTtlMs" | "uploadConcurrency" | "archiveConcurrency" | "slices">;
   /** Replaces the slice's store (tests inject faults between its writes). */
   wrapStore?: (store: ExportStore) => ExportStore;
+  /** Replaces a replay's Log Analytics sink (tests inject failures). */
+  wrapSink?: (sink: IngestionSink) => IngestionSink;
 }
 
 const DEFAULT_LOCK_TTL_MS = 5 * 60_000;
+/** A day and an hour: a slice's late-row horizon covers all of it. */
+const SLICE_LEDGER_MS = 25 * 3600_000;
 
 export async function runSlice(body: unknown, config: AppConfig, env: Settings, log: ExportLog, options: SliceRunOptions = {}): Promise<SliceOutcome> {
   const message = parseSliceMessage(body);
@@ -73,7 +81,9 @@ export async function runSlice(body: unknown, config: AppConfig, env: Settings, 
   }
   const stored = await backfill.readSliceState(message.source, message.day);
   const info = stored?.state.backfillSlice;
-  if (info?.doneAt) return { status: "already-done", message };
+  // A day archived earlier without Log Analytics, now asked for both: sent from the archive.
+  const replay = info?.doneAt !== undefined && info.sinks === "archive" && message.sinks === "both" && !info.replay?.doneAt;
+  if (info?.doneAt && !replay) return { status: "already-done", message };
   if (stored && info && (info.from !== message.from || info.to !== message.to)) {
     throw new Error(
       `Backfill slice ${message.source}/${message.day} was started for [${info.from}, ${info.to}) and this message asks for [${message.from}, ${message.to}): a day is exported once, over one range. Cancel this backfill.`,
@@ -81,9 +91,29 @@ export async function runSlice(body: unknown, config: AppConfig, env: Settings, 
   }
   if (!stored) await createSliceState(backfill, message, now());
 
-  const ingestionOn = message.sinks === "both";
-  if (ingestionOn && !config.logsIngestion) {
+  // A slice keeps the sinks it started with: Log Analytics follows its archive from its first batch
+  // or not at all. One started with the archive alone and now asked for both is sent from the
+  // archive once it is done (below).
+  const ingestionOn = (info?.sinks ?? message.sinks) === "both";
+  if (message.sinks === "both" && !config.logsIngestion) {
     throw new Error(`Backfill slice ${message.source}/${message.day} sends to Log Analytics (--sinks both), but LOGS_INGESTION_* are not set here.`);
+  }
+  const lockTtlMs = options.tuning?.lockTtlMs ?? DEFAULT_LOCK_TTL_MS;
+  if (replay) {
+    const sink = new LogsIngestionSink(config.logsIngestion!, credential, options.ingestion);
+    try {
+      const sent = await replaySlice(message.source, backfill.sliceStore(message.source, message.day), options.wrapSink ? options.wrapSink(sink) : sink, {
+        lockTtlMs,
+        now,
+        timeBudgetMs: config.backfillTimeBudgetMs,
+        log,
+        runId: randomUUID(),
+      });
+      return { status: sent.status, message, replayed: sent.records };
+    } catch (error) {
+      if (error instanceof ConcurrentRunError) return { status: "busy", message, retryAfterSeconds: Math.ceil(lockTtlMs / 1000) };
+      throw error;
+    }
   }
   const reader = new LazyWarehouse(source, credential, warehouseOptionsFor(config, options.warehouse));
   const filter = { ...source.filter, includeAccountLevel: source.filter.includeAccountLevel && message.accountLevel };
@@ -98,7 +128,8 @@ export async function runSlice(body: unknown, config: AppConfig, env: Settings, 
         start: { kind: "at", us: message.fromUs },
         endUs: message.toUs,
         settleDelayMs: config.settleDelayMs,
-        lateHorizonMs: config.lateHorizonMs,
+        // The whole day stays in the late-row ledger, so the slice knows every batch it archived when it finishes.
+        lateHorizonMs: Math.max(config.lateHorizonMs, SLICE_LEDGER_MS),
         timeBudgetMs: config.backfillTimeBudgetMs,
         isRecoverable: isExpiredResultLinkError,
         ...options.tuning,
@@ -112,15 +143,14 @@ export async function runSlice(body: unknown, config: AppConfig, env: Settings, 
       },
     );
   } catch (error) {
-    if (error instanceof ConcurrentRunError) {
-      const ttl = options.tuning?.lockTtlMs ?? DEFAULT_LOCK_TTL_MS;
-      return { status: "busy", message, retryAfterSeconds: Math.ceil(ttl / 1000) };
-    }
+    if (error instanceof ConcurrentRunError) return { status: "busy", message, retryAfterSeconds: Math.ceil(lockTtlMs / 1000) };
     throw error;
   } finally {
     await reader.close();
   }
   if (!summary.caughtUp || !(await finishSlice(backfill, message, now()))) return { status: "continue", message, summary };
+  // Archived without Log Analytics and now asked for both: the next delivery sends the day from the archive.
+  if (message.sinks === "both" && !ingestionOn) return { status: "continue", message, summary };
   return { status: "done", message, summary };
 }
 
@@ -164,7 +194,7 @@ async function finishSlice(backfill: BackfillStore, message: SliceMessage, nowMs
   const source = stored.state.sources[message.source];
   const ledgers = source ? Object.values(source.deliveredByHour).flatMap((hour) => hour.batches.map((ref) => parseLedgerRef(ref).id)) : [];
   const state: ExportState = structuredClone(stored.state);
-  state.backfillSlice = { ...state.backfillSlice!, doneAt: new Date(nowMs).toISOString() };
+  state.backfillSlice = { ...state.backfillSlice!, doneAt: new Date(nowMs).toISOString(), batches: [...new Set(ledgers)] };
   delete state.backfillSlice.failed;
   if (state.sources[message.source]) state.sources[message.source]!.deliveredByHour = {};
   state.lock = null;

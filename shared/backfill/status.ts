@@ -52,8 +52,11 @@ export function backfillStatus(manifest: BackfillManifest, states: readonly (Sto
       eventsArchived += source.archivedEvents;
       if (info?.sinks === "both") eventsIngested += Math.max(0, source.logAnalytics.doneEvents - source.logAnalytics.deadLettered);
     }
+    eventsIngested += info?.replay?.records ?? 0;
+    // With both sinks, a day archived earlier without Log Analytics is done once it was sent from the archive.
+    const replayPending = manifest.sinks === "both" && info?.sinks === "archive" && !info.replay?.doneAt;
     let progress: SliceProgress;
-    if (info?.doneAt) progress = "done";
+    if (info?.doneAt && !replayPending) progress = "done";
     else if (state?.lock && state.lock.expiresAtMs > nowMs) progress = "running";
     else if (info?.failed) progress = "failed";
     else if (manifest.cancelledAt) progress = "cancelled";
@@ -62,7 +65,7 @@ export function backfillStatus(manifest: BackfillManifest, states: readonly (Sto
     if (progress === "failed") failed.push({ source: slice.source, day: slice.day, ...info!.failed! });
     const fromUs = parseTimestampMicros(slice.from)!;
     const toUs = parseTimestampMicros(slice.to)!;
-    covered += progress === "done" ? 1 : source ? Math.min(1, Math.max(0, (source.cursor.timeUs - fromUs) / (toUs - fromUs))) : 0;
+    covered += progress === "done" ? 1 : source && !replayPending ? Math.min(1, Math.max(0, (source.cursor.timeUs - fromUs) / (toUs - fromUs))) : 0;
   });
   const total = manifest.slices.length;
   const progress = total === 0 ? 1 : covered / total;

@@ -97,8 +97,8 @@ export class BackfillStore {
 
   /**
    * The UTC days of [fromMs, toMs) a backfill covers, as reconciliation explains their missing
-   * rows: "archive_only" when a slice of the day was done with --sinks archive, "not_yet_sent"
-   * while one is not finished.
+   * rows: "archive_only" when a slice of the day was done with --sinks archive (and not sent
+   * since), "not_yet_sent" while one is not finished or is being sent from the archive.
    */
   async daysOf(fromMs: number, toMs: number): Promise<Map<string, "archive_only" | "not_yet_sent">> {
     const first = new Date(fromMs).toISOString().slice(0, 10);
@@ -113,8 +113,8 @@ export class BackfillStore {
       const info = stored?.state.backfillSlice;
       if (!info) continue;
       const day = slices[index]!.day;
-      if (!info.doneAt) days.set(day, "not_yet_sent");
-      else if (info.sinks === "archive" && days.get(day) !== "not_yet_sent") days.set(day, "archive_only");
+      if (!info.doneAt || (info.replay && !info.replay.doneAt)) days.set(day, "not_yet_sent");
+      else if (info.sinks === "archive" && !info.replay && days.get(day) !== "not_yet_sent") days.set(day, "archive_only");
     }
     return days;
   }

@@ -43,6 +43,10 @@ export interface BackfillSliceInfo {
   accountLevel: boolean;
   /** When the slice was finished: every event of the day in the archive (and in Log Analytics with both sinks). */
   doneAt?: string;
+  /** The ids of the batches that archived the day, recorded when it was finished: what a later replay to Log Analytics sends. */
+  batches?: string[];
+  /** A day archived with --sinks archive, sent to Log Analytics from the archive later (backfill/replay.ts). */
+  replay?: { lastBlob: string; sentCalls: number; records: number; doneAt?: string };
   /** Set when a delivery failed with no attempt left: the message went to the poison queue. Cleared when the slice runs again. */
   failed?: { at: string; error: string; attempts: number };
 }

@@ -13,7 +13,7 @@ export type MissingCause = "not_yet_sent" | "dead_lettered" | "archive_only" | "
 export const CAUSE_EXPLANATIONS: Readonly<Record<MissingCause, string>> = {
   not_yet_sent: "Log Analytics is behind the archive (see log_analytics_lag): these events are archived but not sent yet; they follow on the next runs.",
   archive_only:
-    "These days were backfilled with --sinks archive: they are in the archive only, by choice. 'dbx-audit reconcile --since <day> --until <next day> --resend' sends them from the archive to Log Analytics, once.",
+    "These days were backfilled with --sinks archive: they are in the archive only, by choice. 'dbx-audit backfill start --from <day> --to <a later day> --sinks both' sends them from the archive to Log Analytics, once.",
   dead_lettered:
     "Log Analytics refused these records on their own: they are in dead-letter/logs-ingestion/ with the reason; fix it and run 'dbx-audit redrive'.",
   dcr_transform:

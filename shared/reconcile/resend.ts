@@ -22,7 +22,8 @@ export const RESEND_PREFIX = `${DEAD_LETTER_PREFIX}reconcile/`;
 export const RESEND_QUIET_MS = 2 * HOUR_MS;
 /** Entries of the re-sent ledger older than this are forgotten. */
 const RESENT_MEMORY_MS = 7 * 24 * HOUR_MS;
-const RESENDABLE: ReadonlySet<MissingCause> = new Set<MissingCause>(["archive_only", "dcr_transform", "wrong_stream_or_table"]);
+// archive_only days are the backfill's to send (backfill start --sinks both, from its own record of the day's batches).
+const RESENDABLE: ReadonlySet<MissingCause> = new Set<MissingCause>(["dcr_transform", "wrong_stream_or_table"]);
 
 export type ResendStore = Pick<
   BlobExportStore,

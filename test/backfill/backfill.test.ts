@@ -208,6 +208,36 @@ describe("backfill", () => {
         ["2026-11-02", "archive_only"],
       ]),
     );
+
+    // The cheap path's second half: the same days with both sinks are sent from the archive, once,
+    // though the first delivery fails half-way (its second call).
+    const before = ingestedRecords(stack).length;
+    const replay = await startBackfill(config, clients, { from: "2026-11-01", to: "2026-11-03", sinks: "both" }, Date.now());
+    expect(replay.enqueued).toBe(2);
+    expect(replay.notes.join(" ")).toContain("are sent to Log Analytics from the archive, once; the warehouse is not read again");
+    let calls = 0;
+    const failing = delivery(config, clients, settings, {
+      options: {
+        tuning: { lockTtlMs: LOCK_TTL_MS },
+        wrapSink: (sink) => ({
+          send: (records) => (++calls === 2 ? Promise.reject(new Error("socket hang up")) : sink.send(records)),
+          probe: () => sink.probe(),
+        }),
+      },
+    });
+    const first = await clients.queue.receive(30);
+    await expect(deliverSlice(first!.body, first!.dequeueCount, failing)).rejects.toThrow("socket hang up");
+    await clients.queue.release(first!, 0);
+    await workQueue(delivery(config, clients, settings), { idlePollMs: 200 });
+    expectExactlyOnce(
+      ingestedRecords(stack)
+        .slice(before)
+        .map((r) => r.EventId),
+      backfillIds.slice(0, 240),
+      "Log Analytics, replayed",
+    );
+    expect(await readBackfillStatus(clients.store, Date.now())).toMatchObject({ finished: true, eventsIngested: 240, slices: { done: 2 } });
+    expect(await clients.store.daysOf(DAY0, DAY0 + 3 * DAY)).toEqual(new Map());
   }, 120_000);
 
   it("a slice that keeps failing ends in the poison queue and is reported, never skipped", async () => {

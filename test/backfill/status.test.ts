@@ -81,4 +81,16 @@ describe("backfillStatus", () => {
     expect(assessBackfill(done)).toMatchObject({ status: "PASS", detail: expect.stringContaining("finished: 5 done") });
     expect(done).toMatchObject({ finished: true, secondsLeft: 0, progress: 1 });
   });
+
+  it("with both sinks, a day archived earlier without Log Analytics is done only once it was sent from the archive", () => {
+    const archived = (replay?: BackfillSliceInfo["replay"]) => [
+      slice("2026-12-01", 1, 100, { doneAt: "2026-12-07T10:20:00Z", sinks: "archive", ...(replay ? { replay } : {}) }),
+    ];
+    const one = { ...manifest, slices: manifest.slices.slice(0, 1) };
+    expect(backfillStatus(one, archived(), CREATED + 60_000)).toMatchObject({ slices: { done: 0, waiting: 1 }, eventsIngested: 0, progress: 0 });
+    const sending = backfillStatus(one, archived({ lastBlob: "audit/x", sentCalls: 1, records: 40 }), CREATED + 60_000);
+    expect(sending).toMatchObject({ slices: { done: 0, waiting: 1 }, eventsIngested: 40 });
+    const sent = backfillStatus(one, archived({ lastBlob: "audit/y", sentCalls: 0, records: 100, doneAt: "2026-12-07T10:30:00Z" }), CREATED + 60_000);
+    expect(sent).toMatchObject({ slices: { done: 1 }, eventsIngested: 100, finished: true });
+  });
 });

@@ -202,7 +202,7 @@ describe("backfilled days", () => {
     const hour = { hourStartMs: BASE, archived: ["a", "b"], logAnalytics: new Map<string, number>() };
     const archiveOnly = reconcileHours(BASE, BASE + HOUR, [hour], { deadLettered: new Set(["a"]), backfillDays: new Map([[day, "archive_only"]]) });
     expect(archiveOnly.totals.missingByCause).toEqual({ dead_lettered: 1, archive_only: 1 });
-    expect(archiveOnly.explanations.join(" ")).toContain("--resend");
+    expect(archiveOnly.explanations.join(" ")).toContain("backfill start --from <day> --to <a later day> --sinks both");
     const running = reconcileHours(BASE, BASE + HOUR, [hour], { deadLettered: new Set(), backfillDays: new Map([[day, "not_yet_sent"]]) });
     expect(running.totals.missingByCause).toEqual({ not_yet_sent: 2 });
     // Another day's backfill explains nothing here.
@@ -323,6 +323,17 @@ describe("reconcile --resend", () => {
     const result = await resendMissing(store, sinkFor("resend-alone"), report, Date.now());
     expect(result).toMatchObject({ blobs: 0, accepted: 0 });
     expect(await store.listDeadLetters()).toEqual(["dead-letter/logs-ingestion/source=default/x-call0.jsonl"]);
+  });
+
+  it("leaves days archived by a backfill with --sinks archive to the backfill, so the two never both send them", async () => {
+    const store = await exported("resend-backfilled");
+    const day = new Date(BASE).toISOString().slice(0, 10);
+    const report = reconcileHours(BASE, BASE + HOUR, [{ hourStartMs: BASE, archived: [ids[0]!, ids[1]!], logAnalytics: new Map() }], {
+      deadLettered: new Set(),
+      backfillDays: new Map([[day, "archive_only"]]),
+    });
+    expect(report.totals.missingByCause).toEqual({ archive_only: 2 });
+    expect(await resendMissing(store, sinkFor("resend-backfilled"), report, Date.now())).toMatchObject({ blobs: 0, accepted: 0 });
   });
 
   it("dbx-audit reconcile --resend --json reports what it re-sent", async () => {
