@@ -4,6 +4,7 @@ import { SINGLE_SOURCE_NAME } from "../config";
 import { createAzureCredential, createContainerClients } from "../composition";
 import { BlobExportStore } from "../blobStore";
 import { ConfigError } from "../errors";
+import { mapConcurrently } from "../concurrency";
 import { StateConflictError } from "../export/ports";
 import type { ExportState } from "../export/state";
 import { SliceQueue, loadQueueSettings } from "../storageQueue";
@@ -101,7 +102,7 @@ export async function startBackfill(config: AppConfig, clients: BackfillClients,
     plan.slices,
   );
   if (toRun.length > 0) await clients.queue.ensureQueues();
-  await inBatches(toRun, 16, (r) => clients.queue.send(sliceMessage(id, r.slice, r.sinks)));
+  await mapConcurrently(toRun, 16, (r) => clients.queue.send(sliceMessage(id, r.slice, r.sinks)));
 
   const notes: string[] = [];
   if (replays.length > 0) {
@@ -162,7 +163,7 @@ async function clearFailures(
 ): Promise<void> {
   const wanted = new Set(toRun.map((s) => `${s.source}/${s.day}`));
   const failed = all.flatMap((slice, index) => (wanted.has(`${slice.source}/${slice.day}`) && states[index]?.state.backfillSlice?.failed ? [index] : []));
-  await inBatches(failed, 16, async (index) => {
+  await mapConcurrently(failed, 16, async (index) => {
     const stored = states[index]!;
     const state = structuredClone(stored.state);
     delete state.backfillSlice!.failed;
@@ -170,12 +171,4 @@ async function clearFailures(
       if (!(error instanceof StateConflictError)) throw error;
     });
   });
-}
-
-async function inBatches<T>(items: readonly T[], concurrency: number, work: (item: T) => Promise<unknown>): Promise<void> {
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    for (let i = next++; i < items.length; i = next++) await work(items[i]!);
-  };
-  await Promise.all(Array.from({ length: Math.min(concurrency, items.length) }, worker));
 }

@@ -2,6 +2,7 @@ import type { ContainerClient } from "@azure/storage-blob";
 import { BlobExportStore, readBlobText, writeJsonConditionally } from "../blobStore";
 import { parseState, type ExportState } from "../export/state";
 import { statusOf } from "../errors";
+import { mapConcurrently } from "../concurrency";
 import { StateConflictError, type StoredState } from "../export/ports";
 import type { Sinks, SliceRef } from "./plan";
 
@@ -131,14 +132,8 @@ export class BackfillStore {
   }
 
   /** The states of many slices, a few reads at a time; missing ones are null. */
-  async readSliceStates(slices: readonly { source: string; day: string }[], concurrency = 16): Promise<(StoredState | null)[]> {
-    const out = new Array<StoredState | null>(slices.length).fill(null);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      for (let i = next++; i < slices.length; i = next++) out[i] = await this.readSliceState(slices[i]!.source, slices[i]!.day);
-    };
-    await Promise.all(Array.from({ length: Math.min(concurrency, slices.length) }, worker));
-    return out;
+  readSliceStates(slices: readonly { source: string; day: string }[], concurrency = 16): Promise<(StoredState | null)[]> {
+    return mapConcurrently(slices, concurrency, (slice) => this.readSliceState(slice.source, slice.day));
   }
 }
 

@@ -5,6 +5,7 @@ import { SINGLE_SOURCE_NAME, type AuditFilter, type RedactionRule } from "../con
 import { MICROS_PER_HOUR, hourIndexOf, microsToIso, utcDateOf } from "../timestamps";
 import { BatchBuilder, cutCalls, withOwnLine, type BatchLimits, type PreparedBatch, type PreparedEvent, type Preparation } from "./batching";
 import { boundedScan, type SliceLimits } from "./boundedScan";
+import { mapConcurrently } from "../concurrency";
 import type { LockedState } from "./lockedState";
 import type { AuditSource, BatchRecord, ExportLog, ExportStore } from "./ports";
 import { ACCOUNT_WORKSPACE_ID, type AccountEventClaims } from "./accountEvents";
@@ -368,16 +369,11 @@ export class SourceArchiver {
       if (!lines) partitions.set(name, (lines = []));
       lines.push(event.line);
     }
-    const queue = [...partitions];
-    const worker = async (): Promise<void> => {
-      for (let item = queue.shift(); item; item = queue.shift()) {
-        const [name, lines] = item;
-        await this.locked.confirmHeld();
-        this.progress.bytesArchived += await this.store.writeArchive(name, lines);
-        this.progress.blobsWritten += 1;
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(this.options.archiveConcurrency, queue.length) }, worker));
+    await mapConcurrently([...partitions], this.options.archiveConcurrency, async ([name, lines]) => {
+      await this.locked.confirmHeld();
+      this.progress.bytesArchived += await this.store.writeArchive(name, lines);
+      this.progress.blobsWritten += 1;
+    });
   }
 
   // ---- late rows --------------------------------------------------------------------------
