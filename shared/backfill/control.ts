@@ -163,12 +163,9 @@ async function clearFailures(
 ): Promise<void> {
   const wanted = new Set(toRun.map((s) => `${s.source}/${s.day}`));
   const failed = all.flatMap((slice, index) => (wanted.has(`${slice.source}/${slice.day}`) && states[index]?.state.backfillSlice?.failed ? [index] : []));
-  await mapConcurrently(failed, 16, async (index) => {
-    const stored = states[index]!;
-    const state = structuredClone(stored.state);
-    delete state.backfillSlice!.failed;
-    await store.writeSliceState(all[index]!.source, all[index]!.day, state, stored.etag).catch((error: unknown) => {
-      if (!(error instanceof StateConflictError)) throw error;
-    });
-  });
+  await mapConcurrently(failed, 16, (index) =>
+    store.changeSliceState(all[index]!.source, all[index]!.day, states[index]!, (state) => {
+      delete state.backfillSlice!.failed;
+    }),
+  );
 }

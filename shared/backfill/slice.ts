@@ -192,21 +192,17 @@ async function finishSlice(backfill: BackfillStore, message: SliceMessage, nowMs
   // Another run holds the slice (this one's lock was released): the next delivery finishes it.
   if (stored.state.lock && stored.state.lock.expiresAtMs > nowMs) return false;
   const source = stored.state.sources[message.source];
-  const ledgers = source ? Object.values(source.deliveredByHour).flatMap((hour) => hour.batches.map((ref) => parseLedgerRef(ref).id)) : [];
-  const state: ExportState = structuredClone(stored.state);
-  state.backfillSlice = { ...state.backfillSlice!, doneAt: new Date(nowMs).toISOString(), batches: [...new Set(ledgers)] };
-  delete state.backfillSlice.failed;
-  if (state.sources[message.source]) state.sources[message.source]!.deliveredByHour = {};
-  state.lock = null;
-  try {
-    await backfill.writeSliceState(message.source, message.day, state, stored.etag);
-  } catch (error) {
-    if (error instanceof StateConflictError) return false;
-    throw error;
-  }
+  const ledgers = [...new Set(source ? Object.values(source.deliveredByHour).flatMap((hour) => hour.batches.map((ref) => parseLedgerRef(ref).id)) : [])];
+  const written = await backfill.changeSliceState(message.source, message.day, stored, (state) => {
+    state.backfillSlice = { ...state.backfillSlice!, doneAt: new Date(nowMs).toISOString(), batches: ledgers };
+    delete state.backfillSlice.failed;
+    if (state.sources[message.source]) state.sources[message.source]!.deliveredByHour = {};
+    state.lock = null;
+  });
+  if (!written) return false;
   await backfill
     .sliceStore(message.source, message.day)
-    .deleteBatches([...new Set(ledgers)])
+    .deleteBatches(ledgers)
     .catch(() => undefined);
   return true;
 }
@@ -219,16 +215,15 @@ export async function recordSliceFailure(backfill: BackfillStore, body: unknown,
   } catch {
     return;
   }
+  const failed = { at: new Date(nowMs).toISOString(), error: describeError(error), attempts };
   for (let attempt = 0; attempt < 3; attempt += 1) {
     const stored = await backfill.readSliceState(message.source, message.day).catch(() => null);
     if (!stored?.state.backfillSlice || stored.state.backfillSlice.doneAt) return;
-    const state: ExportState = structuredClone(stored.state);
-    state.backfillSlice = { ...state.backfillSlice!, failed: { at: new Date(nowMs).toISOString(), error: describeError(error), attempts } };
-    try {
-      await backfill.writeSliceState(message.source, message.day, state, stored.etag);
-      return;
-    } catch (writeError) {
-      if (!(writeError instanceof StateConflictError)) return;
-    }
+    const written = await backfill
+      .changeSliceState(message.source, message.day, stored, (state) => {
+        state.backfillSlice = { ...state.backfillSlice!, failed };
+      })
+      .catch(() => true);
+    if (written) return;
   }
 }

@@ -91,6 +91,22 @@ export class BackfillStore {
     return { state: parseState(text.body), etag: text.etag };
   }
 
+  /**
+   * A change to a slice's state as it was read: written only if nobody wrote it since (its ETag).
+   * False when another writer won; the caller decides whether to read again.
+   */
+  async changeSliceState(source: string, day: string, stored: StoredState, change: (state: ExportState) => void): Promise<boolean> {
+    const state = structuredClone(stored.state);
+    change(state);
+    try {
+      await this.writeSliceState(source, day, state, stored.etag);
+      return true;
+    } catch (error) {
+      if (error instanceof StateConflictError) return false;
+      throw error;
+    }
+  }
+
   /** Conditional write of a slice's state (`etag` null: create). Throws StateConflictError when another writer won. */
   writeSliceState(source: string, day: string, state: ExportState, etag: string | null): Promise<string> {
     return this.sliceStore(source, day).writeState(state, etag);
