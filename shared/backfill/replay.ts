@@ -42,7 +42,7 @@ export async function replaySlice(
     const wanted = new Set(batches);
     const names = (await blobsOfDay(store, info().day)).filter((name) => wanted.has(batchOf(name)));
     for (const name of names) {
-      const replay = info().replay ?? { lastBlob: "", sentCalls: 0, records: 0 };
+      const replay = progressOf(info());
       if (name <= replay.lastBlob) continue;
       const lines = (await store.readArchiveLines(name)) ?? [];
       const sendable = lines.map((line) => sentinelRecordFromLine(line));
@@ -53,25 +53,30 @@ export async function replaySlice(
         await locked.confirmHeld();
         await sink.send(sendable.slice(call.start, call.end));
         records += call.end - call.start;
-        await locked.save((state) => {
-          const current = state.backfillSlice!.replay ?? { lastBlob: "", sentCalls: 0, records: 0 };
-          state.backfillSlice!.replay = { ...current, sentCalls: index + 1, records: current.records + (call.end - call.start) };
-        });
+        await saveProgress(locked, (current) => ({ sentCalls: index + 1, records: current.records + (call.end - call.start) }));
       }
-      await locked.save((state) => {
-        const current = state.backfillSlice!.replay ?? { lastBlob: "", sentCalls: 0, records: 0 };
-        state.backfillSlice!.replay = { ...current, lastBlob: name, sentCalls: 0 };
-      });
+      await saveProgress(locked, () => ({ lastBlob: name, sentCalls: 0 }));
     }
-    await locked.save((state) => {
-      const current = state.backfillSlice!.replay ?? { lastBlob: "", sentCalls: 0, records: 0 };
-      state.backfillSlice!.replay = { ...current, doneAt: new Date(options.now()).toISOString() };
-    });
+    await saveProgress(locked, () => ({ doneAt: new Date(options.now()).toISOString() }));
     return { status: "done", records };
   } finally {
     locked.stop();
     await locked.release(() => undefined).catch(() => undefined);
   }
+}
+
+type ReplayProgress = NonNullable<BackfillSliceInfo["replay"]>;
+
+function progressOf(info: BackfillSliceInfo): ReplayProgress {
+  return info.replay ?? { lastBlob: "", sentCalls: 0, records: 0 };
+}
+
+/** Records a step of the replay in the slice's state (under its lock); resolves once it is written. */
+function saveProgress(locked: LockedState, change: (current: ReplayProgress) => Partial<ReplayProgress>): Promise<void> {
+  return locked.save((state) => {
+    const current = progressOf(state.backfillSlice!);
+    state.backfillSlice!.replay = { ...current, ...change(current) };
+  });
 }
 
 /** Every archive blob of a UTC day, across workspaces, in name order. */
