@@ -132,10 +132,10 @@ async function work(workers: number, json: boolean, progress: boolean, report: b
       const log = { info: (m: string) => process.stderr.write(`${m}\n`), warn: (m: string) => process.stderr.write(`warning: ${m}\n`) };
       const context: DeliveryContext = {
         config,
-        env: process.env,
         log,
         queue: clients.queue,
         backfill: clients.store,
+        credential: clients.credential,
         maxDequeueCount: readHostMaxDequeueCount(),
       };
       const result = await workQueue(context);

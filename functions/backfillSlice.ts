@@ -26,10 +26,10 @@ export async function backfillSlice(message: unknown, context: InvocationContext
   try {
     await deliverSlice(message, dequeueCount, {
       config,
-      env: process.env,
       log: { info: (m) => context.log(m), warn: (m) => context.warn(m) },
       queue: clients.queue,
       backfill: clients.store,
+      credential: clients.credential,
       maxDequeueCount: readHostMaxDequeueCount(),
     });
   } catch (error) {

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import type { TokenCredential } from "@azure/identity";
 import type { AppConfig, Settings } from "../config";
 import { SINGLE_SOURCE_NAME } from "../config";
 import { createAzureCredential, createContainerClients } from "../composition";
@@ -22,6 +23,8 @@ export interface BackfillClients {
   store: BackfillStore;
   live: BlobExportStore;
   queue: SliceQueue;
+  /** The identity every slice reads the warehouse and sends to Log Analytics with (one token cache per process). */
+  credential: TokenCredential;
 }
 
 export function backfillClients(config: AppConfig, env: Settings): BackfillClients {
@@ -33,6 +36,7 @@ export function backfillClients(config: AppConfig, env: Settings): BackfillClien
     store: new BackfillStore(containers.archive, containers.state),
     live: new BlobExportStore(containers.archive, containers.state),
     queue: new SliceQueue(queueSettings, () => credential),
+    credential,
   };
 }
 

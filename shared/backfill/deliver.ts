@@ -1,4 +1,5 @@
-import type { AppConfig, Settings } from "../config";
+import type { TokenCredential } from "@azure/identity";
+import type { AppConfig } from "../config";
 import { describeError } from "../errors";
 import type { ExportLog } from "../export/ports";
 import type { ReceivedMessage, SliceQueue } from "../storageQueue";
@@ -14,10 +15,11 @@ import type { BackfillStore } from "./store";
  */
 export interface DeliveryContext {
   config: AppConfig;
-  env: Settings;
   log: ExportLog;
   queue: SliceQueue;
   backfill: BackfillStore;
+  /** The identity the slices read and send with, one for every delivery. */
+  credential: TokenCredential;
   /** Attempts before the poison queue (host.json's maxDequeueCount). */
   maxDequeueCount: number;
   options?: SliceRunOptions;
@@ -25,7 +27,7 @@ export interface DeliveryContext {
 
 export async function deliverSlice(body: unknown, dequeueCount: number, context: DeliveryContext): Promise<SliceOutcome> {
   try {
-    const outcome = await runSlice(body, context.config, context.env, context.log, context.options);
+    const outcome = await runSlice(body, context.config, { store: context.backfill, credential: context.credential }, context.log, context.options);
     if (outcome.status === "continue") await context.queue.send(outcome.message);
     if (outcome.status === "busy") await context.queue.send(outcome.message, outcome.retryAfterSeconds ?? 60);
     context.log.info(describeOutcome(outcome));

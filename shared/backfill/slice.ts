@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
-import type { AppConfig, Settings } from "../config";
-import { createAzureCredential, createContainerClients } from "../composition";
+import type { TokenCredential } from "@azure/identity";
+import type { AppConfig } from "../config";
 import { isExpiredResultLinkError, type WarehouseOptions } from "../databricks";
 import { ConcurrentRunError, describeError } from "../errors";
 import { LogsIngestionSink, type IngestionClientOptions } from "../logsIngestion";
@@ -11,7 +11,7 @@ import { StateConflictError } from "../export/ports";
 import { initialSourceState, type BackfillSliceInfo, type ExportState } from "../export/state";
 import { parseLedgerRef } from "../export/archiver";
 import { parseSliceMessage, type SliceMessage } from "./plan";
-import { BackfillStore, sliceJournal } from "./store";
+import { sliceJournal, type BackfillStore } from "./store";
 import { replaySlice } from "./replay";
 
 /**
@@ -60,9 +60,14 @@ const DEFAULT_LOCK_TTL_MS = 5 * 60_000;
 /** A day and an hour: a slice's late-row horizon covers all of it. */
 const SLICE_LEDGER_MS = 25 * 3600_000;
 
-export async function runSlice(body: unknown, config: AppConfig, env: Settings, log: ExportLog, options: SliceRunOptions = {}): Promise<SliceOutcome> {
+/** What a slice runs with: the backfill's store and the identity, built once by the caller (backfillClients). */
+export interface SliceClients {
+  store: BackfillStore;
+  credential: TokenCredential;
+}
+
+export async function runSlice(body: unknown, config: AppConfig, clients: SliceClients, log: ExportLog, options: SliceRunOptions = {}): Promise<SliceOutcome> {
   const message = parseSliceMessage(body);
-  if (!config.storage) throw new Error("A backfill slice needs EXPORT_STORAGE_ACCOUNT_URL or EXPORT_STORAGE_CONNECTION_STRING.");
   const source = config.sources.find((s) => s.name === message.source);
   if (!source) {
     throw new Error(
@@ -70,9 +75,7 @@ export async function runSlice(body: unknown, config: AppConfig, env: Settings, 
     );
   }
   const now = options.now ?? Date.now;
-  const credential = createAzureCredential(config, env);
-  const containers = createContainerClients(config.storage, credential);
-  const backfill = new BackfillStore(containers.archive, containers.state);
+  const { store: backfill, credential } = clients;
 
   const manifest = await backfill.readManifest(message.backfill);
   if (manifest?.manifest.cancelledAt) {

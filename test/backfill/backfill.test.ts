@@ -77,13 +77,13 @@ function open(extra: Record<string, string> = {}): { config: AppConfig; clients:
   return { config, clients: backfillClients(config, settings), settings };
 }
 
-function delivery(config: AppConfig, clients: BackfillClients, settings: Record<string, string>, extra: Partial<DeliveryContext> = {}): DeliveryContext {
+function delivery(config: AppConfig, clients: BackfillClients, extra: Partial<DeliveryContext> = {}): DeliveryContext {
   return {
     config,
-    env: settings,
     log: quiet,
     queue: clients.queue,
     backfill: clients.store,
+    credential: clients.credential,
     maxDequeueCount: 5,
     options: { tuning: { lockTtlMs: LOCK_TTL_MS, batchEvents: 40 } },
     ...extra,
@@ -113,7 +113,7 @@ describe("backfill", () => {
       { step: "before writeJournal", occurrence: 1 },
     ]) {
       const sw = new CrashSwitch(crashAt);
-      const context = delivery(config, clients, settings, {
+      const context = delivery(config, clients, {
         options: { tuning: { lockTtlMs: LOCK_TTL_MS, batchEvents: 40 }, wrapStore: (store: ExportStore) => crashingStore(store, sw) },
       });
       await expect(deliverSlice(first!.body, first!.dequeueCount, context)).rejects.toThrow(SimulatedCrash);
@@ -122,7 +122,7 @@ describe("backfill", () => {
     }
     await clients.queue.release(first!, 0);
 
-    const result = await workQueue(delivery(config, clients, settings), { retryDelaySeconds: 1, idlePollMs: 200 });
+    const result = await workQueue(delivery(config, clients), { retryDelaySeconds: 1, idlePollMs: 200 });
     expect(result.poisoned).toBe(0);
 
     const status = await readBackfillStatus(clients.store, Date.now());
@@ -149,26 +149,26 @@ describe("backfill", () => {
   }, 180_000);
 
   it("two instances given the same message: one exports the day, the other is told it is busy and enqueues it for later", async () => {
-    const { config, clients, settings } = open({ EXPORT_CONTAINER: "backfill-twice", BACKFILL_QUEUE: "backfill-twice" });
+    const { config, clients } = open({ EXPORT_CONTAINER: "backfill-twice", BACKFILL_QUEUE: "backfill-twice" });
     await startBackfill(config, clients, { from: "2026-11-03", to: "2026-11-04" }, Date.now());
     const message = await clients.queue.receive(60);
-    const outcomes = await Promise.all([0, 1].map(() => deliverSlice(message!.body, 1, delivery(config, clients, settings))));
+    const outcomes = await Promise.all([0, 1].map(() => deliverSlice(message!.body, 1, delivery(config, clients))));
     expect(outcomes.map((o) => o.status).sort()).toEqual(["busy", "done"]);
     expect(outcomes.find((o) => o.status === "busy")?.retryAfterSeconds).toBe(Math.ceil(LOCK_TTL_MS / 1000));
     await clients.queue.delete(message!);
     // The busy one's copy comes back and finds the day done.
     await new Promise((resolve) => setTimeout(resolve, LOCK_TTL_MS + 500));
-    const again = await workQueue(delivery(config, clients, settings), { idlePollMs: 200 });
+    const again = await workQueue(delivery(config, clients), { idlePollMs: 200 });
     expect(again).toMatchObject({ deliveries: 1, done: 1 });
     expect((await archivedEvents(containerFor(stack, "backfill-twice"))).length).toBe(120);
   }, 120_000);
 
   it("a slice whose time budget runs out enqueues its rest, and the next delivery resumes where it stopped", async () => {
-    const { config, clients, settings } = open({ EXPORT_CONTAINER: "backfill-budget", BACKFILL_QUEUE: "backfill-budget", BACKFILL_TIME_BUDGET: "PT10S" });
+    const { config, clients } = open({ EXPORT_CONTAINER: "backfill-budget", BACKFILL_QUEUE: "backfill-budget", BACKFILL_TIME_BUDGET: "PT10S" });
     await startBackfill(config, clients, { from: "2026-11-02", to: "2026-11-03" }, Date.now());
     // A clock that moves 1 s per look: the budget runs out after a few batches.
     let clock = Date.now();
-    const fast = delivery(config, clients, settings, { options: { now: () => (clock += 1000), tuning: { lockTtlMs: 3_600_000, batchEvents: 20 } } });
+    const fast = delivery(config, clients, { options: { now: () => (clock += 1000), tuning: { lockTtlMs: 3_600_000, batchEvents: 20 } } });
     const first = await clients.queue.receive(60);
     const outcome = await deliverSlice(first!.body, 1, fast);
     await clients.queue.delete(first!);
@@ -176,7 +176,7 @@ describe("backfill", () => {
     expect(outcome.summary!.eventsDelivered).toBeGreaterThan(0);
     expect(outcome.summary!.eventsDelivered).toBeLessThan(120);
     expect(await clients.queue.approximateCount()).toBe(1);
-    const rest = await workQueue(delivery(config, clients, settings), { idlePollMs: 200 });
+    const rest = await workQueue(delivery(config, clients), { idlePollMs: 200 });
     expect(rest.done).toBe(1);
     const day = backfillIds.filter((_, i) => i >= 120 && i < 240);
     expectExactlyOnce(
@@ -187,19 +187,19 @@ describe("backfill", () => {
   }, 120_000);
 
   it("cancel drops the waiting slices: none of their events is read", async () => {
-    const { config, clients, settings } = open({ EXPORT_CONTAINER: "backfill-cancel" });
+    const { config, clients } = open({ EXPORT_CONTAINER: "backfill-cancel" });
     await containerFor(stack, "backfill-cancel").createIfNotExists();
     const started = await startBackfill(config, clients, { from: "2026-11-01", to: "2026-11-03" }, Date.now());
     expect(started.enqueued).toBe(2);
     const cancelled = await cancelBackfill(clients.store, Date.now());
     expect(cancelled.cancelledAt).toBeDefined();
-    const result = await workQueue(delivery(config, clients, settings), { idlePollMs: 200 });
+    const result = await workQueue(delivery(config, clients), { idlePollMs: 200 });
     expect(result).toMatchObject({ deliveries: 2, done: 0, failures: 0 });
     expect(await archivedEvents(containerFor(stack, "backfill-cancel"))).toEqual([]);
     expect((await readBackfillStatus(clients.store, Date.now()))?.slices).toMatchObject({ cancelled: 2, done: 0, total: 2 });
     // A new backfill runs them after all.
     expect((await startBackfill(config, clients, { from: "2026-11-01", to: "2026-11-03" }, Date.now())).enqueued).toBe(2);
-    await workQueue(delivery(config, clients, settings), { idlePollMs: 200 });
+    await workQueue(delivery(config, clients), { idlePollMs: 200 });
     expect((await archivedEvents(containerFor(stack, "backfill-cancel"))).length).toBe(240);
     // Reconciliation knows these days are in the archive only, by choice.
     expect(await clients.store.daysOf(DAY0, DAY0 + 3 * DAY)).toEqual(
@@ -216,7 +216,7 @@ describe("backfill", () => {
     expect(replay.enqueued).toBe(2);
     expect(replay.notes.join(" ")).toContain("are sent to Log Analytics from the archive, once; the warehouse is not read again");
     let calls = 0;
-    const failing = delivery(config, clients, settings, {
+    const failing = delivery(config, clients, {
       options: {
         tuning: { lockTtlMs: LOCK_TTL_MS },
         wrapSink: (sink) => ({
@@ -228,7 +228,7 @@ describe("backfill", () => {
     const first = await clients.queue.receive(30);
     await expect(deliverSlice(first!.body, first!.dequeueCount, failing)).rejects.toThrow("socket hang up");
     await clients.queue.release(first!, 0);
-    await workQueue(delivery(config, clients, settings), { idlePollMs: 200 });
+    await workQueue(delivery(config, clients), { idlePollMs: 200 });
     expectExactlyOnce(
       ingestedRecords(stack)
         .slice(before)
@@ -241,14 +241,14 @@ describe("backfill", () => {
   }, 120_000);
 
   it("a slice that keeps failing ends in the poison queue and is reported, never skipped", async () => {
-    const { config, clients, settings } = open({ EXPORT_CONTAINER: "backfill-poison", BACKFILL_QUEUE: "backfill-poison-test" });
+    const { config, clients } = open({ EXPORT_CONTAINER: "backfill-poison", BACKFILL_QUEUE: "backfill-poison-test" });
     await containerFor(stack, "backfill-poison").createIfNotExists();
     await startBackfill(config, clients, { from: "2026-11-02", to: "2026-11-03" }, Date.now());
     const failing = (store: ExportStore): ExportStore =>
       overriding(store, {
         writeArchive: () => Promise.reject(Object.assign(new Error("This request is not authorized to perform this operation."), { statusCode: 403 })),
       });
-    const context = delivery(config, clients, settings, { maxDequeueCount: 2, options: { tuning: { lockTtlMs: LOCK_TTL_MS }, wrapStore: failing } });
+    const context = delivery(config, clients, { maxDequeueCount: 2, options: { tuning: { lockTtlMs: LOCK_TTL_MS }, wrapStore: failing } });
     const result = await workQueue(context, { retryDelaySeconds: 0, idlePollMs: 200 });
     expect(result).toMatchObject({ failures: 2, poisoned: 1, done: 0 });
     expect(await clients.queue.approximatePoisonCount()).toBe(1);

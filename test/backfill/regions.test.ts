@@ -47,7 +47,14 @@ describe("a backfill of several regions", () => {
       "region2/2026-11-21:false",
     ]);
     const result = await workQueue(
-      { config, env: settings, log: { info: () => undefined, warn: () => undefined }, queue: clients.queue, backfill: clients.store, maxDequeueCount: 5 },
+      {
+        config,
+        log: { info: () => undefined, warn: () => undefined },
+        queue: clients.queue,
+        backfill: clients.store,
+        credential: clients.credential,
+        maxDequeueCount: 5,
+      },
       { idlePollMs: 200 },
     );
     expect(result).toMatchObject({ done: 4, failures: 0 });
